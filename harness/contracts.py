@@ -1,0 +1,268 @@
+"""The four plugin contracts: Dataset, Generator, Postprocessor, Classifier.
+
+Images cross every plugin boundary as one canonical type: a ``torch.uint8`` tensor of shape
+(N, 1, H, W), grayscale, at the size the spec asks for. Plugins convert inside, never at the
+boundary. torch is imported lazily so that importing this module (and therefore listing
+plugins or validating a spec) stays cheap.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+
+@dataclass
+class NoOptions:
+    """Options dataclass of a plugin that takes none."""
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a dataset, as its plugin describes it (before decoding).
+
+    :param key: unique, stable id inside the dataset (usually the path relative to the root).
+    :param split: ``train``, ``val`` or ``test``.
+    :param labels: one value per label name: 1.0 positive, 0.0 negative, NaN unknown (an
+        uncertain label at test time: it is masked out of that label's metric).
+    :param patient_id: the patient; splits are patient-disjoint.
+    :param metadata: sex / age / view / race when known (exposed as generator conditions).
+    :param source: what :meth:`Dataset.read_image` needs to read it (a path, an index...).
+    """
+
+    key: str
+    split: str
+    labels: tuple[float, ...]
+    patient_id: str
+    source: Any
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    has_mask: bool = False
+
+
+class Dataset(abc.ABC):
+    """A real chest X-ray dataset in the on-disk format its users download.
+
+    The plugin only *describes* its images (:meth:`records`) and decodes one
+    (:meth:`read_image`); the harness preprocesses, caches (memory-mapped, decode once),
+    fingerprints and checks splits for patient leakage, identically for every dataset.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    label_names: ClassVar[tuple[str, ...]]
+    #: metadata fields this dataset can provide, e.g. ("sex", "age", "view")
+    metadata_fields: ClassVar[tuple[str, ...]] = ()
+    #: False for datasets that need no files (embedded / simulated)
+    needs_root: ClassVar[bool] = True
+    #: the folder under the data root where this dataset is expected, for messages
+    default_subdir: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, root: Path | None, options: Any = None):
+        self.root = Path(root) if root is not None else None
+        self.options = options if options is not None else self.Options()
+
+    @abc.abstractmethod
+    def records(self) -> list[ImageRecord]:
+        """Every image with its split, labels, patient id and metadata.
+
+        Raise :class:`cxrbench.errors.DatasetError` naming the missing file or column and the
+        expected layout when the data is missing or malformed.
+        """
+
+    @abc.abstractmethod
+    def read_image(self, record: ImageRecord) -> np.ndarray:
+        """Decode one image to a 2-D array (uint8 or uint16, any size, grayscale)."""
+
+    def read_mask(self, record: ImageRecord) -> np.ndarray | None:
+        """Decode the record's mask (2-D, nonzero = region) or None. Override if masks exist."""
+        return None
+
+    def describe_layout(self) -> str:
+        """One line describing the expected on-disk layout, used in error messages."""
+        return f"see the documentation of the {self.name!r} dataset"
+
+
+@dataclass
+class Split:
+    """A decoded split. ``images`` uint8 (N, 1, H, W); ``labels`` float32 (N, L), NaN = masked."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    label_names: tuple[str, ...]
+    patient_ids: list[str]
+    keys: list[str]
+    metadata: dict[str, list] = field(default_factory=dict)
+    masks: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, indices: Sequence[int]) -> Split:
+        import torch
+
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        il = idx.tolist()
+        return Split(
+            name=self.name,
+            images=self.images[idx],
+            labels=self.labels[idx],
+            label_names=self.label_names,
+            patient_ids=[self.patient_ids[i] for i in il],
+            keys=[self.keys[i] for i in il],
+            metadata={k: [v[i] for i in il] for k, v in self.metadata.items()},
+            masks=None if self.masks is None else self.masks[idx],
+        )
+
+
+# --------------------------------------------------------------------------- generators
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What one synthetic image must show. A generator returns exactly one image per condition,
+    and the same condition (seed included) always gives the same image.
+
+    :param labels: label vector in the dataset's label order (1/0; NaN never appears here).
+    :param seed: the seed of this image; unique per image and replica (see the manifest).
+    :param demographics: e.g. ``{"sex": "F", "age": 63}``; empty when the dataset has none.
+    :param mask: optional uint8 (1, H, W) tensor (segmentation / region conditioning).
+    :param prompt: optional text prompt (text-conditioned generators).
+    :param replica: which replica of the training set this image belongs to.
+    """
+
+    labels: tuple[float, ...]
+    seed: int
+    demographics: Mapping[str, Any] = field(default_factory=dict)
+    mask: Any = None
+    prompt: str | None = None
+    replica: int = 0
+
+
+@dataclass(frozen=True)
+class GeneratorCapabilities:
+    """What a generator can be conditioned on and how it must be prepared."""
+
+    labels: bool = True
+    demographics: bool = False
+    mask: bool = False
+    text: bool = False
+    #: True when fit() learns something expensive: its checkpoint is then cached by content
+    needs_training: bool = True
+    #: the resolution it generates natively (None: any requested size)
+    native_size: int | None = None
+
+
+class Generator(abc.ABC):
+    """A synthetic chest X-ray generator.
+
+    Lifecycle: ``__init__(options, size, device)`` -> ``fit(train)`` (only ever the real
+    *train* split) or ``load(dir)`` -> ``generate(conditions)`` any number of times.
+    ``save``/``load`` use safetensors (never pickle) plus a JSON config.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities()
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any = None, *, size: int = 64, device: str = "cpu"):
+        self.options = options if options is not None else self.Options()
+        self.size = int(size)
+        self.device = device
+
+    @abc.abstractmethod
+    def fit(self, train: Split, *, progress: bool = True) -> dict[str, Any]:
+        """Fit on the real training split. Returns stats to record (e.g. train seconds)."""
+
+    @abc.abstractmethod
+    def generate(self, conditions: Sequence[Condition]) -> torch.Tensor:
+        """Return uint8 (len(conditions), 1, size, size), image i reproducible from conditions[i]."""
+
+    def save(self, directory: Path) -> None:
+        """Write the fitted state to ``directory`` (safetensors + JSON). Default: nothing."""
+
+    def load(self, directory: Path) -> None:
+        """Restore the state written by :meth:`save`. Default: nothing."""
+
+
+@dataclass
+class SyntheticBatch:
+    """Synthetic images and the conditions they were made for (same length, same order)."""
+
+    images: torch.Tensor
+    conditions: list[Condition]
+
+    def __post_init__(self) -> None:
+        if int(self.images.shape[0]) != len(self.conditions):
+            raise ValueError(
+                f"{int(self.images.shape[0])} images for {len(self.conditions)} conditions"
+            )
+
+
+class Postprocessor(abc.ABC):
+    """One step of the explicit, ordered post-processing chain (watermark crop, filter...).
+
+    A step may change pixels or drop images (a filter), never reorder or relabel them.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any = None, *, device: str = "cpu"):
+        self.options = options if options is not None else self.Options()
+        self.device = device
+
+    @abc.abstractmethod
+    def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
+        """Return the processed batch (uint8, (N', 1, H, W), N' <= N)."""
+
+
+# --------------------------------------------------------------------------- classifiers
+
+
+@dataclass
+class BuiltClassifier:
+    """A classifier ready to train: the module and where its initial weights came from."""
+
+    module: Any  # torch.nn.Module taking float (N, 1, H, W) in [-1, 1], returning (N, L) logits
+    weights: str  # "scratch" or e.g. "imagenet:/path/to/cache"
+
+
+class Classifier(abc.ABC):
+    """A classifier architecture. The harness trains it with the protocol's fixed recipe."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+
+    @abc.abstractmethod
+    def build(self, num_labels: int, input_size: int, pretrained: bool) -> BuiltClassifier:
+        """Build a one-input-channel model with ``num_labels`` logits."""
+
+
+def options_to_dict(options: Any) -> dict[str, Any]:
+    """Plugin options as a plain dict (for hashing and the results record)."""
+    if dataclasses.is_dataclass(options):
+        return dataclasses.asdict(options)
+    return dict(options or {})
+
+
+def is_missing(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,67 @@
+"""The one place that decides device and precision.
+
+CUDA with bf16 autocast when present, CPU float32 otherwise. Plugins receive the device as an
+argument (a string such as "cpu" or "cuda:0") and call :func:`autocast` around their forward
+passes instead of deciding precision themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+def resolve_device(requested: str | None = "auto") -> str:
+    """Turn "auto" / None / "cpu" / "cuda[:N]" into a concrete device string."""
+    import torch
+
+    requested = (requested or "auto").strip().lower()
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        from cxrbench.errors import CxrbenchError
+
+        raise CxrbenchError(f"--device {requested} was asked for but CUDA is not available; use --device cpu")
+    return requested
+
+
+def autocast(device: str):
+    """bf16 autocast on CUDA, a no-op on CPU (CPU stays float32 for exactness and speed)."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) for a reproducible cell."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def hardware_summary(device: str) -> dict:
+    """What the result record says about the machine."""
+    import platform
+
+    import torch
+
+    info = {
+        "device": device,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        idx = torch.device(device).index or 0
+        info["gpu"] = torch.cuda.get_device_name(idx)
+        info["cuda"] = torch.version.cuda
+    return info

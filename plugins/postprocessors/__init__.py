@@ -1,0 +1,11 @@
+"""Built-in post-processors (steps of the ordered chain applied to synthetic images)."""
+
+from cxrbench.hookspecs import hookimpl
+
+
+@hookimpl
+def cxrbench_register_postprocessors(registry):
+    registry.add("equalize", "cxrbench.plugins.postprocessors.basic:Equalize",
+                 summary="histogram equalization to 256 bins (matches the real-data preprocessing)")
+    registry.add("crop-border", "cxrbench.plugins.postprocessors.basic:CropBorder",
+                 summary="crop a border (e.g. a watermark strip) and resize back")
