@@ -1,0 +1,320 @@
+"""Strict, typed, versioned benchmark specs.
+
+A spec is a YAML file in ``benchmarks/``. Parsing is strict: an unknown key, a wrong type or a
+missing field is a one-line :class:`ConfigError` naming the file, the key path and what is
+allowed. CLI flags override spec values; the fully resolved spec is stored with every result.
+
+The schema is the dataclasses below (defaults in one visible place). ``spec_version`` is the
+version of this schema; protocols carry their own versions (see protocols.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from cxrbench.errors import ConfigError
+
+SPEC_VERSION = 1
+
+
+@dataclass
+class PluginRef:
+    """A plugin by name with its options (validated against the plugin's Options dataclass)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GeneratorRef(PluginRef):
+    #: option name -> list of values; one cell per combination (e.g. cfg_scale: [0, 4, 7.5])
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    #: label shown on the leaderboard (defaults to the name plus sweep values)
+    label: str | None = None
+
+
+@dataclass
+class DatasetRef(PluginRef):
+    root: str | None = None
+
+
+@dataclass
+class ClassifierRef(PluginRef):
+    pretrained: bool = False
+
+
+@dataclass
+class ProtocolRef:
+    """A protocol by name, e.g. ``synthetic-only`` (latest version) or ``synthetic-only.v1``."""
+
+    name: str
+    #: synthetic-to-real ratios r (one cell each); default: the protocol's default ratios
+    ratios: list[float] | None = None
+    #: classifier schedule of the protocol: "quick" (CPU), "standard", "paper"
+    schedule: str = "standard"
+
+
+@dataclass
+class EvaluationSettings:
+    bootstrap_resamples: int = 1000
+    confidence: float = 0.95
+    threshold: str = "youden"
+
+
+@dataclass
+class BenchmarkSpec:
+    name: str
+    spec_version: int = SPEC_VERSION
+    description: str = ""
+    dataset: DatasetRef = field(default_factory=lambda: DatasetRef(name="phantom"))
+    #: extra real test sets (also the training source of mixed-external)
+    external: list[DatasetRef] = field(default_factory=list)
+    size: int = 32
+    generators: list[GeneratorRef] = field(default_factory=lambda: [GeneratorRef(name="real")])
+    postprocess: list[PluginRef] = field(default_factory=list)
+    classifier: ClassifierRef = field(default_factory=lambda: ClassifierRef(name="tiny-cnn"))
+    protocols: list[ProtocolRef] = field(default_factory=lambda: [ProtocolRef(name="real-only")])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    device: str = "auto"
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    #: allow-list of plugin distributions ("name" or "name==version") for a reproducible run
+    plugins: list[str] | None = None
+    #: preprocessing of the real images: resize ("pad" | "stretch" | "center-crop"), equalize
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- strict parsing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = " or ".join(_type_name(a) for a in args)
+        return f"{inner} or null" if len(args) < len(typing.get_args(tp)) else inner
+    if origin is list:
+        (arg,) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(arg)}"
+    if origin is dict:
+        return "mapping"
+    if origin is tuple:
+        return "list"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Check ``value`` against the type ``tp`` (recursively); return it converted."""
+
+    def fail(extra: str = "") -> ConfigError:
+        return ConfigError(
+            f"{source}: {where}: expected {_type_name(tp)}, got {type(value).__name__} "
+            f"{value!r}{extra}"
+        )
+
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise fail()
+    if origin is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(
+            f"{source}: {where}: {value!r} is not allowed; allowed: "
+            + ", ".join(repr(a) for a in typing.get_args(tp))
+        )
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        items = [coerce(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail()
+        args = typing.get_args(tp)
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): coerce(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where, source)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise fail()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise fail()
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise fail()
+
+
+def from_mapping(cls: type, data: Any, where: str = "", source: str = "<spec>") -> Any:
+    """Build dataclass ``cls`` from a mapping, strictly (unknown/missing keys are errors)."""
+    here = where or "(top level)"
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {here}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{source}: {_join(where, key)}: unknown key{hint}; allowed: {', '.join(fields)}"
+            )
+        kwargs[key] = coerce(value, hints[key], _join(where, key), source)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: {_join(where, name)}: missing required key")
+    return cls(**kwargs)
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def to_dict(obj: Any) -> Any:
+    """A resolved spec (or any dataclass) as plain JSON-able data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path) -> BenchmarkSpec:
+    """Read and strictly validate a spec file (structure and types only; see validate_plugins)."""
+    import yaml
+
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{source}: spec file not found; see benchmarks/ for examples")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    return spec_from_data(data, source)
+
+
+def spec_from_data(data: Any, source: str = "<spec>") -> BenchmarkSpec:
+    spec = from_mapping(BenchmarkSpec, data if data is not None else {}, "", source)
+    if spec.spec_version != SPEC_VERSION:
+        raise ConfigError(
+            f"{source}: spec_version: {spec.spec_version} is not supported by this cxrbench "
+            f"(supports {SPEC_VERSION})"
+        )
+    _check_values(spec, source)
+    return spec
+
+
+def _check_values(spec: BenchmarkSpec, source: str) -> None:
+    from cxrbench import protocols
+
+    if not (8 <= spec.size <= 1024):
+        raise ConfigError(f"{source}: size: {spec.size} is out of range; allowed: 8..1024 px")
+    if not spec.generators and any(protocols.get(p.name, source).uses_generator for p in spec.protocols):
+        raise ConfigError(f"{source}: generators: empty, but a protocol needs a generator")
+    if not spec.protocols:
+        raise ConfigError(f"{source}: protocols: at least one protocol is required")
+    if not spec.seeds:
+        raise ConfigError(f"{source}: seeds: at least one seed is required")
+    for i, p in enumerate(spec.protocols):
+        proto = protocols.get(p.name, f"{source}: protocols[{i}].name")
+        proto.check_ratios(p.ratios, f"{source}: protocols[{i}].ratios")
+        if p.schedule not in proto.schedules:
+            raise ConfigError(
+                f"{source}: protocols[{i}].schedule: {p.schedule!r} is not allowed; "
+                f"allowed: {', '.join(proto.schedules)}"
+            )
+    if not 0.5 <= spec.evaluation.confidence < 1:
+        raise ConfigError(f"{source}: evaluation.confidence: must be in [0.5, 1)")
+    if spec.evaluation.threshold not in ("youden", "f1"):
+        raise ConfigError(f"{source}: evaluation.threshold: allowed: 'youden', 'f1'")
+    allowed_prep = {"resize", "equalize", "on_unreadable"}
+    for key in spec.preprocessing:
+        if key not in allowed_prep:
+            raise ConfigError(f"{source}: preprocessing.{key}: unknown key; allowed: {', '.join(sorted(allowed_prep))}")
+
+
+def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
+    """Check every plugin name exists and its options match its Options dataclass.
+
+    Loads plugin classes lazily registered as "module:Class" strings: importing a plugin
+    module must stay light (heavy imports inside methods), so this does not import torch.
+    """
+    from cxrbench.registry import get_plugins
+
+    plugins = plugins or get_plugins()
+    refs: list[tuple[str, str, PluginRef]] = [("dataset", "dataset", spec.dataset)]
+    refs += [("dataset", f"external[{i}]", r) for i, r in enumerate(spec.external)]
+    refs += [("generator", f"generators[{i}]", r) for i, r in enumerate(spec.generators)]
+    refs += [("postprocessor", f"postprocess[{i}]", r) for i, r in enumerate(spec.postprocess)]
+    refs.append(("classifier", "classifier", spec.classifier))
+    from cxrbench.errors import PluginError
+
+    for kind, where, ref in refs:
+        try:
+            cls = plugins.load(kind, ref.name)
+        except PluginError as exc:
+            raise ConfigError(f"{source}: {where}.name: {exc}") from None
+        opts = dict(ref.options)
+        sweep = getattr(ref, "sweep", {}) or {}
+        for key, values in sweep.items():
+            if not values:
+                raise ConfigError(f"{source}: {where}.sweep.{key}: needs at least one value")
+            opts[key] = values[0]
+        plugin_options(cls, opts, f"{where}.options", source)
+        for key, values in sweep.items():
+            for v in values[1:]:
+                plugin_options(cls, {**opts, key: v}, f"{where}.sweep.{key}", source)
+
+
+def plugin_options(cls: type, options: dict[str, Any], where: str, source: str) -> Any:
+    """Build a plugin's Options dataclass from a mapping, strictly."""
+    options_cls = getattr(cls, "Options", None)
+    if options_cls is None or not dataclasses.is_dataclass(options_cls):
+        if options:
+            raise ConfigError(f"{source}: {where}: {cls.__name__} takes no options")
+        return None
+    return from_mapping(options_cls, options, where, source)

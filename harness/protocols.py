@@ -1,0 +1,122 @@
+"""Fixed, versioned protocols: the recipe that turns a generator into comparable numbers.
+
+A protocol is data, not a code path inside plugins. Its id (``synthetic-only.v1``) is recorded
+with every result, and results of different versions never share a leaderboard column.
+Changing anything below that can change a score means adding a new version, never editing one.
+
+Khosravi et al.'s rules hold for all of them: synthetic images only ever enter *training*, never
+the tuning (validation) set or a test set; every replica of the training set has its own seeds,
+recorded in a manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cxrbench.errors import ConfigError
+
+# Classifier schedules shared by the v1 protocols. "quick" is CPU-feasible at 32-64 px;
+# "standard" and "paper" are for GPUs (paper: the studies' 224-256 px recipes).
+_SCHEDULES_V1: dict[str, dict[str, Any]] = {
+    "quick": dict(epochs=6, batch_size=64, optimizer="adamw", lr=2e-3, weight_decay=1e-4,
+                  schedule="cosine", warmup_epochs=1, augment=("hflip", "affine"),
+                  ema_decay=0.99, selection="val_loss", balance=True),
+    "standard": dict(epochs=20, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
+                     schedule="cosine", warmup_epochs=1, augment=("hflip", "affine"),
+                     ema_decay=0.999, selection="val_loss", balance=True),
+    "paper": dict(epochs=50, batch_size=32, optimizer="adamw", lr=1e-4, weight_decay=1e-5,
+                  schedule="cosine", warmup_epochs=2, augment=("hflip", "affine"),
+                  ema_decay=0.9998, selection="val_loss", balance=True),
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    description: str
+    uses_real_train: bool
+    uses_generator: bool
+    #: train on the first external dataset's real train split instead of the source's
+    external_training: bool = False
+    default_ratios: tuple[float, ...] = (0.0,)
+    min_ratio: float = 0.0
+    max_ratio: float = 0.0
+    schedules: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(_SCHEDULES_V1))
+    tuning_set: str = "real validation split of the training dataset (never synthetic)"
+    model_selection: str = "lowest real tuning-set loss (EMA weights)"
+    test_sets: str = "internal test split + every external dataset's test split (real only)"
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}.v{self.version}"
+
+    def check_ratios(self, ratios: list[float] | None, where: str) -> None:
+        if ratios is None:
+            return
+        if not ratios:
+            raise ConfigError(f"{where}: give at least one ratio or leave it out")
+        for r in ratios:
+            if not self.min_ratio <= r <= self.max_ratio:
+                raise ConfigError(
+                    f"{where}: ratio {r} is outside {self.min_ratio:g}..{self.max_ratio:g} "
+                    f"allowed by {self.id}"
+                )
+
+    def recipe(self, schedule: str) -> dict[str, Any]:
+        """Everything fixed by this protocol for one schedule (recorded in every result)."""
+        data = asdict(self)
+        data["schedules"] = {schedule: self.schedules[schedule]}
+        data["id"] = self.id
+        return data
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.id: p
+    for p in [
+        Protocol(
+            name="real-only", version=1, uses_real_train=True, uses_generator=False,
+            description="Baseline: the classifier trains on the real training split only (0% synthetic).",
+        ),
+        Protocol(
+            name="synthetic-only", version=1, uses_real_train=False, uses_generator=True,
+            default_ratios=(1.0,), min_ratio=0.1, max_ratio=10.0,
+            description=(
+                "Train only on synthetic images generated for the conditions (labels, demographics) "
+                "of the real training split, r times its size; tune and test on real images."
+            ),
+        ),
+        Protocol(
+            name="supplemented", version=1, uses_real_train=True, uses_generator=True,
+            default_ratios=(1.0,), min_ratio=0.1, max_ratio=10.0,
+            description="Real training split plus r x synthetic (r = 1..10 is 100%..1000%); one cell per ratio.",
+        ),
+        Protocol(
+            name="mixed-external", version=1, uses_real_train=True, uses_generator=True,
+            external_training=True, default_ratios=(1.0,), min_ratio=0.0, max_ratio=10.0,
+            description=(
+                "Train on a second dataset's real training split plus r x synthetic images from a "
+                "generator fitted on the source dataset; test on both datasets' test splits."
+            ),
+        ),
+    ]
+}
+
+LATEST: dict[str, str] = {}
+for _p in PROTOCOLS.values():
+    if _p.name not in LATEST or PROTOCOLS[LATEST[_p.name]].version < _p.version:
+        LATEST[_p.name] = _p.id
+
+
+def get(name: str, where: str = "protocol") -> Protocol:
+    """Look up ``name`` (``synthetic-only`` = its latest version, or ``synthetic-only.v1``)."""
+    key = LATEST.get(name, name)
+    if key not in PROTOCOLS:
+        import difflib
+
+        known = sorted(set(LATEST) | set(PROTOCOLS))
+        close = difflib.get_close_matches(name, known, n=2, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        raise ConfigError(f"{where}: unknown protocol {name!r}{hint}; known: {', '.join(known)}")
+    return PROTOCOLS[key]

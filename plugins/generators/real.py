@@ -1,0 +1,67 @@
+"""`real`: the ceiling. Returns real *training* images that match each requested condition.
+
+Training a classifier "synthetic-only" on this generator reproduces real-only training (with
+resampling), so it bounds what any generator can reach. It also makes the harness testable
+before any learned generator exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from cxrbench.contracts import Condition, Generator, GeneratorCapabilities, Split
+
+
+@dataclass
+class RealOptions:
+    #: also match demographics (sex) when the training split has them
+    match_demographics: bool = True
+
+
+class RealGenerator(Generator):
+    """Reference ceiling: a real training image with the same label vector, chosen by seed."""
+
+    name = "real"
+    version = "1"
+    capabilities = GeneratorCapabilities(labels=True, demographics=True, needs_training=False)
+    Options = RealOptions
+
+    def fit(self, train: Split, *, progress: bool = True) -> dict:
+        import torch
+
+        self._train = train
+        labels = torch.nan_to_num(train.labels, nan=0.0)
+        self._groups: dict[tuple, list[int]] = {}
+        for i, row in enumerate(labels.tolist()):
+            self._groups.setdefault(tuple(row), []).append(i)
+        self._sex = train.metadata.get("sex")
+        return {"train_images": len(train)}
+
+    def generate(self, conditions: Sequence[Condition]):
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        if not hasattr(self, "_train"):
+            raise RuntimeError("real generator: call fit(train) before generate()")
+        picks = []
+        for cond in conditions:
+            key = tuple(float(v) for v in cond.labels)
+            candidates = self._groups.get(key)
+            if not candidates:
+                raise ValueError(
+                    f"real generator: no training image has labels {key}; "
+                    f"available label vectors: {sorted(self._groups)[:5]}"
+                )
+            sex = cond.demographics.get("sex") if cond.demographics else None
+            if self.options.match_demographics and sex is not None and self._sex is not None:
+                same = [i for i in candidates if self._sex[i] == sex]
+                candidates = same or candidates
+            rng = np.random.default_rng(cond.seed)
+            picks.append(candidates[int(rng.integers(len(candidates)))])
+        images = self._train.images[torch.as_tensor(picks, dtype=torch.long)]
+        if images.shape[-1] != self.size or images.shape[-2] != self.size:
+            images = F.interpolate(images.float(), size=(self.size, self.size), mode="area")
+            images = images.round().clamp(0, 255).to(torch.uint8)
+        return images.contiguous()

@@ -1,0 +1,57 @@
+"""Simple post-processing steps: equalization and border cropping (e.g. a watermark strip)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cxrbench.contracts import Postprocessor, SyntheticBatch
+
+
+class Equalize(Postprocessor):
+    """Histogram-equalize each image to 256 bins, as the real images are preprocessed."""
+
+    name = "equalize"
+
+    def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
+        import torch
+
+        images = batch.images.clone()
+        for i in range(images.shape[0]):
+            img = images[i, 0]
+            hist = torch.bincount(img.flatten().long(), minlength=256).double()
+            cdf = hist.cumsum(0)
+            cdf_min = cdf[cdf > 0][0]
+            denom = max(float(cdf[-1] - cdf_min), 1.0)
+            lut = ((cdf - cdf_min) / denom * 255).round().clamp(0, 255).to(torch.uint8)
+            images[i, 0] = lut[img.long()]
+        return SyntheticBatch(images, batch.conditions)
+
+
+@dataclass
+class CropBorderOptions:
+    #: fraction of the side removed at the bottom / right / top / left (a watermark strip)
+    bottom: float = 0.0
+    right: float = 0.0
+    top: float = 0.0
+    left: float = 0.0
+
+
+class CropBorder(Postprocessor):
+    """Crop fractions off the borders, then resize back to the original size."""
+
+    name = "crop-border"
+    Options = CropBorderOptions
+
+    def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
+        import torch.nn.functional as F
+
+        o = self.options
+        for side in ("bottom", "right", "top", "left"):
+            if not 0 <= getattr(o, side) < 0.5:
+                raise ValueError(f"crop-border: {side}={getattr(o, side)} must be in [0, 0.5)")
+        n, c, h, w = batch.images.shape
+        t, b = int(round(o.top * h)), h - int(round(o.bottom * h))
+        l, r = int(round(o.left * w)), w - int(round(o.right * w))
+        cropped = batch.images[:, :, t:b, l:r].float()
+        resized = F.interpolate(cropped, size=(h, w), mode="bilinear", align_corners=False)
+        return SyntheticBatch(resized.round().clamp(0, 255).byte(), batch.conditions)
