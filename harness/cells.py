@@ -1,0 +1,96 @@
+"""Expanding a spec into cells. A cell = (dataset, generator variant, post-processor chain,
+classifier, protocol + ratio, seed); cells are independent and identified by a readable id.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from cxrbench import protocols
+from cxrbench.config import BenchmarkSpec, GeneratorRef
+from cxrbench.hashing import content_key
+
+
+@dataclass(frozen=True)
+class GeneratorVariant:
+    """One generator with fully resolved options (a sweep expands into several variants)."""
+
+    name: str
+    options: dict[str, Any]
+    label: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    protocol: protocols.Protocol
+    schedule: str
+    ratio: float
+    seed: int
+    generator: GeneratorVariant | None = None
+    #: cells added by the runner because a comparison needs them (the real-only baseline)
+    auto_baseline: bool = field(default=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        gen = self.generator.label if self.generator else "none"
+        ratio = f"r{self.ratio:g}" if self.protocol.uses_generator else "r0"
+        slug = f"{self.protocol.id}__{gen}__{ratio}__{self.schedule}__seed{self.seed}"
+        return "".join(c if c.isalnum() or c in "._-=" else "-" for c in slug)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "protocol": self.protocol.id,
+            "schedule": self.schedule,
+            "ratio": self.ratio,
+            "seed": self.seed,
+            "generator": None
+            if self.generator is None
+            else {"name": self.generator.name, "options": self.generator.options, "label": self.generator.label},
+            "auto_baseline": self.auto_baseline,
+        }
+
+
+def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
+    keys = list(ref.sweep)
+    combos = list(itertools.product(*(ref.sweep[k] for k in keys))) or [()]
+    out = []
+    for combo in combos:
+        opts = {**ref.options, **dict(zip(keys, combo))}
+        base = ref.label or ref.name
+        suffix = "".join(f"_{k}={v:g}" if isinstance(v, float) else f"_{k}={v}" for k, v in zip(keys, combo))
+        label = base + suffix
+        if not suffix and ref.options and not ref.label:
+            label = f"{base}-{content_key(ref.options, 6)}"
+        out.append(GeneratorVariant(ref.name, opts, label))
+    return out
+
+
+def expand_cells(spec: BenchmarkSpec) -> list[Cell]:
+    """All cells of a spec, the real-only baselines first (added when a comparison needs them)."""
+    variants = [v for ref in spec.generators for v in generator_variants(ref)]
+    cells: list[Cell] = []
+    baselines: list[Cell] = []
+    for pref in spec.protocols:
+        proto = protocols.get(pref.name)
+        for seed in spec.seeds:
+            if not proto.uses_generator:
+                baselines.append(Cell(proto, pref.schedule, 0.0, seed))
+                continue
+            ratios = pref.ratios if pref.ratios is not None else list(proto.default_ratios)
+            for variant, ratio in itertools.product(variants, ratios):
+                cells.append(Cell(proto, pref.schedule, float(ratio), seed, variant))
+    # Every generator cell is compared with the real-only baseline of the same schedule and seed.
+    real_only = protocols.get("real-only")
+    needed = {(c.schedule, c.seed) for c in cells}
+    have = {(b.schedule, b.seed) for b in baselines}
+    for schedule, seed in sorted(needed - have):
+        baselines.append(Cell(real_only, schedule, 0.0, seed, auto_baseline=True))
+    seen, ordered = set(), []
+    for cell in baselines + cells:
+        if cell.id not in seen:
+            seen.add(cell.id)
+            ordered.append(cell)
+    return ordered

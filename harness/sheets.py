@@ -1,0 +1,35 @@
+"""Contact sheets: a PNG grid of synthetic images, one row per label vector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+
+def contact_sheet(images, conditions: Sequence, label_names: Sequence[str], path: Path, per_row: int = 8) -> Path:
+    """Write up to ``per_row`` images per distinct label vector, each row titled with its labels."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rows: dict[tuple, list[int]] = {}
+    for i, cond in enumerate(conditions):
+        rows.setdefault(tuple(cond.labels), [])
+        if len(rows[tuple(cond.labels)]) < per_row:
+            rows[tuple(cond.labels)].append(i)
+    h, w = int(images.shape[-2]), int(images.shape[-1])
+    scale = max(1, 96 // max(h, w))
+    title_h = 14
+    sheet = Image.new("L", (per_row * w * scale, len(rows) * (h * scale + title_h)), color=0)
+    draw = ImageDraw.Draw(sheet)
+    for r, (labels, idx) in enumerate(sorted(rows.items())):
+        y = r * (h * scale + title_h)
+        title = ", ".join(f"{n}={v:g}" for n, v in zip(label_names, labels)) or "unconditional"
+        draw.text((2, y + 1), title, fill=255)
+        for c, i in enumerate(idx):
+            arr = images[i, 0].cpu().numpy().astype(np.uint8)
+            tile = Image.fromarray(arr).resize((w * scale, h * scale), Image.NEAREST)
+            sheet.paste(tile, (c * w * scale, y + title_h))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
