@@ -1,0 +1,219 @@
+"""The `cxrbench` command line.
+
+`--help`, `plugins` and `validate` never import torch, diffusers or timm (a test checks it):
+heavy modules are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cxrbench import __version__
+from cxrbench.errors import CxrbenchError
+
+# Defaults of a run given by flags alone (no --spec): small enough for a CPU, offline.
+DEFAULT_DATASET = "phantom"
+DEFAULT_SIZE = 32
+DEFAULT_CLASSIFIER = "tiny-cnn"
+DEFAULT_SCHEDULE = "quick"
+DEFAULT_OUT = "runs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxrbench",
+        description="Benchmark synthetic chest X-ray generators by what they do for a classifier on real patients.",
+    )
+    parser.add_argument("--version", action="version", version=f"cxrbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a benchmark (a spec file and/or flags) and store one record per cell")
+    run.add_argument("--spec", help="benchmark spec (YAML, see benchmarks/); flags below override it")
+    run.add_argument("--generator", action="append", help="generator name (repeatable); default: the spec's, else 'real'")
+    run.add_argument("--protocol", action="append",
+                     help="protocol name, e.g. synthetic-only or supplemented.v1 (repeatable); default: the spec's")
+    run.add_argument("--ratio", action="append", type=float, help="synthetic-to-real ratio r (repeatable: a sweep)")
+    run.add_argument("--schedule", help="classifier schedule of the protocol: quick | standard | paper")
+    run.add_argument("--dataset", help=f"dataset plugin; default: the spec's, else '{DEFAULT_DATASET}' (embedded, offline)")
+    run.add_argument("--data-root", help="folder with the dataset (default: $CXRBENCH_DATA_ROOT, then the spec)")
+    run.add_argument("--classifier", help=f"classifier plugin; default: the spec's, else '{DEFAULT_CLASSIFIER}'")
+    run.add_argument("--postprocess", action="append", help="post-processor name, in chain order (repeatable)")
+    run.add_argument("--out", help="run directory (default: runs/<spec name>)")
+    run.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the spec's, else auto)")
+    run.add_argument("--seed", action="append", type=int, help="seed (repeatable)")
+    run.add_argument("--size", type=int, help="image size in px")
+    run.add_argument("--cache-dir", help="content-addressed cache (default: $CXRBENCH_CACHE or ~/.cache/cxrbench)")
+    run.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (default 1000)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    plugins = sub.add_parser("plugins", help="list every plugin: name, kind, version, package")
+    plugins.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset"])
+
+    validate = sub.add_parser("validate", help="check a spec strictly (keys, types, plugin names, options)")
+    validate.add_argument("spec")
+
+    show = sub.add_parser("show", help="print the results table of a run directory")
+    show.add_argument("run_dir")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "show": cmd_show}[args.command](args)
+    except CxrbenchError as exc:
+        print(f"cxrbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cxrbench: interrupted; finished cells are stored, re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_plugins(args) -> int:
+    import warnings
+
+    from tabulate import tabulate
+
+    from cxrbench.registry import get_plugins
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plugins = get_plugins()
+    rows = [
+        (e.name, e.kind, e.source.version, e.source.distribution, e.summary)
+        for e in plugins.all_entries()
+        if args.kind in (None, e.kind)
+    ]
+    print(tabulate(rows, headers=["name", "kind", "version", "package", "summary"]))
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from cxrbench.config import load_spec, validate_plugins
+
+    spec = load_spec(args.spec)
+    validate_plugins(spec, args.spec)
+    from cxrbench.config import BenchmarkSpec  # noqa: F401 - cheap, already imported
+
+    n_gen = len(spec.generators)
+    print(f"{args.spec}: ok (spec_version {spec.spec_version}, dataset {spec.dataset.name}, "
+          f"{n_gen} generator(s), {len(spec.protocols)} protocol(s), {len(spec.seeds)} seed(s))")
+    return 0
+
+
+def resolve_run_spec(args):
+    """The spec of a run: the --spec file (or defaults), then CLI flags on top."""
+    import dataclasses
+
+    from cxrbench.config import (
+        BenchmarkSpec, ClassifierRef, DatasetRef, GeneratorRef, PluginRef, ProtocolRef, load_spec,
+    )
+
+    if args.spec:
+        spec, source = load_spec(args.spec), args.spec
+    else:
+        spec, source = BenchmarkSpec(
+            name="cli", dataset=DatasetRef(name=DEFAULT_DATASET), size=DEFAULT_SIZE,
+            classifier=ClassifierRef(name=DEFAULT_CLASSIFIER),
+            protocols=[ProtocolRef(name="real-only", schedule=DEFAULT_SCHEDULE)],
+        ), "<command line>"
+    if args.dataset:
+        spec.dataset = DatasetRef(name=args.dataset)
+    if args.size:
+        spec.size = args.size
+    if args.classifier:
+        spec.classifier = dataclasses.replace(spec.classifier, name=args.classifier, options={})
+    if args.generator:
+        spec.generators = [GeneratorRef(name=g) for g in args.generator]
+    if args.protocol:
+        schedule = spec.protocols[0].schedule if spec.protocols else DEFAULT_SCHEDULE
+        spec.protocols = [ProtocolRef(name=p, schedule=schedule) for p in args.protocol]
+    if args.ratio:
+        spec.protocols = [dataclasses.replace(p, ratios=list(args.ratio)) for p in spec.protocols]
+    if args.schedule:
+        spec.protocols = [dataclasses.replace(p, schedule=args.schedule) for p in spec.protocols]
+    if args.postprocess:
+        spec.postprocess = [PluginRef(name=p) for p in args.postprocess]
+    if args.device:
+        spec.device = args.device
+    if args.seed:
+        spec.seeds = list(args.seed)
+    if args.bootstrap is not None:
+        spec.evaluation.bootstrap_resamples = args.bootstrap
+    if not args.spec and args.generator and not args.protocol:
+        spec.protocols = [ProtocolRef(name="synthetic-only", schedule=DEFAULT_SCHEDULE)]
+    # Re-validate the merged result with the same strict rules as a file.
+    from cxrbench.config import spec_from_data, to_dict, validate_plugins
+
+    spec = spec_from_data(to_dict(spec), source)
+    validate_plugins(spec, source)
+    return spec, source
+
+
+def cmd_run(args) -> int:
+    spec, source = resolve_run_spec(args)
+    out = Path(args.out or os.path.join(DEFAULT_OUT, spec.name))
+    from cxrbench.runner import Runner
+
+    runner = Runner(
+        spec, out=out, data_root=args.data_root, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        progress=False if args.no_progress else None, spec_source=source,
+    )
+    summary = runner.run()
+    print_table(out)
+    n_failed = len(summary.failed)
+    print(f"\n{len(summary.ok)} cell(s) ran, {len(summary.skipped)} reused, {n_failed} failed -> {out}")
+    if n_failed:
+        print(f"failed cells are recorded with their error in {out}/cells/; fix and re-run to retry only them",
+              file=sys.stderr)
+    return min(n_failed, 100)
+
+
+def cmd_show(args) -> int:
+    if not (Path(args.run_dir) / "cells").is_dir():
+        raise CxrbenchError(f"{args.run_dir}: not a run directory (no cells/ inside); give the --out of a run")
+    print_table(Path(args.run_dir))
+    return 0
+
+
+def print_table(out: Path) -> None:
+    from tabulate import tabulate
+
+    from cxrbench.store import RunStore
+
+    rows = []
+    for rec in RunStore(out).records():
+        cell = rec.get("cell", {})
+        gen = (cell.get("generator") or {}).get("label", "-")
+        base = [cell.get("protocol"), gen, cell.get("ratio"), cell.get("seed"), rec.get("status")]
+        if rec.get("status") != "ok":
+            rows.append(base + ["-", "-", "-", (rec.get("error") or {}).get("message", "")[:60]])
+            continue
+        for tname, m in rec.get("metrics", {}).items():
+            macro = m.get("macro", {})
+            auc, ci, ap = macro.get("auroc"), macro.get("auroc_ci"), macro.get("aupr")
+            p = None
+            comp = (rec.get("comparisons") or {}).get(tname, {})
+            ps = [c.get("p_value") for c in (comp.get("labels") or {}).values() if c.get("p_value") is not None]
+            if ps:
+                p = min(ps)
+            rows.append(base + [
+                tname,
+                f"{auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if auc is not None and ci else "n/a",
+                f"{ap:.3f}" if ap is not None else "n/a",
+                f"DeLong p={p:.3g}" if p is not None else "",
+            ])
+    print(tabulate(rows, headers=["protocol", "generator", "r", "seed", "status", "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
