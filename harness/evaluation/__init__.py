@@ -1,0 +1,45 @@
+"""Evaluation core: functional metrics, bootstrap CIs, DeLong tests and the evaluation report.
+
+numpy / scipy only (no torch), so importing it is cheap and it can be checked against
+reference implementations (sklearn) in isolation.
+
+- :mod:`.metrics`: :func:`auroc`, :func:`aupr`, :func:`choose_threshold`, :func:`threshold_metrics`
+- :mod:`.bootstrap`: :func:`bootstrap_ci` (by image or by patient), :func:`bootstrap_distribution`
+- :mod:`.delong`: :func:`delong_roc_variance`, :func:`delong_paired_test`, :func:`bonferroni`
+- :mod:`.report`: :func:`evaluate`, :func:`compare_to_baseline`, :func:`choose_thresholds`
+"""
+
+from .bootstrap import BootstrapResult, bootstrap_ci, bootstrap_distribution, percentile_ci, resample_weights
+from .delong import bonferroni, delong_covariance, delong_paired_test, delong_roc_variance
+from .metrics import (
+    THRESHOLD_METHODS,
+    aupr,
+    auroc,
+    choose_threshold,
+    threshold_metrics,
+    weighted_aupr,
+    weighted_auroc,
+)
+from .report import choose_thresholds, compare_to_baseline, evaluate
+
+__all__ = [
+    "auroc",
+    "aupr",
+    "weighted_auroc",
+    "weighted_aupr",
+    "choose_threshold",
+    "threshold_metrics",
+    "THRESHOLD_METHODS",
+    "bootstrap_ci",
+    "bootstrap_distribution",
+    "BootstrapResult",
+    "percentile_ci",
+    "resample_weights",
+    "delong_roc_variance",
+    "delong_covariance",
+    "delong_paired_test",
+    "bonferroni",
+    "evaluate",
+    "compare_to_baseline",
+    "choose_thresholds",
+]
