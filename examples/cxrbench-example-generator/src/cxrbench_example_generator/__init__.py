@@ -1,0 +1,1 @@
+"""Example cxrbench generator plugin (see plugin.py for the registration, generator.py for the model)."""
