@@ -1,0 +1,118 @@
+"""End to end through the runner on the embedded phantom set: failures are isolated, finished
+cells are reused, records are self-describing, synthetic data never reaches tuning or test."""
+
+import json
+import types
+
+import pytest
+
+from cxrbench.config import spec_from_data
+from cxrbench.contracts import Generator, GeneratorCapabilities
+from cxrbench.errors import LeakageError
+from cxrbench.hookspecs import hookimpl
+from cxrbench.registry import PluginSource, load_plugins
+from cxrbench.runner import Runner
+
+
+class ExplodingGenerator(Generator):
+    """A generator whose fit raises, to show one failing cell does not stop the others."""
+
+    name = "exploding"
+    capabilities = GeneratorCapabilities(needs_training=False)
+
+    def fit(self, train, *, progress=True):
+        raise RuntimeError("simulated failure in fit")
+
+    def generate(self, conditions):  # pragma: no cover - never reached
+        raise AssertionError
+
+
+def plugins_with_exploding():
+    mod = types.ModuleType("exploding_plugin")
+
+    @hookimpl
+    def cxrbench_register_generators(registry):
+        registry.add("exploding", ExplodingGenerator)
+
+    mod.cxrbench_register_generators = cxrbench_register_generators
+    return load_plugins(extra=[(mod, PluginSource("exploding", "test-dist", "0"))])
+
+
+SPEC = {
+    "name": "t", "dataset": {"name": "phantom", "options": {"n_train": 160, "n_val": 60, "n_test": 80}},
+    "size": 16, "classifier": {"name": "tiny-cnn"},
+    "generators": [{"name": "real"}, {"name": "exploding"}, {"name": "noise"}],
+    "protocols": [{"name": "synthetic-only", "schedule": "quick"},
+                  {"name": "supplemented", "ratios": [1.5], "schedule": "quick"}],
+    "evaluation": {"bootstrap_resamples": 50},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    spec = spec_from_data(SPEC, "test-spec")
+    plugins = plugins_with_exploding()
+    first = Runner(spec, out=out, device="cpu", progress=False, plugins=plugins).run()
+    return spec, plugins, out, first
+
+
+def test_failing_cell_is_recorded_and_others_finish(finished_run):
+    spec, plugins, out, first = finished_run
+    # real-only baseline + 3 generators x (synthetic-only r1, supplemented r1.5)
+    assert len(first.ok) == 5 and len(first.failed) == 2
+    failed = [json.loads((out / "cells" / f"{c}.json").read_text()) for c in first.failed]
+    for rec in failed:
+        assert rec["status"] == "failed" and "simulated failure in fit" in rec["error"]["message"]
+        assert rec["cell"]["generator"]["name"] == "exploding"
+
+
+def test_rerun_skips_finished_cells_and_retries_failed(finished_run):
+    spec, plugins, out, first = finished_run
+    second = Runner(spec, out=out, device="cpu", progress=False, plugins=plugins).run()
+    assert sorted(second.skipped) == sorted(first.ok)
+    assert sorted(second.failed) == sorted(first.failed)
+
+
+def test_records_are_self_describing(finished_run):
+    spec, plugins, out, first = finished_run
+    rec = json.loads((out / "cells" / f"{first.ok[0]}.json").read_text())
+    for key in ("spec", "protocol", "versions", "seeds", "dataset", "hardware", "timings", "metrics", "artifacts"):
+        assert key in rec, key
+    assert rec["dataset"]["fingerprint"] and rec["protocol"]["id"].endswith(".v1")
+    test = rec["metrics"]["phantom:test"]["macro"]
+    assert 0 <= test["auroc_ci"][0] <= test["auroc"] <= test["auroc_ci"][1] <= 1
+
+
+def test_training_sets_have_promised_sizes_and_no_synthetic_in_tuning(finished_run):
+    spec, plugins, out, first = finished_run
+    records = [json.loads((out / "cells" / f"{c}.json").read_text()) for c in first.ok]
+    by = {(r["cell"]["protocol"], (r["cell"]["generator"] or {}).get("name"), r["cell"]["ratio"]): r for r in records}
+    n_real = by[("real-only.v1", None, 0.0)]["training_set"]["n_real"]
+    assert by[("real-only.v1", None, 0.0)]["training_set"]["n_synthetic"] == 0
+    syn = by[("synthetic-only.v1", "real", 1.0)]["training_set"]
+    assert syn["n_real"] == 0 and syn["n_synthetic"] == n_real
+    sup = by[("supplemented.v1", "noise", 1.5)]["training_set"]
+    assert sup["n_real"] == n_real and sup["n_synthetic"] == round(1.5 * n_real)
+    assert by[("synthetic-only.v1", "real", 1.0)]["training_set"]["prevalence"] == by[("real-only.v1", None, 0.0)]["training_set"]["prevalence"]
+    for r in records:
+        assert "(real" in r["training_set"]["tuning_set"]
+    manifest = json.loads(open(by[("supplemented.v1", "noise", 1.5)]["artifacts"]["synthetic_manifest"]).read())
+    assert len({m["file"] for m in manifest}) == len(manifest) == round(1.5 * n_real)
+    assert len({m["seed"] for m in manifest}) == len(manifest)
+    assert {m["replica"] for m in manifest} == {0, 1}
+
+
+def test_leakage_guard_refuses_test_patient_in_training(monkeypatch, tmp_path):
+    import cxrbench.runner as runner_mod
+
+    spec = spec_from_data({**SPEC, "generators": [{"name": "real"}], "protocols": [{"name": "real-only", "schedule": "quick"}]}, "s")
+    runner = Runner(spec, out=tmp_path, device="cpu", progress=False)
+    runner.run()  # loads the dataset
+    loaded = next(iter(runner._datasets.values()))
+    loaded.train.patient_ids[0] = loaded.tests["test"].patient_ids[0]
+    from cxrbench.cells import expand_cells
+
+    cell = expand_cells(spec)[0]
+    with pytest.raises(LeakageError, match=loaded.tests["test"].patient_ids[0]):
+        runner.run_cell(cell, "leak")
