@@ -15,6 +15,7 @@ metric on the explicitly repeated sample, ties included.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,6 +25,10 @@ __all__ = [
     "weighted_auroc",
     "weighted_aupr",
     "binary_inputs",
+    "GroupedWeights",
+    "group_weights",
+    "auroc_from_groups",
+    "aupr_from_groups",
     "choose_threshold",
     "threshold_metrics",
     "THRESHOLD_METHODS",
@@ -61,19 +66,37 @@ def _has_both_classes(y: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- weighted kernels
 
 
-def _class_weights_per_score(y: np.ndarray, s: np.ndarray, weights: np.ndarray):
-    """Sum weights of positives and of negatives per distinct score, ascending score order.
+@dataclass(frozen=True)
+class GroupedWeights:
+    """Weights of positives and of negatives summed per distinct score (ascending).
 
-    ``weights`` is (B, n); returns ``(pos, neg)``, each (B, U) for U distinct scores. Grouping
+    ``scores`` (U,) the distinct scores; ``pos`` and ``neg`` (B, U). Everything the ranking
+    metrics and the confusion counts at any threshold need, for B resamples at once. Grouping
     tied scores is what makes ties count as half (AUROC) / one threshold (AP), like sklearn.
+    """
+
+    scores: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+
+
+def group_weights(y: np.ndarray, s: np.ndarray, weights: np.ndarray, columns=None) -> GroupedWeights:
+    """Group ``weights`` (B, n) by distinct score; see :class:`GroupedWeights`.
+
+    ``columns`` (optional, length n) selects which columns of ``weights`` belong to ``y, s``
+    (saves a copy when ``weights`` covers more images, e.g. masked ones).
     """
     order = np.argsort(s, kind="mergesort")
     s_sorted = s[order]
-    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-    w = np.asarray(weights, dtype=np.float64)[:, order]
-    pos = np.add.reduceat(np.where(y[order], w, 0.0), starts, axis=1)
-    total = np.add.reduceat(w, starts, axis=1)
-    return pos, total - pos
+    cols = order if columns is None else np.asarray(columns)[order]
+    w = np.asarray(weights, dtype=np.float64)[:, cols]
+    pos = np.where(y[order], w, 0.0)
+    new_value = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+    if not new_value.all():  # ties: sum each run of equal scores
+        starts = np.flatnonzero(new_value)
+        pos = np.add.reduceat(pos, starts, axis=1)
+        w = np.add.reduceat(w, starts, axis=1)
+    return GroupedWeights(s_sorted[new_value], pos, w - pos)
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -83,32 +106,42 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def auroc_from_groups(g: GroupedWeights) -> np.ndarray:
+    """(B,) AUROC: Mann-Whitney, ties half. NaN where a row has a single class."""
+    neg_below = np.cumsum(g.neg, axis=1) - 0.5 * g.neg  # negatives strictly below + half of ties
+    wins = np.einsum("bu,bu->b", g.pos, neg_below)
+    return _safe_ratio(wins, g.pos.sum(axis=1) * g.neg.sum(axis=1))
+
+
+def aupr_from_groups(g: GroupedWeights) -> np.ndarray:
+    """(B,) average precision as sklearn defines it. NaN where a row has a single class.
+
+    AP = sum over distinct thresholds t of (recall gained at t) x precision(score >= t).
+    """
+    n_pos, n_neg = g.pos.sum(axis=1), g.neg.sum(axis=1)
+    tp = n_pos[:, None] - np.cumsum(g.pos, axis=1) + g.pos  # positives with score >= t
+    predicted = tp + (n_neg[:, None] - np.cumsum(g.neg, axis=1) + g.neg)
+    predicted[predicted == 0] = 1.0  # only where tp == 0 too: precision 0, weight 0
+    ap = _safe_ratio(np.einsum("bu,bu->b", g.pos, tp / predicted), n_pos)
+    ap[n_neg == 0] = np.nan
+    return ap
+
+
 def weighted_auroc(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUROC for each row of ``weights`` (B, n): Mann-Whitney with ties counted half.
 
     ``y`` boolean (n,), ``s`` float (n,), already validated. Row b is the AUROC of the sample
     in which image i appears ``weights[b, i]`` times. NaN where a row has a single class.
     """
-    pos, neg = _class_weights_per_score(y, s, weights)
-    neg_below = np.cumsum(neg, axis=1) - 0.5 * neg  # negatives strictly below + half of ties
-    wins = np.sum(pos * neg_below, axis=1)
-    return _safe_ratio(wins, pos.sum(axis=1) * neg.sum(axis=1))
+    return auroc_from_groups(group_weights(y, s, weights))
 
 
 def weighted_aupr(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Average precision for each row of ``weights`` (B, n), as sklearn defines it.
 
-    AP = sum over distinct thresholds (descending) of (recall step) x precision; tied scores
-    form one threshold. NaN where a row has a single class.
+    Tied scores form one threshold. NaN where a row has a single class.
     """
-    pos, neg = _class_weights_per_score(y, s, weights)
-    pos, neg = pos[:, ::-1], neg[:, ::-1]  # descending score = decreasing threshold
-    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
-    precision = np.nan_to_num(_safe_ratio(tp, tp + fp))  # 0/0 only where pos == 0 too
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    ap = _safe_ratio(np.sum(pos * precision, axis=1), n_pos)
-    ap[n_neg == 0] = np.nan
-    return ap
+    return aupr_from_groups(group_weights(y, s, weights))
 
 
 # --------------------------------------------------------------------------- ranking metrics

@@ -16,13 +16,15 @@ import numpy as np
 from .bootstrap import percentile_ci, resample_weights
 from .delong import delong_paired_test
 from .metrics import (
+    GroupedWeights,
     aupr,
+    aupr_from_groups,
     auroc,
+    auroc_from_groups,
     binary_inputs,
     choose_threshold,
+    group_weights,
     threshold_metrics,
-    weighted_aupr,
-    weighted_auroc,
 )
 
 __all__ = ["evaluate", "compare_to_baseline", "choose_thresholds"]
@@ -106,11 +108,11 @@ def choose_thresholds(scores, labels, label_names, method: str = "youden") -> di
 # --------------------------------------------------------------------------- bootstrap
 
 
-def _weighted_threshold_metrics(y: np.ndarray, pred: np.ndarray, w: np.ndarray) -> dict:
-    """f1 / sensitivity / specificity per weight row for fixed predictions."""
-    yf, pf = y.astype(np.float64), pred.astype(np.float64)
-    tp, fn = w @ (yf * pf), w @ (yf * (1 - pf))
-    fp, tn = w @ ((1 - yf) * pf), w @ ((1 - yf) * (1 - pf))
+def _threshold_metrics_from_groups(g: GroupedWeights, threshold: float) -> dict:
+    """(B,) f1 / sensitivity / specificity when predicting positive for score >= threshold."""
+    k = int(np.searchsorted(g.scores, threshold, side="left"))  # groups >= threshold: k..U-1
+    tp, fp = g.pos[:, k:].sum(axis=1), g.neg[:, k:].sum(axis=1)
+    fn, tn = g.pos[:, :k].sum(axis=1), g.neg[:, :k].sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
             "f1": 2 * tp / (2 * tp + fp + fn),
@@ -119,23 +121,30 @@ def _weighted_threshold_metrics(y: np.ndarray, pred: np.ndarray, w: np.ndarray) 
         }
 
 
+def _bootstrap_one_label(y, s, columns, w, threshold) -> dict:
+    """(B,) bootstrap values of one label for a block of weights; NaN on single-class rows."""
+    g = group_weights(y, s, w, columns=columns)
+    vals = {"auroc": auroc_from_groups(g), "aupr": aupr_from_groups(g)}
+    if threshold is not None:
+        vals.update(_threshold_metrics_from_groups(g, threshold))
+    single = (g.pos.sum(axis=1) == 0) | (g.neg.sum(axis=1) == 0)
+    for v in vals.values():
+        v[single] = np.nan
+    return vals
+
+
 def _bootstrap_labels(scores, labels, evaluable, thresholds, *, n_resamples, seed, groups):
     """(B, L) bootstrap values per metric; NaN where a resample has a single class."""
     n, n_labels = scores.shape
     out = {m: np.full((n_resamples, n_labels), np.nan) for m in _BOOT_METRICS}
+    kept = {j: np.flatnonzero(~np.isnan(labels[:, j])) for j in evaluable}
     row = 0
     for w in resample_weights(n, n_resamples=n_resamples, seed=seed, groups=groups):
         rows = slice(row, row + w.shape[0])
         for j in evaluable:
-            keep = ~np.isnan(labels[:, j])
-            y, s, wj = labels[keep, j].astype(bool), scores[keep, j], w[:, keep]
-            n_pos = wj @ y.astype(np.float64)
-            single = (n_pos == 0) | (n_pos == wj.sum(axis=1))
-            vals = {"auroc": weighted_auroc(y, s, wj), "aupr": weighted_aupr(y, s, wj)}
-            if thresholds[j] is not None:
-                vals.update(_weighted_threshold_metrics(y, s >= thresholds[j], wj))
+            idx = kept[j]
+            vals = _bootstrap_one_label(labels[idx, j].astype(bool), scores[idx, j], idx, w, thresholds[j])
             for metric, v in vals.items():
-                v[single] = np.nan
                 out[metric][rows, j] = v
         row += w.shape[0]
     return out
