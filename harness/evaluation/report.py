@@ -78,6 +78,8 @@ def _thresholds_per_label(thresholds, names: list[str]) -> list[tuple[float | No
     """(threshold, source) per label from None / a scalar / a mapping by name / a sequence."""
     if thresholds is None:
         return [(DEFAULT_THRESHOLD, "default")] * len(names)
+    if isinstance(thresholds, str):
+        raise TypeError("thresholds must be numbers chosen on the validation split (see choose_thresholds)")
     if isinstance(thresholds, Mapping):
         missing = [n for n in names if n not in thresholds]
         if missing:
@@ -177,7 +179,8 @@ def _label_entry(y_col, s_col, threshold, source) -> tuple[dict, bool]:
         if threshold is None:
             entry["note"] = "no threshold given for this label: threshold metrics undefined"
     else:
-        entry.update({k: None for k in ("auroc", "aupr", "threshold", *_THRESHOLD_KEYS)})
+        entry.update({k: None for k in ("auroc", "aupr", *_THRESHOLD_KEYS)})
+        entry.update({"threshold": _json_number(threshold), "threshold_source": source})
         entry["note"] = f"only one class present (n_pos={n_pos} of n={n}): metrics undefined"
     return entry, evaluable
 
@@ -244,11 +247,12 @@ def evaluate(
         boot = _bootstrap_labels(
             s, y, evaluable, [t for t, _ in thr], n_resamples=n_resamples, seed=seed, groups=groups
         )
-    for j in evaluable:
-        if boot is not None:
-            _attach_cis(entries[j], boot, j, confidence)
-        else:
-            entries[j].update({f"{m}_ci": None for m in _BOOT_METRICS})
+    for j, entry in enumerate(entries):
+        if boot is not None and j in evaluable:
+            _attach_cis(entry, boot, j, confidence)
+        else:  # same keys for every label, so consumers need no special case
+            entry.update({f"{m}_ci": None for m in _BOOT_METRICS})
+            entry["bootstrap_skipped"] = None
     meta = {
         "n_images": int(s.shape[0]),
         "n_patients": None if groups is None else int(np.unique(groups).size),

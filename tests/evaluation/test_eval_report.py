@@ -83,6 +83,7 @@ def test_single_class_label_gives_none_and_note_and_leaves_macro():
     rare = report["labels"]["rare"]
     assert rare["auroc"] is None and rare["aupr"] is None and rare["f1"] is None
     assert "one class" in rare["note"] and rare["n_pos"] == 0
+    assert rare["auroc_ci"] is None and set(report["labels"]["pneumonia"]) | {"note"} == set(rare)
     macro = report["macro"]
     assert macro["labels_excluded"] == ["rare"] and macro["n_labels"] == 2
     expected = np.mean([report["labels"][n]["auroc"] for n in ("pneumonia", "effusion")])
@@ -128,6 +129,8 @@ def test_thresholds_forms_and_threshold_metrics():
     assert scalar["f1"] == default["f1"]
     with pytest.raises(ValueError):
         evaluate(scores, labels, NAMES, thresholds={"pneumonia": 0.5})
+    with pytest.raises(TypeError):
+        evaluate(scores, labels, NAMES, thresholds="youden")  # never choose on the test set
 
 
 def test_no_bootstrap_and_bad_shapes():
@@ -165,3 +168,24 @@ def test_compare_to_baseline():
     ref = delong_paired_test(labels[:, 0], scores[:, 0], baseline[:, 0], groups=patients)
     assert clustered["labels"]["pneumonia"]["p_value"] == pytest.approx(ref["p_value"])
     assert clustered["method"] != "delong"
+
+
+def test_threshold_metric_cis_equal_explicit_resamples():
+    """f1 / sensitivity / specificity CIs: same as recomputing on each explicit resample."""
+    scores, labels, patients = make_data(6)
+    scores = np.round(scores, 1)  # ties, and the threshold sits exactly on a score value
+    threshold = float(scores[0, 1])
+    report = evaluate(scores, labels, NAMES, patient_ids=patients, thresholds=threshold, n_resamples=150, seed=2)
+    (w,) = list(resample_weights(labels.shape[0], n_resamples=150, seed=2, groups=patients))
+    values = {"f1": [], "sensitivity": [], "specificity": []}
+    for row in w.astype(int):
+        take = np.repeat(np.arange(labels.shape[0]), row)
+        y, s = labels[take, 1], scores[take, 1]
+        y_kept = y[~np.isnan(y)]
+        if 0 < y_kept.sum() < y_kept.size:
+            got = threshold_metrics(y, s, threshold)
+            for key in values:
+                values[key].append(got[key])
+    for key, vals in values.items():
+        assert report["labels"]["effusion"][f"{key}_ci"] == pytest.approx(list(percentile_ci(vals)))
+    assert report["labels"]["effusion"]["bootstrap_skipped"] == 150 - len(values["f1"])
