@@ -9,6 +9,16 @@ from cxrbench.contracts import BuiltClassifier, Classifier
 from cxrbench.errors import ConfigError, PluginError
 from cxrbench.plugins.classifiers import timm_models as tm
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads competing with other
+    processes make these small models 5-30x slower (measured); one thread is never much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 ALL = [tm.ResNet50, tm.ConvNeXtBase, tm.DenseNet121, tm.ResNet18, tm.TinyCNN]
 LIGHT = {tm.ResNet18, tm.TinyCNN}
 
