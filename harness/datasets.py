@@ -20,7 +20,8 @@ Every dataset plugin only *describes* its images (:meth:`Dataset.records`) and d
 
 Hints given to plugins (plain attributes, set before ``records()`` is called): ``target_size``
 (the requested pixel size: a plugin may pick a native resolution from it or ask the JPEG
-decoder for a reduced-size draft, see :func:`read_image_file`). Optional plugin methods:
+decoder for a reduced-size draft, see :func:`read_image_file`) and ``cache_root`` (the cache
+folder, for small sidecars such as parsed DICOM headers). Optional plugin methods:
 ``fingerprint_extra() -> str`` (anything not visible in the records that determines the
 pixels, e.g. the name and size of an npz file) and the attribute ``split_notes`` (a dict
 describing how splits were made: carve seeds, fractions, counts dropped), copied into
@@ -657,7 +658,9 @@ def load_dataset(
             f"dataset {dataset.name!r} needs a data root: pass --data-root or set {DATA_ROOT_ENV}; "
             f"expected layout: {dataset.describe_layout()}"
         )
-    dataset.target_size = size  # hint, see the module docstring
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    dataset.target_size = size  # hints, see the module docstring
+    dataset.cache_root = root
 
     t0 = time.perf_counter()
     try:
@@ -688,7 +691,6 @@ def load_dataset(
     fingerprint = compute_fingerprint(dataset, records, sizes)
     t_fingerprint = time.perf_counter() - t0
 
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     folder = root / "datasets" / f"{dataset.name}-{fingerprint[:16]}-{size}-{_prep_hash(dataset, prep)}"
 
     t0 = time.perf_counter()
