@@ -254,7 +254,11 @@ def _as_2d(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
-        arr = arr[..., 0] if arr.shape[-1] == 1 else arr[..., :3].mean(axis=-1)
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        else:  # colour: ITU-R 601 luma, keeping an integer dtype
+            luma = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+            arr = np.round(luma).astype(arr.dtype) if np.issubdtype(arr.dtype, np.integer) else luma
     if arr.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -846,7 +850,7 @@ def _build_cache(
                     skipped.append({"path": loc, "key": records[i].key, "error": err})
                 else:
                     images[i, 0] = img
-                    if masks is not None:
+                    if masks is not None and mask is not None:  # no mask: stays all zero
                         masks[i, 0] = mask
                 pbar.update(1)
         skipped.sort(key=lambda d: d["key"])
