@@ -87,6 +87,18 @@ def parse_dicom_age(value) -> int | None:
     return int(n / {"Y": 1, "M": 12, "W": 52, "D": 365}[unit])
 
 
+def _raw(ds, keyword: str):
+    """A header value as text, read raw: RSNA's ages ("51") are not valid DICOM AS strings and
+    pydicom would warn on every file when converting them."""
+    elem = ds.get_item(keyword)
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value).strip(" \0") if value is not None else None
+
+
 def _norm_sex(value) -> str | None:
     v = str(value or "").strip().upper()
     return v if v in ("M", "F") else None
@@ -211,9 +223,9 @@ class RSNAPneumoniaDataset(Dataset):
                                      specific_tags=["PatientSex", "PatientAge", "ViewPosition"])
             except Exception:  # noqa: BLE001 - missing / unreadable: reported when decoding
                 return pid, None
-            view = str(getattr(ds, "ViewPosition", "") or "").strip().upper() or None
-            return pid, {"sex": _norm_sex(getattr(ds, "PatientSex", None)),
-                         "age": parse_dicom_age(getattr(ds, "PatientAge", None)), "view": view}
+            view = str(_raw(ds, "ViewPosition") or "").strip().upper() or None
+            return pid, {"sex": _norm_sex(_raw(ds, "PatientSex")),
+                         "age": parse_dicom_age(_raw(ds, "PatientAge")), "view": view}
 
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as ex:
             headers = {pid: h for pid, h in ex.map(read, sorted(paths)) if h is not None}

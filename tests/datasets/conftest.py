@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +78,12 @@ def write_dicom(path: Path, arr: np.ndarray, **tags) -> None:
     ds.BitsStored = tags.pop("BitsStored", bits)
     ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = 0
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    ds.PixelData = np.ascontiguousarray(arr).tobytes()
-    pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    with warnings.catch_warnings():  # RSNA's ages ("61") are not valid DICOM AS values: as in the original
+        warnings.simplefilter("ignore", UserWarning)
+        for k, v in tags.items():
+            setattr(ds, k, v)
+        ds.PixelData = np.ascontiguousarray(arr).tobytes()
+        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
 
 
 RSNA_LABELS = """patientId,x,y,width,height,Target
@@ -274,3 +277,21 @@ def medmnist_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def make_jpeg():
+    """write_jpeg(path, rng, h=40, w=48, rgb=True) for tests that add files."""
+    return write_jpeg
+
+
+@pytest.fixture
+def make_dicom():
+    """write_dicom(path, arr, **tags) for tests that add DICOM files."""
+    return write_dicom
+
+
+@pytest.fixture
+def make_npz():
+    """write_medmnist_npz(path, size, n=(train, val, test), seed=5)."""
+    return write_medmnist_npz
