@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # noqa: F401 - imported at collection, so that no single test pays for it
 from PIL import Image
 
 
