@@ -436,7 +436,7 @@ def _carve(
         picked = 0
         for p in order:
             if picked >= target_n - 0.5 * n_images[p]:
-                break
+                continue  # would overshoot: a smaller patient may still fit
             chosen.add(p)
             picked += n_images[p]
     # at least min_n images moved, and at least one patient left behind

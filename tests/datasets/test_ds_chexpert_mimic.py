@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from cxrbench.datasets import load_dataset
