@@ -89,6 +89,17 @@ class Dataset(abc.ABC):
         """Decode the record's mask (2-D, nonzero = region) or None. Override if masks exist."""
         return None
 
+    #: hints the harness sets before records(): the requested size (decoders may draft-decode
+    #: to it) and the cache root (plugins may keep small side files there, e.g. DICOM headers)
+    target_size: int | None = None
+    cache_root: Path | None = None
+    #: how the splits were made ({"val": "carved from train by patient, seed 0"}), recorded
+    split_notes: dict = {}
+
+    def fingerprint_extra(self) -> str:
+        """Anything not visible in the records that determines the pixels (e.g. an npz name)."""
+        return ""
+
     def describe_layout(self) -> str:
         """One line describing the expected on-disk layout, used in error messages."""
         return f"see the documentation of the {self.name!r} dataset"

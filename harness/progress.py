@@ -24,6 +24,7 @@ def bar(iterable=None, *, total=None, desc: str = "", unit: str = "it", enabled:
         disable=not progress_enabled(enabled),
         file=sys.stderr,
         dynamic_ncols=True,
-        mininterval=1.0,
+        # In a log file (not a terminal) every refresh is a new chunk of text: refresh rarely.
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
         **kw,
     )

@@ -166,7 +166,7 @@ class Runner:
             start = time.perf_counter()
             loaded = load_dataset(
                 cls(root, options), size=self.spec.size, preprocessing=prep,
-                cache_dir=self.cache_root / "datasets", progress=self.progress,
+                cache_dir=self.cache_root, progress=self.progress,
             )
             loaded.info.setdefault("load_s", round(time.perf_counter() - start, 3))
             self._datasets[key] = loaded
