@@ -192,26 +192,29 @@ class GeneratorContractTests:
 
     # ---- fixtures
     @pytest.fixture(scope="class", autouse=True)
-    def _torch_threads(self):
-        if self.torch_threads is None:
+    @classmethod
+    def _torch_threads(cls):
+        if cls.torch_threads is None:
             yield
             return
         import torch
 
         before = torch.get_num_threads()
-        torch.set_num_threads(int(self.torch_threads))
+        torch.set_num_threads(int(cls.torch_threads))
         try:
             yield
         finally:
             torch.set_num_threads(before)
 
     @pytest.fixture(scope="class")
-    def fitted_generator(self, _torch_threads) -> Generator:
-        return type(self).fitted()[0]
+    @classmethod
+    def fitted_generator(cls, _torch_threads) -> Generator:
+        return cls.fitted()[0]
 
     @pytest.fixture(scope="class")
-    def fit_stats(self, _torch_threads) -> dict:
-        return type(self).fitted()[1]
+    @classmethod
+    def fit_stats(cls, _torch_threads) -> dict:
+        return cls.fitted()[1]
 
     # ---- the contract
     def test_fit_returns_stats(self, fit_stats):
