@@ -40,6 +40,12 @@ MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 TRAIN_STATE_FILE = "train_state.json"
 
+#: dataclass field metadata of options that only change sampling: the runner leaves fields
+#: marked ``sampling`` out of the fitted-generator cache key (a cfg_scale sweep reuses one fit)
+SAMPLING = {"sampling": True}
+#: options that change neither weights nor images (where and how often fit() checkpoints)
+NOT_FIT = {"sampling": True, "runtime": True}
+
 #: options that never change the fitted weights (only how images are sampled or where/when
 #: training is checkpointed). A fitted-generator cache can leave them out of its key.
 RUNTIME_KEYS = ("checkpoint_dir", "checkpoint_every", "max_train_minutes", "train_steps")
@@ -444,14 +450,18 @@ def peak_memory_mb(device: str) -> float:
 class LearnedGenerator(Generator):
     """fit / resume / generate / save / load shared by the learned generators.
 
-    A subclass defines ``PRESETS``, ``Options``, ``SAMPLING_KEYS`` and the hooks
+    A subclass defines ``PRESETS``, ``Options`` (fields that only change sampling carry
+    ``metadata=SAMPLING``) and the hooks
     :meth:`_build`, :meth:`_train_step`, :meth:`_sample`, :meth:`_inference_modules`,
     :meth:`_training_state` / :meth:`_load_training_state`.
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
-    #: options that change how images are sampled but not the fitted weights
-    SAMPLING_KEYS: ClassVar[tuple[str, ...]] = ("gen_batch_size",)
+
+    @classmethod
+    def sampling_keys(cls) -> tuple[str, ...]:
+        """Options that do not change the fitted weights (marked ``sampling`` in Options)."""
+        return tuple(f.name for f in dataclasses.fields(cls.Options) if f.metadata.get("sampling"))
 
     def __init__(self, options: Any = None, *, size: int = 64, device: str = "cpu"):
         super().__init__(options, size=size, device=device)
@@ -519,7 +529,7 @@ class LearnedGenerator(Generator):
             )
 
     def _weights_hash(self) -> str:
-        return config_hash(self.cfg, exclude=tuple(self.SAMPLING_KEYS) + RUNTIME_KEYS)
+        return config_hash(self.cfg, exclude=self.sampling_keys() + RUNTIME_KEYS)
 
     def _config_json(self) -> dict[str, Any]:
         return {
@@ -636,7 +646,6 @@ class LearnedGenerator(Generator):
     def _save_training_checkpoint(self, ckdir: Path, step: int, seconds: float, fingerprint: str, smoothed: float | None) -> None:
         ckdir.mkdir(parents=True, exist_ok=True)
         self._write_weights(ckdir)
-        meta = {}
         for stem, tensors in self._training_state().items():
             save_tensors(ckdir / f"{stem}.safetensors", tensors)
         meta = self._training_meta()
@@ -737,7 +746,7 @@ class LearnedGenerator(Generator):
                 saved[key] = tuple(value)
         # the checkpoint decides the architecture; explicit options still choose how to sample
         explicit = explicit_options(self.options)
-        for key in self.SAMPLING_KEYS:
+        for key in self.sampling_keys():
             if key in explicit:
                 saved[key] = explicit[key]
         self.cfg = saved

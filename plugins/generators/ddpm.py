@@ -18,13 +18,13 @@ from ``torch.Generator().manual_seed(condition.seed)``, is the only randomness),
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 
 from cxrbench.contracts import GeneratorCapabilities
 from cxrbench.errors import ConfigError
 
-from ._common import EMA, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
+from ._common import EMA, NOT_FIT, SAMPLING, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
 
 # Every default lives here. "tiny": tests (seconds); "small": 32 px, <= 30 min on a 2-core CPU;
 # "medium": 64 px (a long CPU run or a GPU); "paper": 256 px on a GPU.
@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         attention=True,  # only at the lowest resolution (and in the mid block)
         norm_num_groups=16,
         beta_schedule="squaredcos_cap_v2",
-        train_steps=1200,
+        train_steps=1200,  # ~1.2 s/step at 2 free cores: ~25 min
         batch_size=64,
         lr=5e-4,
         warmup_steps=100,
@@ -67,8 +67,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema_decay=0.995,
         grad_clip=1.0,
         p_uncond=0.1,
-        sampler="ddim",
-        sampling_steps=50,
+        sampler="dpmsolver++",  # ~2x faster than DDIM-50 at similar quality
+        sampling_steps=25,
         cfg_scale=1.0,
         gen_batch_size=64,
         max_train_minutes=25.0,
@@ -90,8 +90,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         ema_decay=0.999,
         grad_clip=1.0,
         p_uncond=0.1,
-        sampler="ddim",
-        sampling_steps=100,
+        sampler="dpmsolver++",  # ~2x faster than DDIM-50 at similar quality
+        sampling_steps=25,
         cfg_scale=1.0,
         gen_batch_size=64,
         max_train_minutes=None,
@@ -130,7 +130,7 @@ SAMPLERS = ("ddim", "dpmsolver++", "ddpm")
 class DDPMOptions:
     """Options of the ``ddpm`` generator. ``None`` = the preset's value (see ``PRESETS``)."""
 
-    preset: str = "small"
+    preset: Literal["tiny", "small", "medium", "paper"] = "small"
     resolution: Optional[int] = None
     block_out_channels: Optional[tuple[int, ...]] = None
     layers_per_block: Optional[int] = None
@@ -145,15 +145,15 @@ class DDPMOptions:
     ema_decay: Optional[float] = None
     grad_clip: Optional[float] = None
     p_uncond: Optional[float] = None
-    sampler: Optional[str] = None
-    sampling_steps: Optional[int] = None
-    cfg_scale: Optional[float] = None
-    gen_batch_size: Optional[int] = None
+    sampler: Optional[Literal["ddim", "dpmsolver++", "ddpm"]] = field(default=None, metadata=SAMPLING)
+    sampling_steps: Optional[int] = field(default=None, metadata=SAMPLING)
+    cfg_scale: Optional[float] = field(default=None, metadata=SAMPLING)
+    gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
     #: stop training after this much wall-clock time (counted across resumed runs)
     max_train_minutes: Optional[float] = None
     #: where fit() saves every ``checkpoint_every`` steps and resumes from
-    checkpoint_dir: Optional[str] = None
-    checkpoint_every: Optional[int] = None
+    checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
+    checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
     seed: Optional[int] = None
 
 
@@ -215,7 +215,6 @@ class DDPMGenerator(LearnedGenerator):
     )
     Options: ClassVar[type] = DDPMOptions
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
-    SAMPLING_KEYS: ClassVar[tuple[str, ...]] = ("sampler", "sampling_steps", "cfg_scale", "gen_batch_size")
 
     def _validate_cfg(self, cfg: dict[str, Any]) -> None:
         super()._validate_cfg(cfg)

@@ -60,6 +60,7 @@ def test_default_preset_is_small():
     assert DDPMGenerator().native_size == 32
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 @pytest.mark.parametrize("sampler", ["dpmsolver++", "ddpm"])
 def test_other_samplers_are_reproducible_and_batch_independent(sampler, tmp_path):
     _fitted().save(tmp_path)
