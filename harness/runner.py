@@ -310,7 +310,7 @@ class Runner:
         tick = time.perf_counter()
         spec, proto = self.spec, cell.protocol
         source = self.dataset(spec.dataset)
-        externals = [(ref.name, self.dataset(ref)) for ref in spec.external]
+        externals = [(_external_name(spec, i), self.dataset(ref)) for i, ref in enumerate(spec.external)]
         timings["datasets_s"] = round(time.perf_counter() - tick, 3)
         artifacts: dict[str, Any] = {}
         adir = self.store.artifact_dir(cell_id)
@@ -503,6 +503,13 @@ class Runner:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _external_name(spec: BenchmarkSpec, i: int) -> str:
+    """A unique name for external dataset i (the same plugin may appear twice, e.g. two sites)."""
+    name = spec.external[i].name
+    names = [spec.dataset.name] + [r.name for r in spec.external]
+    return name if names.count(name) == 1 else f"{name}-ext{i + 1}"
 
 
 def _default_cache_root() -> Path:

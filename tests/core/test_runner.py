@@ -116,3 +116,24 @@ def test_leakage_guard_refuses_test_patient_in_training(monkeypatch, tmp_path):
     cell = expand_cells(spec)[0]
     with pytest.raises(LeakageError, match=loaded.tests["test"].patient_ids[0]):
         runner.run_cell(cell, "leak")
+
+
+def test_mixed_external_trains_on_second_dataset_and_tests_on_both(tmp_path):
+    small = {"n_train": 120, "n_val": 40, "n_test": 60}
+    spec = spec_from_data({
+        "name": "mx", "size": 16, "classifier": {"name": "tiny-cnn"},
+        "dataset": {"name": "phantom", "options": small},
+        "external": [{"name": "phantom", "options": {**small, "seed": 7, "n_train": 80}}],
+        "generators": [{"name": "real"}],
+        "protocols": [{"name": "mixed-external", "ratios": [0.5], "schedule": "quick"}],
+        "evaluation": {"bootstrap_resamples": 30},
+    }, "s")
+    summary = Runner(spec, out=tmp_path, device="cpu", progress=False).run()
+    assert not summary.failed
+    records = [json.loads(p.read_text()) for p in (tmp_path / "cells").glob("*.json")]
+    mixed = next(r for r in records if r["cell"]["protocol"] == "mixed-external.v1")
+    ts = mixed["training_set"]
+    # 80 real images of the external set + 0.5 x the source's 120 training conditions
+    assert ts["dataset"] == "phantom-ext1" and ts["n_real"] == 80 and ts["n_synthetic"] == 60
+    assert set(mixed["metrics"]) == {"phantom:test", "phantom-ext1:test"}
+    assert mixed["generator"]["fitted_on"] == "phantom:train"
