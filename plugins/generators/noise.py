@@ -6,7 +6,9 @@ learned generator does must beat this.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from cxrbench.contracts import Condition, Generator, GeneratorCapabilities, Split
@@ -33,6 +35,15 @@ class NoiseGenerator(Generator):
         self._mean = float(images.mean())
         self._std = float(images.std())
         return {"mean": self._mean, "std": self._std}
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.json").write_text(json.dumps({"mean": self._mean, "std": self._std}))
+
+    def load(self, directory: Path) -> None:
+        state = json.loads((Path(directory) / "config.json").read_text())
+        self._mean, self._std = float(state["mean"]), float(state["std"])
 
     def generate(self, conditions: Sequence[Condition]):
         import torch

@@ -7,7 +7,9 @@ before any learned generator exists.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from cxrbench.contracts import Condition, Generator, GeneratorCapabilities, Split
@@ -28,6 +30,10 @@ class RealGenerator(Generator):
     Options = RealOptions
 
     def fit(self, train: Split, *, progress: bool = True) -> dict:
+        self._index(train)
+        return {"train_images": len(train)}
+
+    def _index(self, train: Split) -> None:
         import torch
 
         self._train = train
@@ -36,7 +42,28 @@ class RealGenerator(Generator):
         for i, row in enumerate(labels.tolist()):
             self._groups.setdefault(tuple(row), []).append(i)
         self._sex = train.metadata.get("sex")
-        return {"train_images": len(train)}
+
+    def save(self, directory: Path) -> None:
+        """The 'checkpoint' of the ceiling is the training split itself (safetensors + JSON)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        t = self._train
+        save_file({"images": t.images.contiguous(), "labels": t.labels.contiguous()}, str(directory / "train.safetensors"))
+        meta = {"keys": t.keys, "patient_ids": t.patient_ids, "label_names": list(t.label_names),
+                "sex": t.metadata.get("sex")}
+        (directory / "config.json").write_text(json.dumps(meta))
+
+    def load(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        tensors = load_file(str(directory / "train.safetensors"))
+        meta = json.loads((directory / "config.json").read_text())
+        metadata = {"sex": meta["sex"]} if meta.get("sex") is not None else {}
+        self._index(Split("train", tensors["images"], tensors["labels"], tuple(meta["label_names"]),
+                          meta["patient_ids"], meta["keys"], metadata))
 
     def generate(self, conditions: Sequence[Condition]):
         import numpy as np

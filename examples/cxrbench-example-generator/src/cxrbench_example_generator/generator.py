@@ -24,9 +24,12 @@ class ClassMeanGenerator(Generator):
     Options = ClassMeanOptions
 
     def fit(self, train, *, progress=True):
+        import time
+
         import torch
         import torch.nn.functional as F
 
+        start = time.perf_counter()
         images = train.images.float()
         if images.shape[-1] != self.size:
             images = F.interpolate(images, size=(self.size, self.size), mode="area")
@@ -38,7 +41,7 @@ class ClassMeanGenerator(Generator):
             means.append(images[rows].mean(0))
             stds.append(images[rows].std(0))
         self.means, self.stds = torch.stack(means), torch.stack(stds)
-        return {"label_vectors": len(self.keys)}
+        return {"label_vectors": len(self.keys), "train_seconds": time.perf_counter() - start}
 
     def generate(self, conditions):
         import torch
@@ -54,6 +57,8 @@ class ClassMeanGenerator(Generator):
             noise = F.interpolate(noise, size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
             img = self.means[k] + self.options.noise_scale * self.stds[k] * noise
             out.append(img.round().clamp(0, 255).to(torch.uint8))
+        if not out:
+            return torch.zeros((0, 1, self.size, self.size), dtype=torch.uint8)
         return torch.stack(out)
 
     def save(self, directory: Path) -> None:
