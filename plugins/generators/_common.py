@@ -474,7 +474,10 @@ class LearnedGenerator(Generator):
         self.encoder: ConditionEncoder | None = None
         self._fitted = False
         self.train_stats: dict[str, Any] = {}
+        #: where fit() checkpoints and resumes (the runner may set it after construction)
         self.checkpoint_dir = self.cfg.get("checkpoint_dir")
+        #: progress bars of generate(): None = $CXRBENCH_PROGRESS; fit(progress=...) sets it
+        self.progress: bool | None = None
 
     # ---- hooks
     def _validate_cfg(self, cfg: dict[str, Any]) -> None:
@@ -557,6 +560,7 @@ class LearnedGenerator(Generator):
         from cxrbench.progress import bar
 
         cfg = self.cfg
+        self.progress = progress
         if len(train) == 0:
             raise PluginError(f"{self.name}: cannot fit on an empty training split")
         if train.images.dtype != torch.uint8 or train.images.ndim != 4 or train.images.shape[1] != 1:
@@ -699,7 +703,7 @@ class LearnedGenerator(Generator):
         c_all = self.encoder.encode(conditions)
         seeds = [int(cond.seed) for cond in conditions]
         out = []
-        pbar = bar(total=n, desc=f"{self.name} generate", unit="img", enabled=None if n > 64 else False)
+        pbar = bar(total=n, desc=f"{self.name} generate", unit="img", enabled=self.progress if n > 64 else False)
         try:
             for idx, real in padded_chunks(n, int(self.cfg["gen_batch_size"])):
                 with torch.no_grad():
@@ -749,6 +753,7 @@ class LearnedGenerator(Generator):
         for key in self.sampling_keys():
             if key in explicit:
                 saved[key] = explicit[key]
+        self._validate_cfg(saved)
         self.cfg = saved
         self.encoder = ConditionEncoder.from_json(data["encoder"])
         self._seeded_build(self.encoder.dim)
