@@ -158,3 +158,19 @@ def test_parameter_counts_grow_with_preset():
         gen._seeded_build(3)
         counts[preset] = gen.parameter_counts()["model"]
     assert counts["tiny"] < 1_000_000 < 2_000_000 < counts["small"] < 8_000_000
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_fit_generate_and_cpu_reload(toy_split, tmp_path):
+    gen = DDPMGenerator(DDPMOptions(preset="tiny", train_steps=20), size=16, device="cuda")
+    stats = gen.fit(toy_split, progress=False)
+    assert stats["peak_memory_mb"] > 0 and stats["device"] == "cuda"
+    c = _conds(3)
+    a, b = gen.generate(c), gen.generate(c[1:])
+    assert a.device.type == "cpu" and a.dtype == torch.uint8
+    assert (a[1:].int() - b.int()).abs().max() <= 1
+    gen.save(tmp_path)
+    cpu = DDPMGenerator(DDPMOptions(preset="tiny"), size=16)
+    cpu.load(tmp_path)
+    assert cpu.generate(c).shape == (3, 1, 16, 16)

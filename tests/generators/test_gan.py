@@ -125,3 +125,19 @@ def test_gen_batch_size_changes_images_at_most_by_rounding(tmp_path):
     c = _conds(7, start=500)
     diff = (other.generate(c).int() - _fitted().generate(c).int()).abs()
     assert diff.max().item() <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_fit_generate_and_cpu_reload(toy_split, tmp_path):
+    gen = GANGenerator(GANOptions(preset="tiny", train_steps=20), size=16, device="cuda")
+    stats = gen.fit(toy_split, progress=False)
+    assert stats["peak_memory_mb"] > 0 and stats["device"] == "cuda"
+    c = _conds(3)
+    a, b = gen.generate(c), gen.generate(c[1:])
+    assert a.device.type == "cpu" and a.dtype == torch.uint8
+    assert (a[1:].int() - b.int()).abs().max() <= 1
+    gen.save(tmp_path)
+    cpu = GANGenerator(GANOptions(preset="tiny"), size=16)
+    cpu.load(tmp_path)
+    assert cpu.generate(c).shape == (3, 1, 16, 16)
