@@ -8,6 +8,16 @@ import pytest
 
 def pytest_configure(config):
     os.environ.setdefault("CXRBENCH_PROGRESS", "0")
+    # One intra-op thread: tiny models gain nothing from more, and on a busy 2-core runner
+    # every small op waits for a descheduled thread (measured here: a CLI run in the example
+    # plugin test took 496 s with 2 threads under load). Subprocesses inherit the variable.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
 
 
 @pytest.fixture(scope="session", autouse=True)
