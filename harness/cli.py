@@ -160,6 +160,8 @@ def resolve_run_spec(args):
 
 
 def cmd_run(args) -> int:
+    if args.no_progress:
+        os.environ["CXRBENCH_PROGRESS"] = "0"  # also reaches bars deep inside plugins
     spec, source = resolve_run_spec(args)
     out = Path(args.out or os.path.join(DEFAULT_OUT, spec.name))
     from cxrbench.runner import Runner
