@@ -1,8 +1,6 @@
 """Suite-wide settings: an isolated cache, quiet progress bars, small CPU thread pools."""
 
 import os
-from pathlib import Path
-
 import pytest
 
 
@@ -31,13 +29,3 @@ def isolated_cache(tmp_path_factory):
     else:
         os.environ["CXRBENCH_CACHE"] = old
 
-
-def kermany_root() -> Path | None:
-    """The real Kermany copy, when CXRBENCH_DATA_ROOT points at it (CI sets it)."""
-    root = os.environ.get("CXRBENCH_DATA_ROOT")
-    if not root:
-        return None
-    for candidate in (Path(root) / "kermany" / "chest_xray", Path(root) / "chest_xray"):
-        if candidate.is_dir():
-            return candidate.parent
-    return None
