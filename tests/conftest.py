@@ -1,6 +1,7 @@
 """Suite-wide settings: an isolated cache, quiet progress bars, small CPU thread pools."""
 
 import os
+
 import pytest
 
 
