@@ -102,8 +102,6 @@ def cmd_validate(args) -> int:
 
     spec = load_spec(args.spec)
     validate_plugins(spec, args.spec)
-    from cxrbench.config import BenchmarkSpec  # noqa: F401 - cheap, already imported
-
     n_gen = len(spec.generators)
     print(f"{args.spec}: ok (spec_version {spec.spec_version}, dataset {spec.dataset.name}, "
           f"{n_gen} generator(s), {len(spec.protocols)} protocol(s), {len(spec.seeds)} seed(s))")

@@ -126,14 +126,13 @@ def coerce(value: Any, tp: Any, where: str, source: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return coerce(value, arg, where, source)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                continue
         raise fail()
     if origin is typing.Literal:
         if value in typing.get_args(tp):
