@@ -185,7 +185,11 @@ class Generator(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: bump when ``fit`` changes: invalidates cached fitted generators (and their samples)
     version: ClassVar[str] = "1"
+    #: bump when ``generate`` changes for the same fitted weights (a sampler fix, say):
+    #: invalidates cached synthetic sets but keeps the fitted generator
+    sampling_version: ClassVar[str] = "1"
     capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities()
     Options: ClassVar[type] = NoOptions
 

@@ -231,7 +231,8 @@ class Runner:
         all_images, all_conditions, manifest = [], [], []
         gen_seconds = 0.0
         generated = 0
-        sampling_key = content_key(options_to_dict(generator.options))
+        sampling_key = content_key(
+            {"options": options_to_dict(generator.options), "sampling_version": type(generator).sampling_version})
         for replica in range(replicas):
             count = min(n_real, total - replica * n_real)
             # The last, partial replica takes a seeded subset of the training conditions.
@@ -359,6 +360,7 @@ class Runner:
             generator_record = {
                 "name": cell.generator.name, "label": cell.generator.label,
                 "version": self.plugins.generators.get(cell.generator.name).version,
+                "sampling_version": type(generator).sampling_version,
                 "options": options_to_dict(generator.options), "capabilities": dataclasses.asdict(type(generator).capabilities),
                 "fitted_on": f"{spec.dataset.name}:train", **gen_info, "synthetic": syn_info["stats"],
             }

@@ -210,6 +210,7 @@ class DDPMGenerator(LearnedGenerator):
 
     name: ClassVar[str] = "ddpm"
     version: ClassVar[str] = "1"
+    sampling_version: ClassVar[str] = "2"  # 2: DPM-Solver++ thresholds x0 (1 saturated every pixel)
     capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(
         labels=True, demographics=True, mask=False, text=False, needs_training=True, native_size=None
     )
