@@ -141,3 +141,30 @@ def test_cuda_bf16_fit_generate_and_cpu_reload(toy_split, tmp_path):
     cpu = GANGenerator(GANOptions(preset="tiny"), size=16)
     cpu.load(tmp_path)
     assert cpu.generate(c).shape == (3, 1, 16, 16)
+
+
+def test_minibatch_std_matches_its_definition():
+    from cxrbench.plugins.generators.gan import _minibatch_std
+
+    h = torch.randn(8, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    out = _minibatch_std(h, group=4)
+    assert out.shape == (8, 1, 2, 2)
+    # groups are images {i, i+2, i+4, i+6} for i in 0..1 (reshape (group, b/group, ...))
+    for i in range(2):
+        members = h[i::2]
+        expected = members.std(dim=0, unbiased=False).mean()
+        for j in range(i, 8, 2):
+            assert torch.allclose(out[j], expected.expand(1, 2, 2), atol=1e-5)
+    # identical images in a group: (near) zero, i.e. the signal D uses against mode collapse
+    same = h[:1].repeat(4, 1, 1, 1)
+    assert float(_minibatch_std(same).max()) < 1e-3
+    # an odd batch falls back to the largest group size that divides it
+    assert _minibatch_std(torch.randn(6, 3, 2, 2), group=4).shape == (6, 1, 2, 2)
+
+
+@pytest.mark.parametrize("d_steps", [1, 3])
+def test_d_steps_discriminator_updates_per_generator_update(toy_split, d_steps):
+    gen = _quick(train_steps=2, d_steps=d_steps)
+    gen.fit(toy_split, progress=False)
+    step_of = lambda opt: int(next(iter(opt.state.values()))["step"])  # noqa: E731
+    assert step_of(gen.opt_g) == 2 and step_of(gen.opt_d) == 2 * d_steps
