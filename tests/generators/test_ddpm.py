@@ -180,6 +180,7 @@ def _saturated_fraction(images):
     return float(((images == 0) | (images == 255)).float().mean())
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 @pytest.mark.parametrize("sampler", ["dpmsolver++", "ddim", "ddpm"])
 def test_samplers_do_not_saturate(sampler, tmp_path):
     """Regression: DPM-Solver++ on the cosine schedule once put 99.9% of pixels at 0 or 255.
