@@ -2,15 +2,13 @@
 a changed ``sampling_version`` only regenerates, and nothing changed reuses both."""
 
 import json
-import types
 
 import torch
 
 from cxrbench.config import spec_from_data
 from cxrbench.contracts import Generator, GeneratorCapabilities
-from cxrbench.hookspecs import hookimpl
-from cxrbench.registry import PluginSource, load_plugins
 from cxrbench.runner import Runner
+from cxrbench.testing import plugins_with_generator
 
 CALLS = {"fit": 0, "generate": 0}
 
@@ -40,15 +38,7 @@ class CountingGenerator(Generator):
 
 
 def _plugins(**class_attrs):
-    cls = type("Variant", (CountingGenerator,), class_attrs)
-    mod = types.ModuleType("counting_plugin")
-
-    @hookimpl
-    def cxrbench_register_generators(registry):
-        registry.add("counting", cls)
-
-    mod.cxrbench_register_generators = cxrbench_register_generators
-    return load_plugins(extra=[(mod, PluginSource("counting", "test-dist", "0"))])
+    return plugins_with_generator("counting", type("Variant", (CountingGenerator,), class_attrs))
 
 
 SPEC = {

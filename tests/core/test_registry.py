@@ -7,17 +7,11 @@ from cxrbench.contracts import Generator
 from cxrbench.errors import PluginError
 from cxrbench.hookspecs import hookimpl
 from cxrbench.registry import PluginSource, load_plugins
+from cxrbench.testing import generator_plugin
 
 
 def _plugin(gen_name):
-    mod = types.ModuleType(f"fake_{gen_name}")
-
-    @hookimpl
-    def cxrbench_register_generators(registry):
-        registry.add(gen_name, "cxrbench.plugins.generators.noise:NoiseGenerator", summary="fake")
-
-    mod.cxrbench_register_generators = cxrbench_register_generators
-    return mod
+    return generator_plugin(gen_name, "cxrbench.plugins.generators.noise:NoiseGenerator", summary="fake")
 
 
 def test_builtins_register_through_entry_points():

@@ -2,16 +2,14 @@
 cells are reused, records are self-describing, synthetic data never reaches tuning or test."""
 
 import json
-import types
 
 import pytest
 
 from cxrbench.config import spec_from_data
 from cxrbench.contracts import Generator, GeneratorCapabilities
 from cxrbench.errors import LeakageError
-from cxrbench.hookspecs import hookimpl
-from cxrbench.registry import PluginSource, load_plugins
 from cxrbench.runner import Runner
+from cxrbench.testing import plugins_with_generator
 
 
 class ExplodingGenerator(Generator):
@@ -28,14 +26,7 @@ class ExplodingGenerator(Generator):
 
 
 def plugins_with_exploding():
-    mod = types.ModuleType("exploding_plugin")
-
-    @hookimpl
-    def cxrbench_register_generators(registry):
-        registry.add("exploding", ExplodingGenerator)
-
-    mod.cxrbench_register_generators = cxrbench_register_generators
-    return load_plugins(extra=[(mod, PluginSource("exploding", "test-dist", "0"))])
+    return plugins_with_generator("exploding", ExplodingGenerator)
 
 
 SPEC = {
