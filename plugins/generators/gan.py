@@ -354,6 +354,8 @@ class GANGenerator(LearnedGenerator):
         if unknown:
             raise ConfigError(f"gan: unknown diffaug policy {unknown}; choose among {', '.join(DIFFAUG_POLICIES)}")
         self._policy = tuple(policy)
+        if not isinstance(cfg.get("d_steps"), int) or cfg["d_steps"] < 1:
+            raise ConfigError(f"gan: d_steps must be an integer >= 1, got {cfg.get('d_steps')!r}")
 
     def _build(self, cond_dim: int) -> None:
         import torch

@@ -47,6 +47,8 @@ def test_options_override_preset_and_errors():
         GANGenerator(GANOptions(preset="tiny", diffaug="translation,rotate"))
     with pytest.raises(ConfigError, match="unknown preset"):
         GANGenerator(GANOptions(preset="giant"))
+    with pytest.raises(ConfigError, match="d_steps must be an integer >= 1"):
+        GANGenerator(GANOptions(preset="tiny", d_steps=0))
 
 
 def test_diff_augment_is_seeded_differentiable_and_shape_preserving():
