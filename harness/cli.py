@@ -186,15 +186,18 @@ def cmd_show(args) -> int:
 
 
 def print_table(out: Path) -> None:
+    """Per-seed rows, then (when a configuration ran with several seeds) one row per
+    configuration over its seeds: mean, sd and a CI that pools bootstrap and seed variation."""
     from tabulate import tabulate
 
+    from cxrbench.aggregate import aggregate
     from cxrbench.store import RunStore
 
+    records = RunStore(out).records()
     rows = []
-    for rec in RunStore(out).records():
+    for rec in records:
         cell = rec.get("cell", {})
-        gen = (cell.get("generator") or {}).get("label", "-")
-        base = [cell.get("protocol"), gen, cell.get("ratio"), cell.get("seed"), rec.get("status")]
+        base = [cell.get("protocol"), _generator_label(rec), cell.get("ratio"), cell.get("seed"), rec.get("status")]
         if rec.get("status") != "ok":
             rows.append(base + ["-", "-", "-", (rec.get("error") or {}).get("message", "")[:60]])
             continue
@@ -208,11 +211,43 @@ def print_table(out: Path) -> None:
                 p = min(ps)
             rows.append(base + [
                 tname,
-                f"{auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if auc is not None and ci else "n/a",
+                f"{auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if auc is not None and ci else (f"{auc:.3f}" if auc is not None else "n/a"),
                 f"{ap:.3f}" if ap is not None else "n/a",
                 f"DeLong p={p:.3g}" if p is not None else "",
             ])
     print(tabulate(rows, headers=["protocol", "generator", "r", "seed", "status", "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
+    agg = [a for a in aggregate(records) if len(a["seeds"]) > 1]
+    if not agg:
+        return
+    arows = []
+    for a in agg:
+        label = a["generator"] + (" (TRUNCATED fit)" if a["truncated"] else "")
+        seeds = f"{len(a['seeds']) - len(a['failed_seeds'])}/{len(a['seeds'])}"
+        auc, ap, vs = a["metrics"].get("auroc"), a["metrics"].get("aupr"), a["vs_real_only"]
+        cell = [a["protocol"], label, a["ratio"], seeds, a["test_set"] or "-"]
+        if not auc:
+            arows.append(cell + ["all seeds failed", "", ""])
+            continue
+        ci = auc["ci"]
+        text = f"{auc['mean']:.3f} +/- {auc['sd']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        vs_text = ""
+        if vs:
+            d = vs["delta_auroc"]
+            dci = f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d.get("ci") else ""
+            vs_text = f"{d['mean']:+.3f}{dci}; worse in {vs['seeds_worse']}/{vs['n_seeds']}, better in {vs['seeds_better']}/{vs['n_seeds']}"
+        arows.append(cell + [text, f"{ap['mean']:.3f}" if ap else "n/a", vs_text])
+    print("\nover seeds (mean +/- sd [95% CI pooling bootstrap and seed variation, Rubin's rules]):")
+    print(tabulate(arows, headers=["protocol", "generator", "r", "seeds ok", "test set", "AUROC mean +/- sd [95% CI]",
+                                   "AUPR", "dAUROC vs real-only [CI]; seeds p<0.05"]))
+
+
+def _generator_label(rec: dict) -> str:
+    gen = (rec.get("cell", {}).get("generator") or {}).get("label", "-")
+    g = rec.get("generator") or {}
+    if g.get("truncated"):
+        stats = g.get("fit_stats") or {}
+        gen += f" (TRUNCATED fit: {stats.get('steps')}/{stats.get('steps_requested')} steps)"
+    return gen
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ class GeneratorRef(PluginRef):
 @dataclass
 class DatasetRef(PluginRef):
     root: str | None = None
+    #: external test sets: the training dataset's label -> this dataset's label, e.g.
+    #: {pneumonia: Pneumonia}; labels of the same name map to themselves
+    labels: dict[str, str] = field(default_factory=dict)
+    #: external test sets: "test" (its official test split) or "all" (every image: allowed only
+    #: when no model that is tested on it has seen any of its patients)
+    test: typing.Literal["test", "all"] = "test"
 
 
 @dataclass
@@ -251,7 +257,8 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
     from cxrbench import protocols
 
     if not (8 <= spec.size <= 1024):
-        raise ConfigError(f"{source}: size: {spec.size} is out of range; allowed: 8..1024 px")
+        raise ConfigError(f"{source}: size: {spec.size} is out of range; allowed: 8..1024 px "
+                          "(and what every plugin in the spec accepts)")
     if not spec.generators and any(protocols.get(p.name, source).uses_generator for p in spec.protocols):
         raise ConfigError(f"{source}: generators: empty, but a protocol needs a generator")
     if not spec.protocols:
@@ -292,21 +299,60 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
     refs.append(("classifier", "classifier", spec.classifier))
     from cxrbench.errors import PluginError
 
+    classes = {}
     for kind, where, ref in refs:
         try:
             cls = plugins.load(kind, ref.name)
         except PluginError as exc:
             raise ConfigError(f"{source}: {where}.name: {exc}") from None
+        classes[where] = cls
         opts = dict(ref.options)
         sweep = getattr(ref, "sweep", {}) or {}
         for key, values in sweep.items():
             if not values:
                 raise ConfigError(f"{source}: {where}.sweep.{key}: needs at least one value")
             opts[key] = values[0]
-        plugin_options(cls, opts, f"{where}.options", source)
+        # Each plugin's own rules, at the spec's size: what a run would refuse, validate refuses.
+        _check_plugin(cls, plugin_options(cls, opts, f"{where}.options", source), spec.size, where, source)
         for key, values in sweep.items():
             for v in values[1:]:
-                plugin_options(cls, {**opts, key: v}, f"{where}.sweep.{key}", source)
+                _check_plugin(cls, plugin_options(cls, {**opts, key: v}, f"{where}.sweep.{key}", source),
+                              spec.size, f"{where}.sweep.{key}={v!r}", source)
+    _check_datasets(spec, classes, source)
+
+
+def _check_plugin(cls: type, options: Any, size: int, where: str, source: str) -> None:
+    check = getattr(cls, "check_options", None)
+    if check is None:
+        return
+    try:
+        check(options, size)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {where}: {exc}") from None
+
+
+def dataset_labels(cls: type, options: Any) -> tuple[str, ...]:
+    """A dataset plugin's label names for these options, without touching its files."""
+    try:
+        return tuple(cls(None, options).label_names)
+    except Exception:  # noqa: BLE001 - a plugin that needs its root to know: use the class's
+        return tuple(getattr(cls, "label_names", ()))
+
+
+def _check_datasets(spec: BenchmarkSpec, classes: dict[str, type], source: str) -> None:
+    """Label maps resolve, and test: all / labels: appear only where they mean something."""
+    from cxrbench.labelmaps import resolve_label_map
+
+    if spec.dataset.labels or spec.dataset.test != "test":
+        raise ConfigError(f"{source}: dataset: 'labels' and 'test' apply to external datasets only "
+                          "(the training dataset's labels are the classifier's)")
+    src_cls = classes["dataset"]
+    src_labels = dataset_labels(src_cls, plugin_options(src_cls, spec.dataset.options, "dataset.options", source))
+    for i, ref in enumerate(spec.external):
+        cls = classes[f"external[{i}]"]
+        labels = dataset_labels(cls, plugin_options(cls, ref.options, f"external[{i}].options", source))
+        if labels and src_labels:
+            resolve_label_map(src_labels, labels, ref.labels, f"{source}: external[{i}]", ref.name)
 
 
 def plugin_options(cls: type, options: dict[str, Any], where: str, source: str) -> Any:

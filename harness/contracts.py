@@ -73,6 +73,11 @@ class Dataset(abc.ABC):
         self.root = Path(root) if root is not None else None
         self.options = options if options is not None else self.Options()
 
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        """Raise ConfigError when ``options`` cannot work at ``size`` px; no file access (called by
+        ``validate``, which may run where the data is not)."""
+
     @abc.abstractmethod
     def records(self) -> list[ImageRecord]:
         """Every image with its split, labels, patient id and metadata.
@@ -172,6 +177,10 @@ class GeneratorCapabilities:
     text: bool = False
     #: True when fit() learns something expensive: its checkpoint is then cached by content
     needs_training: bool = True
+    #: False when no real image or label ever reaches the generator (a hosted image model, a
+    #: pretrained model used as is): the runner never calls fit(), and a test set may then hold
+    #: every image of a real dataset (``test: all``)
+    sees_training_data: bool = True
     #: the resolution it generates natively (None: any requested size)
     native_size: int | None = None
 
@@ -198,9 +207,27 @@ class Generator(abc.ABC):
         self.size = int(size)
         self.device = device
 
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        """Raise :class:`~cxrbench.errors.ConfigError` (one line) when ``options`` cannot work
+        at ``size`` px. Called by ``cxrbench validate`` and before any cell runs, so a spec
+        that every run would fail is refused up front. Must be cheap: no torch import, no I/O.
+        Default: nothing to check beyond the Options dataclass types."""
+
+    def effective_options(self) -> dict[str, Any]:
+        """Every option with the value this instance really uses (preset values resolved).
+        Recorded with every result and part of the fitted-generator cache key (minus fields
+        marked ``metadata={"sampling": True}`` or ``{"runtime": True}``). Default: the options
+        as given."""
+        return options_to_dict(self.options)
+
     @abc.abstractmethod
     def fit(self, train: Split, *, progress: bool = True) -> dict[str, Any]:
-        """Fit on the real training split. Returns stats to record (e.g. train seconds)."""
+        """Fit on the real training split. Returns stats to record (e.g. train seconds).
+
+        A fit is defined by its steps, not by wall time. A generator that stops early (a time
+        budget) must say so: ``{"truncated": True, "steps": done, "steps_requested": asked}``;
+        the runner then caches it under a key of its own and marks every result built on it."""
 
     @abc.abstractmethod
     def generate(self, conditions: Sequence[Condition]) -> torch.Tensor:
@@ -241,6 +268,10 @@ class Postprocessor(abc.ABC):
         self.options = options if options is not None else self.Options()
         self.device = device
 
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        """Raise ConfigError when ``options`` cannot work at ``size`` px (see Generator)."""
+
     @abc.abstractmethod
     def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
         """Return the processed batch (uint8, (N', 1, H, W), N' <= N)."""
@@ -266,6 +297,11 @@ class Classifier(abc.ABC):
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        """Raise ConfigError when ``options`` cannot work on ``size`` px inputs (e.g. too few
+        pixels for the network's downsampling). Called by ``validate`` and before a run."""
 
     @abc.abstractmethod
     def build(self, num_labels: int, input_size: int, pretrained: bool) -> BuiltClassifier:

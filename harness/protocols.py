@@ -44,9 +44,19 @@ class Protocol:
     min_ratio: float = 0.0
     max_ratio: float = 0.0
     schedules: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(_SCHEDULES_V1))
+    #: where model selection and thresholds come from: "real" (the training dataset's real
+    #: validation split) or "synthetic" (a held-out synthetic slice; no real data before the test)
+    tuning: str = "real"
+    #: size of the synthetic tuning slice: this fraction of the training conditions, at least
+    #: ``tuning_minimum`` images (only with tuning="synthetic")
+    tuning_fraction: float = 0.0
+    tuning_minimum: int = 0
     tuning_set: str = "real validation split of the training dataset (never synthetic)"
     model_selection: str = "lowest real tuning-set loss (EMA weights)"
+    thresholds: str = "chosen on the real tuning set (spec evaluation.threshold)"
     test_sets: str = "internal test split + every external dataset's test split (real only)"
+    #: what real data reaches training or tuning before the test (recorded, for the reader)
+    real_data_before_test: str = "real training split (images, labels) and real validation split"
 
     @property
     def id(self) -> str:
@@ -85,6 +95,29 @@ PROTOCOLS: dict[str, Protocol] = {
             description=(
                 "Train only on synthetic images generated for the conditions (labels, demographics) "
                 "of the real training split, r times its size; tune and test on real images."
+            ),
+            real_data_before_test="real validation split (model selection and thresholds) and the generator's fit",
+        ),
+        Protocol(
+            name="synthetic-only", version=2, uses_real_train=False, uses_generator=True,
+            default_ratios=(1.0,), min_ratio=0.1, max_ratio=10.0,
+            tuning="synthetic", tuning_fraction=0.1, tuning_minimum=64,
+            description=(
+                "Train only on synthetic images generated for the conditions (labels, demographics) "
+                "of the real training split, r times its size. No real image and no real label "
+                "reaches classifier training, model selection or thresholds: they use a held-out "
+                "synthetic slice with seeds of its own. Real images are used only to test."
+            ),
+            tuning_set=(
+                "held-out synthetic slice: 10% of the training conditions (at least 64), drawn with "
+                "seed derive(cell seed, 'tune-subset'), image seeds derive(cell seed, 'tune', i); "
+                "post-processed like the training images"
+            ),
+            model_selection="lowest loss on the synthetic tuning slice (EMA weights)",
+            thresholds="chosen on the synthetic tuning slice (spec evaluation.threshold)",
+            real_data_before_test=(
+                "none, except what the generator learned in fit() on the real training split and "
+                "that split's condition list (label vectors, demographics), which defines what to generate"
             ),
         ),
         Protocol(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import time
@@ -22,13 +21,13 @@ from typing import Any
 from cxrbench import __version__, protocols
 from cxrbench.cells import Cell, GeneratorVariant, expand_cells
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
-from cxrbench.contracts import Condition, SyntheticBatch, options_to_dict
+from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError, LeakageError
-from cxrbench.hashing import content_key, derive_seed
+from cxrbench.generation import check_images
+from cxrbench.hashing import content_key
 from cxrbench.store import RunStore, atomic_write_json
 
 RECORD_SCHEMA = "cxrbench.cell/1"
-DEMOGRAPHIC_FIELDS = ("sex", "age", "race")
 
 
 @dataclass
@@ -174,114 +173,23 @@ class Runner:
 
     # ------------------------------------------------------------------ generators
 
-    def fitted_generator(self, variant: GeneratorVariant, train, fingerprint: str, seed: int):
-        """Fit a generator on the real train split, or load it from the content-addressed cache."""
-        from cxrbench.device import seed_everything
+    def fitted_generator(self, variant: GeneratorVariant, train, fingerprint: str):
+        """Fit a generator on the real train split, or load it from the content-addressed cache
+        (see generation.py: keyed by effective options and steps, never by wall time)."""
+        from cxrbench.generation import fit_or_load
 
         cls = self.plugins.load("generator", variant.name)
         options = plugin_options(cls, variant.options, f"generators[{variant.label}].options", self.spec_source)
+        cls.check_options(options, self.spec.size)
         entry = self.plugins.generators.get(variant.name)
-        fit_options = _fit_relevant(options)
-        fit_key = content_key(
-            {
-                "generator": variant.name, "version": entry.version, "options": fit_options,
-                "train": fingerprint, "train_keys": content_key(train.keys), "size": self.spec.size,
-                "seed": seed,
-            }
-        )
-        memo = f"{fit_key}:{content_key(options_to_dict(options))}"
-        if memo in self._generators:
-            return self._generators[memo]
-        generator = cls(options, size=self.spec.size, device=self.device)
-        info: dict[str, Any] = {"fit_key": fit_key, "cached": False}
-        ckpt = self.cache_root / "generators" / f"{variant.name}-{fit_key}"
-        done = ckpt / "cxrbench-fit.json"
-        if cls.capabilities.needs_training and done.is_file():
-            generator.load(ckpt)
-            info.update(json.loads(done.read_text()), cached=True)
-            log(f"generator {variant.label}: loaded fitted checkpoint {ckpt}")
-        else:
-            seed_everything(seed)
-            start = time.perf_counter()
-            if cls.capabilities.needs_training:
-                # Resumable plugins checkpoint here while training.
-                ckpt.mkdir(parents=True, exist_ok=True)
-                if hasattr(generator, "checkpoint_dir"):
-                    generator.checkpoint_dir = ckpt / "resume"
-            stats = generator.fit(train, progress=self.progress) or {}
-            info["fit_stats"] = _jsonable(stats)
-            info["fit_s"] = round(time.perf_counter() - start, 3)
-            if cls.capabilities.needs_training:
-                generator.save(ckpt)
-                atomic_write_json(done, {"fit_stats": info["fit_stats"], "fit_s": info["fit_s"]})
-        self._generators[memo] = (generator, info)
-        return generator, info
-
-    def synthetic_set(self, cell: Cell, generator, gen_info: dict, source_train, label_names) -> tuple[SyntheticBatch, dict]:
-        """r x the real training set's conditions, one replica at a time, each cached by content."""
-        import numpy as np
-        import torch
-
-        from cxrbench.progress import bar
-
-        n_real = len(source_train)
-        total = int(round(cell.ratio * n_real))
-        replicas = math.ceil(total / n_real) if n_real else 0
-        caps = type(generator).capabilities
-        all_images, all_conditions, manifest = [], [], []
-        gen_seconds = 0.0
-        generated = 0
-        sampling_key = content_key(
-            {"options": options_to_dict(generator.options), "sampling_version": type(generator).sampling_version})
-        for replica in range(replicas):
-            count = min(n_real, total - replica * n_real)
-            # The last, partial replica takes a seeded subset of the training conditions.
-            order = np.random.default_rng(derive_seed(cell.seed, "subset", replica)).permutation(n_real)[:count]
-            order.sort()
-            conditions = [self._condition(source_train, int(i), cell.seed, replica, caps) for i in order]
-            key = content_key(
-                {"fit": gen_info["fit_key"], "sampling": sampling_key, "replica": replica,
-                 "conditions": content_key([(c.labels, c.seed, sorted(c.demographics.items())) for c in conditions])}
-            )
-            path = self.cache_root / "synthetic" / f"{cell.generator.name}-{key}.npy"
-            if path.is_file():
-                images = torch.from_numpy(np.load(path))
-            else:
-                start = time.perf_counter()
-                chunks = []
-                batch = 256
-                for lo in bar(range(0, len(conditions), batch), desc=f"generate {cell.generator.label} replica {replica}",
-                              unit="batch", enabled=self.progress):
-                    chunk = generator.generate(conditions[lo : lo + batch])
-                    _check_images(chunk, len(conditions[lo : lo + batch]), self.spec.size, cell.generator.name)
-                    chunks.append(chunk.cpu())
-                images = torch.cat(chunks) if chunks else torch.zeros((0, 1, self.spec.size, self.spec.size), dtype=torch.uint8)
-                gen_seconds += time.perf_counter() - start
-                generated += len(conditions)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.npy")
-                np.save(tmp, images.numpy())
-                os.replace(tmp, path)
-            all_images.append(images)
-            all_conditions.extend(conditions)
-            for i, c in zip(order.tolist(), conditions):
-                manifest.append({"file": f"syn-r{replica:02d}-{i:06d}", "replica": replica, "seed": c.seed,
-                                 "source_key": source_train.keys[i], "labels": list(c.labels)})
-        images = torch.cat(all_images) if all_images else torch.zeros((0, 1, self.spec.size, self.spec.size), dtype=torch.uint8)
-        batch = SyntheticBatch(images, all_conditions)
-        stats = {"n": len(all_conditions), "replicas": replicas, "generated_now": generated,
-                 "generate_s": round(gen_seconds, 3),
-                 "seconds_per_image": round(gen_seconds / generated, 5) if generated else None}
-        return batch, {"stats": stats, "manifest": manifest}
-
-    @staticmethod
-    def _condition(split, i: int, seed: int, replica: int, caps) -> Condition:
-        labels = tuple(0.0 if math.isnan(v) else float(v) for v in split.labels[i].tolist())
-        demo = {k: split.metadata[k][i] for k in DEMOGRAPHIC_FIELDS if k in split.metadata}
-        demo = {k: v for k, v in demo.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
-        mask = split.masks[i] if (caps.mask and split.masks is not None) else None
-        return Condition(labels=labels, seed=derive_seed(seed, replica, i), demographics=demo,
-                         mask=mask, replica=replica)
+        memo = content_key({"name": variant.name, "options": options_to_dict(options)})
+        if memo not in self._generators:
+            generator = cls(options, size=self.spec.size, device=self.device)
+            info = fit_or_load(generator, name=variant.name, version=entry.version, train=train,
+                               fingerprint=fingerprint, size=self.spec.size, cache_root=self.cache_root,
+                               progress=self.progress)
+            self._generators[memo] = (generator, info)
+        return self._generators[memo]
 
     def postprocess(self, batch: SyntheticBatch) -> SyntheticBatch:
         for i, ref in enumerate(self.spec.postprocess):
@@ -289,7 +197,7 @@ class Runner:
             step = cls(plugin_options(cls, ref.options, f"postprocess[{i}].options", self.spec_source), device=self.device)
             before = len(batch.conditions)
             batch = step(batch)
-            _check_images(batch.images, None, self.spec.size, ref.name)
+            check_images(batch.images, None, self.spec.size, ref.name)
             if len(batch.conditions) > before:
                 raise CxrbenchError(f"post-processor {ref.name!r} added images; a step may only keep or drop them")
         return batch
@@ -300,10 +208,10 @@ class Runner:
         import numpy as np
         import torch
 
-        from cxrbench.datasets import check_patient_disjoint
         from cxrbench.device import hardware_summary, seed_everything
         from cxrbench.evaluation import compare_to_baseline, evaluate
         from cxrbench.evaluation.metrics import choose_threshold
+        from cxrbench.generation import jsonable, options_record, synthetic_training_set, synthetic_tuning_slice
         from cxrbench.sheets import contact_sheet
         from cxrbench.training import TrainRecipe, predict, train_classifier
 
@@ -311,68 +219,92 @@ class Runner:
         tick = time.perf_counter()
         spec, proto = self.spec, cell.protocol
         source = self.dataset(spec.dataset)
-        externals = [(_external_name(spec, i), self.dataset(ref)) for i, ref in enumerate(spec.external)]
+        externals = [(_external_name(spec, i), self.dataset(ref), ref) for i, ref in enumerate(spec.external)]
         timings["datasets_s"] = round(time.perf_counter() - tick, 3)
         artifacts: dict[str, Any] = {}
         adir = self.store.artifact_dir(cell_id)
 
-        # Real training and tuning data for this protocol.
+        # Real training data for this protocol (labels in the source dataset's label space).
         if proto.external_training:
             if not externals:
                 raise CxrbenchError(f"{proto.id} needs a second dataset: add it under 'external:' in the spec")
-            train_name, train_ds = externals[0]
+            train_name, train_ds, train_ref = externals[0]
+            train_split, val = (self._in_source_labels(s, train_ds, train_ref, 0) for s in (train_ds.train, train_ds.val))
         else:
-            train_name, train_ds = spec.dataset.name, source
-        if train_ds.label_names != source.label_names:
-            raise CxrbenchError(f"label names differ: {train_ds.label_names} vs {source.label_names}")
-        val = train_ds.val
+            train_name, train_ds, train_ref = spec.dataset.name, source, spec.dataset
+            train_split, val = source.train, source.val
 
         parts_images, parts_labels, parts_sources = [], [], []
-        train_patients: list[str] = []
+        classifier_patients: list[str] = []
         if proto.uses_real_train:
-            parts_images.append(train_ds.train.images)
-            parts_labels.append(train_ds.train.labels)
-            parts_sources += ["real"] * len(train_ds.train)
-            train_patients = [f"{train_name}:{p}" for p in train_ds.train.patient_ids]
+            parts_images.append(train_split.images)
+            parts_labels.append(train_split.labels)
+            parts_sources += ["real"] * len(train_split)
+            classifier_patients = _namespaced(train_ds, train_split.patient_ids)
 
-        generator_record = None
+        generator_record, generator_patients, tuning = None, [], None
         if proto.uses_generator:
             tick = time.perf_counter()
-            generator, gen_info = self.fitted_generator(cell.generator, source.train, source.fingerprint, cell.seed)
+            generator, gen_info = self.fitted_generator(cell.generator, source.train, source.fingerprint)
+            if getattr(type(generator).capabilities, "sees_training_data", True):
+                generator_patients = _namespaced(source, source.train.patient_ids)
             timings["generator_fit_s"] = round(time.perf_counter() - tick, 3)
+            common = dict(variant_name=cell.generator.name, variant_label=cell.generator.label, seed=cell.seed,
+                          source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress)
             tick = time.perf_counter()
-            synthetic, syn_info = self.synthetic_set(cell, generator, gen_info, source.train, source.label_names)
+            synthetic, syn_info = synthetic_training_set(generator, gen_info, ratio=cell.ratio, **common)
+            manifest = syn_info["manifest"]
+            if proto.tuning == "synthetic":
+                tuning, tune_info = synthetic_tuning_slice(generator, gen_info, fraction=proto.tuning_fraction,
+                                                           minimum=proto.tuning_minimum, **common)
+                manifest = manifest + tune_info["manifest"]
+                syn_info["stats"]["tuning_slice"] = tune_info["stats"]
             timings["generate_s"] = round(time.perf_counter() - tick, 3)
             tick = time.perf_counter()
             synthetic = self.postprocess(synthetic)
+            if tuning is not None:
+                tuning = self.postprocess(tuning)
             timings["postprocess_s"] = round(time.perf_counter() - tick, 3)
             manifest_path = adir / "synthetic-manifest.json"
-            atomic_write_json(manifest_path, syn_info["manifest"])
+            atomic_write_json(manifest_path, manifest)
             artifacts["synthetic_manifest"] = str(manifest_path)
             if len(synthetic.conditions):
                 artifacts["contact_sheet"] = str(contact_sheet(
                     synthetic.images, synthetic.conditions, source.label_names, adir / "contact-sheet.png"))
-            syn_labels = torch.tensor([c.labels for c in synthetic.conditions], dtype=torch.float32).reshape(
-                -1, len(source.label_names))
             parts_images.append(synthetic.images)
-            parts_labels.append(syn_labels)
+            parts_labels.append(_condition_labels(synthetic, len(source.label_names)))
             parts_sources += ["synthetic"] * len(synthetic.conditions)
             generator_record = {
                 "name": cell.generator.name, "label": cell.generator.label,
                 "version": self.plugins.generators.get(cell.generator.name).version,
-                "sampling_version": type(generator).sampling_version,
-                "options": options_to_dict(generator.options), "capabilities": dataclasses.asdict(type(generator).capabilities),
-                "fitted_on": f"{spec.dataset.name}:train", **gen_info, "synthetic": syn_info["stats"],
+                "sampling_version": type(generator).sampling_version, **options_record(generator),
+                "capabilities": dataclasses.asdict(type(generator).capabilities),
+                "fitted_on": f"{spec.dataset.name}:train" if generator_patients else None,
+                **gen_info, "synthetic": syn_info["stats"],
             }
 
-        # Leakage guard: no test patient in any data the classifier trains on.
+        # The tuning set: the real validation split, or (synthetic-only.v2) a held-out synthetic slice.
+        if tuning is not None:
+            tune_images, tune_labels = tuning.images, _condition_labels(tuning, len(source.label_names))
+            tune_desc = f"synthetic tuning slice (n={len(tuning.conditions)}; no real image or label)"
+            tune_patients: list[str] = []
+        else:
+            tune_images, tune_labels = val.images, val.labels
+            tune_desc = f"{train_name}:val (real, n={len(val)})"
+            tune_patients = _namespaced(train_ds, val.patient_ids)
+
+        # Test sets (labels mapped into the source label space), then the leakage guard: no test
+        # patient in anything the classifier or the generator learned from, or tuned on.
         test_sets = {f"{spec.dataset.name}:test": source.tests["test"]}
-        for name, ext in externals:
-            test_sets[f"{name}:test"] = ext.tests["test"]
-        groups = {"classifier-train": train_patients, f"{train_name}:val": [f"{train_name}:{p}" for p in val.patient_ids]}
-        for tname, split in test_sets.items():
-            groups[tname] = [f"{tname.split(':')[0]}:{p}" for p in split.patient_ids]
-        check_patient_disjoint(groups)
+        test_patients = {f"{spec.dataset.name}:test": _namespaced(source, source.tests["test"].patient_ids)}
+        for i, (name, ext, ref) in enumerate(externals):
+            split = _all_images(ext) if ref.test == "all" else ext.tests["test"]
+            tname = f"{name}:{'all' if ref.test == 'all' else 'test'}"
+            test_sets[tname] = self._in_source_labels(split, ext, ref, i)
+            test_patients[tname] = _namespaced(ext, split.patient_ids)
+        groups = {"classifier-train": classifier_patients, "generator-train": generator_patients,
+                  "tuning": tune_patients, **test_patients}
+        _check_leakage(groups)
 
         train_images = torch.cat(parts_images)
         train_labels = torch.cat(parts_labels)
@@ -381,7 +313,7 @@ class Runner:
             "dataset": train_name, "n": len(parts_sources), "n_real": parts_sources.count("real"),
             "n_synthetic": parts_sources.count("synthetic"),
             "prevalence": [round(float(v), 5) for v in train_labels_clean.mean(0).tolist()],
-            "tuning_set": f"{train_name}:val (real, n={len(val)})",
+            "tuning_set": tune_desc,
         }
         if not parts_sources:
             raise CxrbenchError("empty training set")
@@ -393,19 +325,19 @@ class Runner:
         seed_everything(cell.seed)
         built = classifier.build(len(source.label_names), spec.size, spec.classifier.pretrained)
         tick = time.perf_counter()
-        result = train_classifier(built, train_images, train_labels, val.images, val.labels,
+        result = train_classifier(built, train_images, train_labels, tune_images, tune_labels,
                                   recipe=recipe, device=self.device, seed=cell.seed, progress=self.progress)
         timings["classifier_train_s"] = round(time.perf_counter() - tick, 3)
 
-        # Evaluation on every real test set; thresholds chosen on the real tuning set.
+        # Evaluation on every real test set; thresholds chosen on the tuning set.
         tick = time.perf_counter()
-        val_scores = predict(result.model, val.images, device=self.device)
+        tune_scores = predict(result.model, tune_images, device=self.device)
         thresholds = []
         for j in range(len(source.label_names)):
-            y = val.labels[:, j].numpy()
+            y = tune_labels[:, j].numpy()
             ok = ~np.isnan(y)
             both = ok.any() and len(set(y[ok].tolist())) == 2
-            thresholds.append(choose_threshold(y[ok], val_scores[ok, j], method=spec.evaluation.threshold) if both else 0.5)
+            thresholds.append(choose_threshold(y[ok], tune_scores[ok, j], method=spec.evaluation.threshold) if both else 0.5)
         metrics, comparisons, predictions = {}, {}, {}
         baseline = self._baseline_record(cell)
         for tname, split in test_sets.items():
@@ -429,14 +361,15 @@ class Runner:
             **self._record_header(cell, cell_id),
             "status": "ok",
             "hardware": hardware_summary(self.device),
-            "dataset": {"name": spec.dataset.name, "fingerprint": source.fingerprint, "info": _jsonable(source.info)},
-            "external": [{"name": n, "fingerprint": d.fingerprint, "info": _jsonable(d.info)} for n, d in externals],
+            "dataset": {"name": spec.dataset.name, "fingerprint": source.fingerprint, "info": jsonable(source.info)},
+            "external": [{"name": n, "fingerprint": d.fingerprint, "test": r.test, "labels": dict(r.labels),
+                          "info": jsonable(d.info)} for n, d, r in externals],
             "generator": generator_record,
             "training_set": training_set,
             "classifier": {
                 "name": spec.classifier.name, "version": self.plugins.classifiers.get(spec.classifier.name).version,
                 "weights": built.weights, "recipe": dataclasses.asdict(recipe), "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss, "history": _jsonable(result.history),
+                "best_val_loss": result.best_val_loss, "history": jsonable(result.history),
                 "train_s": round(result.seconds, 3),
             },
             "thresholds": [float(t) for t in thresholds],
@@ -445,6 +378,17 @@ class Runner:
             "timings": timings,
             "artifacts": artifacts,
         }
+
+    def _in_source_labels(self, split, dataset, ref, i: int):
+        """``split`` of an external dataset with its labels mapped onto the source dataset's."""
+        from cxrbench.labelmaps import remap_split, resolve_label_map
+
+        source = self.spec.dataset
+        if tuple(dataset.label_names) == tuple(self.dataset(source).label_names) and not ref.labels:
+            return split
+        columns = resolve_label_map(self.dataset(source).label_names, dataset.label_names, ref.labels,
+                                    f"external[{i}]", ref.name)
+        return remap_split(split, columns, self.dataset(source).label_names)
 
     def _baseline_record(self, cell: Cell) -> dict | None:
         if not cell.protocol.uses_generator:
@@ -501,7 +445,13 @@ class Runner:
         adjusted = bonferroni([r["p_value"] for r in rows]) if rows else []
         for r, p in zip(rows, adjusted):
             r["p_bonferroni"] = p
-        atomic_write_json(self.store.out / "summary.json", {"comparisons": rows, "n_comparisons": len(rows)})
+        from cxrbench.aggregate import aggregate
+
+        atomic_write_json(self.store.out / "summary.json", {
+            "comparisons": rows, "n_comparisons": len(rows),
+            # one row per configuration over its seeds (see aggregate.py)
+            "aggregates": aggregate(self.store.records()),
+        })
 
 
 # ---------------------------------------------------------------------- helpers
@@ -520,32 +470,12 @@ def _default_cache_root() -> Path:
     return Path(default_cache_dir())
 
 
-def _fit_relevant(options) -> dict:
-    """Options that change the fitted model. Fields marked ``metadata={"sampling": True}``
-    (e.g. cfg_scale, sampler steps) only change sampling, so a sweep over them reuses one fit."""
-    if not dataclasses.is_dataclass(options):
-        return options_to_dict(options)
-    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if not f.metadata.get("sampling")}
-
-
 def _recipe_fields(cls, values: dict) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
         raise CxrbenchError(f"protocol recipe has fields the trainer does not know: {sorted(unknown)}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
-
-def _check_images(images, n: int | None, size: int, who: str) -> None:
-    import torch
-
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 1:
-        got = f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
-        raise CxrbenchError(f"{who!r} broke the image contract: expected uint8 (N, 1, H, W), got {got}")
-    if n is not None and images.shape[0] != n:
-        raise CxrbenchError(f"{who!r} returned {images.shape[0]} images for {n} conditions (must be one each)")
-    if tuple(images.shape[-2:]) != (size, size):
-        raise CxrbenchError(f"{who!r} returned {tuple(images.shape[-2:])} px images; the spec asks for {size}")
 
 
 def _write_predictions(path: Path, split, scores, label_names) -> None:
@@ -570,18 +500,50 @@ def _read_scores(path: Path, keys, label_names):
     return df.loc[list(keys), [f"score_{n}" for n in label_names]].to_numpy()
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
-        return obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
+def _namespaced(dataset, patient_ids) -> list[str]:
+    """Patient ids qualified by the dataset's identity (plugin name + content fingerprint), so the
+    same data under two names (an external copy of the source, say) is recognised as the same."""
+    return [f"{dataset.name}#{dataset.fingerprint[:12]}:{p}" for p in patient_ids]
+
+
+def _all_images(dataset):
+    """Every image of a dataset as one test split (train + val + test)."""
+    import dataclasses as dc
+
+    import torch
+
+    parts = [dataset.train, dataset.val, *dataset.tests.values()]
+    parts = [p for p in parts if len(p)]
+    meta_keys = set.intersection(*(set(p.metadata) for p in parts)) if parts else set()
+    return dc.replace(
+        parts[0], name="all", images=torch.cat([p.images for p in parts]), labels=torch.cat([p.labels for p in parts]),
+        patient_ids=[x for p in parts for x in p.patient_ids], keys=[x for p in parts for x in p.keys],
+        metadata={k: [x for p in parts for x in p.metadata[k]] for k in meta_keys}, masks=None,
+    )
+
+
+def _condition_labels(batch: SyntheticBatch, n_labels: int):
+    import torch
+
+    return torch.tensor([c.labels for c in batch.conditions], dtype=torch.float32).reshape(-1, n_labels)
+
+
+def _check_leakage(groups: dict[str, list[str]]) -> None:
+    """The leakage guard. Training and tuning groups may share patients among themselves (a
+    generator and a classifier both learn from the real training split); a test set may share
+    none with any group."""
+    from cxrbench.datasets import check_patient_disjoint
+
+    learned = {k: v for k, v in groups.items() if k in ("classifier-train", "generator-train", "tuning")}
+    seen = sorted({p for ids in learned.values() for p in ids})
+    for tname, ids in groups.items():
+        if tname in learned:
+            continue
+        try:
+            check_patient_disjoint({"training or tuning data": seen, tname: ids})
+        except LeakageError as exc:
+            who = [k for k, v in learned.items() if set(v) & set(ids)]
+            raise LeakageError(f"test set {tname} shares patients with {', '.join(who)}: {exc}") from None
 
 
 def _headline(record: dict) -> str:

@@ -198,14 +198,17 @@ def _macro(entries: list[dict], evaluable: list[int], boot, names, confidence) -
     out = {"n_labels": len(evaluable), "labels_excluded": [names[j] for j in range(len(names)) if j not in evaluable]}
     for metric in ("auroc", "aupr"):
         if not evaluable:
-            out[metric], out[f"{metric}_ci"] = None, None
+            out[metric], out[f"{metric}_ci"], out[f"{metric}_se"] = None, None, None
             continue
         out[metric] = _json_number(np.mean([entries[j][metric] for j in evaluable]))
         if boot is None:
-            out[f"{metric}_ci"] = None
+            out[f"{metric}_ci"], out[f"{metric}_se"] = None, None
             continue
         per_resample = boot[metric][:, evaluable].mean(axis=1)  # NaN if any label single-class
         out[f"{metric}_ci"] = _json_ci(percentile_ci(per_resample, confidence))
+        # the bootstrap standard error: the within-seed variance when seeds are pooled
+        finite = per_resample[np.isfinite(per_resample)]
+        out[f"{metric}_se"] = _json_number(np.std(finite, ddof=1)) if finite.size > 1 else None
         out["bootstrap_skipped"] = int(np.isnan(per_resample).sum())
     return out
 

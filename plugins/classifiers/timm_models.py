@@ -74,11 +74,19 @@ class TimmClassifier(Classifier):
             self.arch, pretrained=False, in_chans=1, num_classes=int(num_labels), **kwargs
         )
 
+    #: smallest input these networks take: five stride-2 stages leave a 1x1 map at 16 px
+    MIN_INPUT_SIZE: ClassVar[int] = 16
+
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        if int(size) < cls.MIN_INPUT_SIZE:
+            raise ConfigError(f"classifier {cls.name!r}: needs images of at least {cls.MIN_INPUT_SIZE} px, "
+                              f"the spec asks for {size} (raise size:)")
+
     def build(self, num_labels: int, input_size: int, pretrained: bool) -> BuiltClassifier:
         if int(num_labels) < 1:
             raise ConfigError(f"classifier {self.name!r}: num_labels must be >= 1, got {num_labels}")
-        if int(input_size) < 16:
-            raise ConfigError(f"classifier {self.name!r}: input_size must be >= 16, got {input_size}")
+        self.check_options(self.options, input_size)
         model = self.create(num_labels)
         if not pretrained:
             return BuiltClassifier(module=model, weights="scratch")

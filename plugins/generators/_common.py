@@ -45,6 +45,8 @@ TRAIN_STATE_FILE = "train_state.json"
 SAMPLING = {"sampling": True}
 #: options that change neither weights nor images (where and how often fit() checkpoints)
 NOT_FIT = {"sampling": True, "runtime": True}
+#: a wall-clock budget: not in the fit key (a fit it cuts short is keyed by the steps it did)
+RUNTIME = {"runtime": True}
 
 #: options that never change the fitted weights (only how images are sampled or where/when
 #: training is checkpointed). A fitted-generator cache can leave them out of its key.
@@ -480,10 +482,28 @@ class LearnedGenerator(Generator):
         self.progress: bool | None = None
 
     # ---- hooks
-    def _validate_cfg(self, cfg: dict[str, Any]) -> None:
+    @classmethod
+    def _validate_cfg(cls, cfg: dict[str, Any]) -> None:
+        """Raise ConfigError for a resolved config that cannot train (a classmethod, so that
+        ``cxrbench validate`` runs the same rules without building anything)."""
         res = cfg.get("resolution")
         if not isinstance(res, int) or res < 8 or res & (res - 1):
-            raise ConfigError(f"{self.name}: resolution must be a power of two >= 8, got {res!r}")
+            raise ConfigError(f"{cls.name}: resolution must be a power of two >= 8, got {res!r}")
+        for key in ("train_steps", "batch_size", "gen_batch_size"):
+            value = cfg.get(key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{cls.name}: {key} must be an integer >= 1, got {value!r}")
+        minutes = cfg.get("max_train_minutes")
+        if minutes is not None and not float(minutes) > 0:
+            raise ConfigError(f"{cls.name}: max_train_minutes must be > 0 or null, got {minutes!r}")
+
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        cls._validate_cfg(resolve_config(options if options is not None else cls.Options(), cls.PRESETS))
+
+    def effective_options(self) -> dict[str, Any]:
+        """The resolved config: every preset value filled in (what the record stores)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.cfg.items()}
 
     def _build(self, cond_dim: int) -> None:
         """Create the networks (and optimizers) for ``cond_dim``-long condition vectors."""
@@ -638,6 +658,10 @@ class LearnedGenerator(Generator):
             **{f"final_{k}": v for k, v in losses.items()},
             "peak_memory_mb": peak_memory_mb(dev),
             "stopped_by_time_budget": stopped_by_budget,
+            # a fit is defined by its steps: one cut short by max_train_minutes is a different
+            # model, which the runner caches apart and marks in every table
+            "truncated": step < total,
+            "steps_requested": total,
             "batch_size": batch,
             "native_size": res,
             "parameters": self.parameter_counts(),

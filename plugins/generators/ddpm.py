@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 from cxrbench.contracts import GeneratorCapabilities
 from cxrbench.errors import ConfigError
 
-from ._common import EMA, NOT_FIT, SAMPLING, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
+from ._common import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
 
 # Every default lives here. "tiny": tests (seconds); "small": 32 px, <= 30 min on a 2-core CPU;
 # "medium": 64 px (a long CPU run or a GPU); "paper": 256 px on a GPU.
@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         sampling_steps=25,
         cfg_scale=1.0,
         gen_batch_size=64,
-        max_train_minutes=25.0,
+        max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
         checkpoint_every=200,
         seed=0,
     ),
@@ -150,7 +150,7 @@ class DDPMOptions:
     cfg_scale: Optional[float] = field(default=None, metadata=SAMPLING)
     gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
     #: stop training after this much wall-clock time (counted across resumed runs)
-    max_train_minutes: Optional[float] = None
+    max_train_minutes: Optional[float] = field(default=None, metadata=RUNTIME)
     #: where fit() saves every ``checkpoint_every`` steps and resumes from
     checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
     checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
@@ -217,7 +217,8 @@ class DDPMGenerator(LearnedGenerator):
     Options: ClassVar[type] = DDPMOptions
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    def _validate_cfg(self, cfg: dict[str, Any]) -> None:
+    @classmethod
+    def _validate_cfg(cls, cfg: dict[str, Any]) -> None:
         super()._validate_cfg(cfg)
         if cfg["sampler"] not in SAMPLERS:
             raise ConfigError(f"ddpm: sampler must be one of {', '.join(SAMPLERS)}, got {cfg['sampler']!r}")

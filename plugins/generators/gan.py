@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 from cxrbench.contracts import GeneratorCapabilities
 from cxrbench.errors import ConfigError
 
-from ._common import EMA, NOT_FIT, SAMPLING, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
+from ._common import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
 
 # Every default lives here. Beyond "tiny", the BigGAN balance: D learns 4x faster than G and
 # takes 2 steps per G step (measured on Kermany 32 px: with 1 step at equal rates the hinge
@@ -73,7 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         diffaug="translation,cutout,color",
         ema_decay=0.999,
         gen_batch_size=64,
-        max_train_minutes=25.0,
+        max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
         checkpoint_every=500,
         seed=0,
     ),
@@ -154,7 +154,7 @@ class GANOptions:
     ema_decay: Optional[float] = None
     gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
     #: stop training after this much wall-clock time (counted across resumed runs)
-    max_train_minutes: Optional[float] = None
+    max_train_minutes: Optional[float] = field(default=None, metadata=RUNTIME)
     #: where fit() saves every ``checkpoint_every`` steps and resumes from
     checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
     checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
@@ -336,6 +336,11 @@ def _build_networks(cfg: Mapping[str, Any], cond_dim: int):
 # --------------------------------------------------------------------------- generator
 
 
+def _diffaug_policy(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """``"translation,cutout"`` -> ("translation", "cutout")."""
+    return tuple(p.strip() for p in str(cfg.get("diffaug") or "").split(",") if p.strip())
+
+
 class GANGenerator(LearnedGenerator):
     """Conditional GAN: projection discriminator, hinge loss, R1, DiffAugment, EMA generator."""
 
@@ -347,13 +352,12 @@ class GANGenerator(LearnedGenerator):
     Options: ClassVar[type] = GANOptions
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
-    def _validate_cfg(self, cfg: dict[str, Any]) -> None:
+    @classmethod
+    def _validate_cfg(cls, cfg: dict[str, Any]) -> None:
         super()._validate_cfg(cfg)
-        policy = [p.strip() for p in str(cfg.get("diffaug") or "").split(",") if p.strip()]
-        unknown = [p for p in policy if p not in DIFFAUG_POLICIES]
+        unknown = [p for p in _diffaug_policy(cfg) if p not in DIFFAUG_POLICIES]
         if unknown:
             raise ConfigError(f"gan: unknown diffaug policy {unknown}; choose among {', '.join(DIFFAUG_POLICIES)}")
-        self._policy = tuple(policy)
         if not isinstance(cfg.get("d_steps"), int) or cfg["d_steps"] < 1:
             raise ConfigError(f"gan: d_steps must be an integer >= 1, got {cfg.get('d_steps')!r}")
 
@@ -405,7 +409,7 @@ class GANGenerator(LearnedGenerator):
         dev = self.device
         b = x.shape[0]
         z_dim = int(cfg["z_dim"])
-        aug = lambda t: diff_augment(t, self._policy, g)  # noqa: E731
+        aug = lambda t: diff_augment(t, _diffaug_policy(self.cfg), g)  # noqa: E731
         self.G.train()
         self.D.train()
 

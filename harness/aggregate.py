@@ -1,0 +1,146 @@
+"""Seeds as an axis: one aggregate row per configuration over its per-seed cells.
+
+A single-seed synthetic-only score cannot tell a generator from noise (``noise`` scored AUROC
+0.46-0.86 over five seeds under synthetic-only.v1), so every configuration run with several seeds
+gets a row with the mean, the standard deviation over seeds, and a confidence interval that
+accounts for both sources of uncertainty:
+
+* *within* a seed: the test-set sampling error, the patient-level bootstrap standard error of that
+  cell (``auroc_se`` in its record);
+* *between* seeds: training randomness (initialisation, shuffling, augmentation, synthetic sample).
+
+All seeds are scored on the same test set, so the within-seed error does not shrink with more
+seeds. That is the structure Rubin's rules were made for (the same data analysed m times with
+independent random draws; Rubin 1987): total variance ``T = W + (1 + 1/m) B`` with ``W`` the mean
+within-seed variance and ``B`` the between-seed variance, and a t interval with
+``df = (m - 1) (1 + W / ((1 + 1/m) B))^2`` degrees of freedom. With one seed it reduces to the cell's
+own bootstrap interval.
+
+The paired test against real-only is done per seed (DeLong on the same test images) and summarised
+here: mean difference, its Rubin interval (within = the DeLong standard error), and how many seeds
+were significant in each direction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+AGGREGATE_METHOD = "rubin-rules: T = W + (1 + 1/m) B, t interval (Rubin 1987)"
+
+
+def rubin_interval(estimates: Sequence[float], ses: Sequence[float | None], confidence: float = 0.95) -> dict[str, Any]:
+    """Pool per-seed estimates with their standard errors. Returns mean, sd (between seeds,
+    ddof=1), within/between/total variance, degrees of freedom and the interval."""
+    from scipy import stats
+
+    m = len(estimates)
+    if m == 0:
+        raise ValueError("no estimates to pool")
+    mean = sum(estimates) / m
+    between = sum((x - mean) ** 2 for x in estimates) / (m - 1) if m > 1 else 0.0
+    known = [s for s in ses if s is not None and math.isfinite(s)]
+    within = sum(s * s for s in known) / len(known) if known else 0.0
+    total = within + (1.0 + 1.0 / m) * between
+    if m > 1 and between > 0:
+        r = (1.0 + 1.0 / m) * between / max(within, 1e-300)
+        df = (m - 1) * (1.0 + 1.0 / r) ** 2
+    else:
+        df = math.inf
+    q = stats.norm.ppf(0.5 + confidence / 2) if math.isinf(df) else stats.t.ppf(0.5 + confidence / 2, df)
+    half = q * math.sqrt(total)
+    return {
+        "mean": mean, "sd": math.sqrt(between) if m > 1 else None, "n_seeds": m,
+        "within_var": within, "between_var": between, "total_var": total,
+        "df": None if math.isinf(df) else df, "ci": [mean - half, mean + half] if known or m > 1 else None,
+    }
+
+
+def _se_from_ci(ci: Sequence[float] | None, confidence: float) -> float | None:
+    """A standard error from a percentile interval (records written before auroc_se existed)."""
+    from scipy import stats
+
+    if not ci:
+        return None
+    return (ci[1] - ci[0]) / (2 * stats.norm.ppf(0.5 + confidence / 2))
+
+
+def config_key(record: dict) -> tuple:
+    """Everything but the seed that identifies a cell's configuration (context hash included)."""
+    cell = record.get("cell", {})
+    gen = cell.get("generator") or {}
+    context = str(record.get("cell_id", "")).rsplit("__", 1)[-1]
+    return (cell.get("protocol"), gen.get("label", "-"), cell.get("ratio"), cell.get("schedule"), context)
+
+
+def is_truncated(record: dict) -> bool:
+    return bool((record.get("generator") or {}).get("truncated"))
+
+
+def aggregate(records: Iterable[dict]) -> list[dict]:
+    """One row per (configuration, test set) with at least one seed; see the module doc."""
+    groups: dict[tuple, list[dict]] = {}
+    for rec in records:
+        groups.setdefault(config_key(rec), []).append(rec)
+    rows = []
+    for key, recs in groups.items():
+        recs = sorted(recs, key=lambda r: r.get("cell", {}).get("seed", 0))
+        ok = [r for r in recs if r.get("status") == "ok"]
+        failed = [r.get("cell", {}).get("seed") for r in recs if r.get("status") != "ok"]
+        test_sets = sorted({t for r in ok for t in r.get("metrics", {})})
+        if not ok:
+            rows.append(_row(key, None, recs, failed, {}, {}))
+            continue
+        for tname in test_sets:
+            per_seed = [r for r in ok if tname in r.get("metrics", {})]
+            confidence = float(((per_seed[0].get("spec") or {}).get("evaluation") or {}).get("confidence", 0.95))
+            metrics = {}
+            for metric in ("auroc", "aupr"):
+                vals, ses = [], []
+                for r in per_seed:
+                    macro = r["metrics"][tname].get("macro", {})
+                    if macro.get(metric) is None:
+                        continue
+                    vals.append(float(macro[metric]))
+                    se = macro.get(f"{metric}_se")
+                    ses.append(float(se) if se is not None else _se_from_ci(macro.get(f"{metric}_ci"), confidence))
+                if vals:
+                    metrics[metric] = rubin_interval(vals, ses, confidence)
+                    metrics[metric]["per_seed"] = vals
+            rows.append(_row(key, tname, recs, failed, metrics, _paired_summary(per_seed, tname, confidence)))
+    return rows
+
+
+def _paired_summary(records: list[dict], tname: str, confidence: float) -> dict:
+    """Per-seed DeLong comparisons against real-only (macro over labels), pooled over seeds."""
+    deltas, ses, ps = [], [], []
+    for r in records:
+        comp = (r.get("comparisons") or {}).get(tname) or {}
+        labels = [c for c in (comp.get("labels") or {}).values() if c.get("delta") is not None]
+        if not labels:
+            continue
+        deltas.append(sum(c["delta"] for c in labels) / len(labels))
+        se = [c.get("se") for c in labels]
+        ses.append(math.sqrt(sum(s * s for s in se)) / len(se) if all(s is not None for s in se) else None)
+        ps.append(min((c["p_value"] for c in labels if c.get("p_value") is not None), default=None))
+    if not deltas:
+        return {}
+    pooled = rubin_interval(deltas, ses, confidence)
+    alpha = 1 - confidence
+    return {
+        "delta_auroc": pooled, "p_values": ps,
+        "seeds_better": sum(1 for d, p in zip(deltas, ps) if p is not None and p < alpha and d > 0),
+        "seeds_worse": sum(1 for d, p in zip(deltas, ps) if p is not None and p < alpha and d < 0),
+        "n_seeds": len(deltas),
+    }
+
+
+def _row(key: tuple, tname: str | None, recs: list[dict], failed: list, metrics: dict, paired: dict) -> dict:
+    protocol, label, ratio, schedule, context = key
+    return {
+        "protocol": protocol, "generator": label, "ratio": ratio, "schedule": schedule, "context": context,
+        "test_set": tname, "seeds": [r.get("cell", {}).get("seed") for r in recs], "failed_seeds": failed,
+        "truncated": any(is_truncated(r) for r in recs), "method": AGGREGATE_METHOD,
+        "metrics": metrics, "vs_real_only": paired,
+    }

@@ -1,0 +1,251 @@
+"""Fitted generators and synthetic sets, cached by content.
+
+Everything here is keyed by what determines the result, never by wall time:
+
+* a **fit** is keyed by the generator's name and version, its *effective* options (preset values
+  resolved, so ``train_steps`` is always in the key; sampling- and runtime-only fields left out),
+  the training data and the size. A fit cut short by a time budget is a different model: it is
+  saved under ``<fit key>-truncated-<steps>`` and every record built on it says so.
+* a **synthetic set** is keyed by the fit key, the sampling options and ``sampling_version``, and
+  the exact conditions (labels, demographics, seeds) of each replica or slice.
+
+The run's seed varies the synthetic samples (through the condition seeds), the classifier and the
+bootstrap, not the fit: a fit is seeded by the generator's own ``seed`` option (sweep it to measure
+fit-to-fit variation) so that five classifier seeds do not pay for five generator trainings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cxrbench.contracts import Condition, SyntheticBatch, options_to_dict
+from cxrbench.errors import CxrbenchError
+from cxrbench.hashing import content_key, derive_seed
+from cxrbench.store import atomic_write_json
+
+DEMOGRAPHIC_FIELDS = ("sex", "age", "race")
+DONE_FILE = "cxrbench-fit.json"
+TRUNCATED_FILE = "cxrbench-truncated.json"
+
+
+def log(message: str) -> None:
+    import sys
+
+    print(f"[cxrbench] {message}", file=sys.stderr, flush=True)
+
+
+def fit_relevant(options_cls: Any, effective: dict[str, Any]) -> dict[str, Any]:
+    """The effective options that change the fitted model. Fields of the plugin's Options marked
+    ``metadata={"sampling": True}`` (cfg_scale, sampler steps) or ``{"runtime": True}`` (where and
+    how often to checkpoint, a wall-clock budget) are left out, so a guidance sweep shares a fit."""
+    skip = set()
+    if options_cls is not None and dataclasses.is_dataclass(options_cls):
+        skip = {f.name for f in dataclasses.fields(options_cls)
+                if f.metadata.get("sampling") or f.metadata.get("runtime")}
+    return {k: v for k, v in effective.items() if k not in skip}
+
+
+def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, size: int,
+                cache_root: Path, progress: bool | None) -> dict[str, Any]:
+    """Fit ``generator`` on the real train split, or load the cached fit; return the fit info
+    recorded with every cell (fit key, effective options, stats, truncation)."""
+    from cxrbench.device import seed_everything
+
+    cls = type(generator)
+    caps = cls.capabilities
+    effective = generator.effective_options()
+    fit_seed = int(effective.get("seed") or 0) if isinstance(effective.get("seed"), int) else 0
+    fit_key = content_key({
+        "generator": name, "version": version, "options": fit_relevant(getattr(cls, "Options", None), effective),
+        "train": fingerprint, "train_keys": content_key(train.keys) if train is not None else None,
+        "size": size, "fit_seed": fit_seed,
+    })
+    info: dict[str, Any] = {"fit_key": fit_key, "fit_seed": fit_seed, "cached": False, "truncated": False}
+    if not getattr(caps, "sees_training_data", True):
+        # e.g. a hosted image model: nothing of the real dataset ever reaches it
+        info.update(fitted_on=None, fit_stats={}, fit_s=0.0)
+        return info
+    ckpt = cache_root / "generators" / f"{name}-{fit_key}"
+    done, pointer = ckpt / DONE_FILE, ckpt / TRUNCATED_FILE
+    budget = effective.get("max_train_minutes")
+    if caps.needs_training and done.is_file():
+        generator.load(ckpt)
+        info.update(json.loads(done.read_text()), cached=True)
+        log(f"generator {name}: loaded fitted checkpoint {ckpt}")
+        return info
+    if caps.needs_training and pointer.is_file():
+        trunc = json.loads(pointer.read_text())
+        # The same (or a smaller) budget would stop at the same place again: reuse that model.
+        # A larger budget, or none, resumes training from the checkpoint below instead.
+        if budget is not None and trunc.get("max_train_minutes") is not None and budget <= trunc["max_train_minutes"]:
+            tdir = Path(trunc["dir"])
+            generator.load(tdir)
+            info.update(json.loads((tdir / DONE_FILE).read_text()), cached=True)
+            log(f"generator {name}: loaded TRUNCATED fit ({trunc['steps']} of {trunc['steps_requested']} steps) {tdir}")
+            return info
+    seed_everything(fit_seed)
+    start = time.perf_counter()
+    if caps.needs_training:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        if hasattr(generator, "checkpoint_dir"):
+            generator.checkpoint_dir = ckpt / "resume"  # resumable plugins checkpoint here
+    stats = generator.fit(train, progress=progress) or {}
+    info["fit_stats"] = jsonable(stats)
+    info["fit_s"] = round(time.perf_counter() - start, 3)
+    if stats.get("truncated"):
+        steps, asked = stats.get("steps"), stats.get("steps_requested")
+        info.update(truncated=True, fit_key=f"{fit_key}-truncated-{steps}")
+        log(f"generator {name}: fit STOPPED by its time budget after {steps} of {asked} steps; "
+            "its results are marked truncated (raise max_train_minutes, or drop it, to finish)")
+    if caps.needs_training:
+        target = ckpt if not info["truncated"] else cache_root / "generators" / f"{name}-{info['fit_key']}"
+        generator.save(target)
+        record = {"fit_stats": info["fit_stats"], "fit_s": info["fit_s"], "truncated": info["truncated"],
+                  "fit_key": info["fit_key"], "fit_seed": fit_seed}
+        atomic_write_json(target / DONE_FILE, record)
+        if info["truncated"]:
+            atomic_write_json(pointer, {"dir": str(target), "steps": stats.get("steps"),
+                                        "steps_requested": stats.get("steps_requested"),
+                                        "max_train_minutes": budget})
+    return info
+
+
+def condition_for(split, i: int, seed: int, replica: Any, caps) -> Condition:
+    """The condition of training example ``i`` for one replica (or the tuning slice)."""
+    labels = tuple(0.0 if math.isnan(v) else float(v) for v in split.labels[i].tolist())
+    demo = {k: split.metadata[k][i] for k in DEMOGRAPHIC_FIELDS if k in split.metadata}
+    demo = {k: v for k, v in demo.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    mask = split.masks[i] if (caps.mask and split.masks is not None) else None
+    return Condition(labels=labels, seed=derive_seed(seed, replica, i), demographics=demo, mask=mask,
+                     replica=replica if isinstance(replica, int) else -1)
+
+
+def generate_cached(generator, conditions: list[Condition], *, key: str, path: Path, size: int,
+                    label: str, progress: bool | None):
+    """Images for ``conditions``, from ``path`` when cached; returns (images, seconds spent)."""
+    import numpy as np
+    import torch
+
+    from cxrbench.progress import bar
+
+    if path.is_file():
+        return torch.from_numpy(np.load(path)), 0.0
+    start = time.perf_counter()
+    chunks, batch = [], 256
+    for lo in bar(range(0, len(conditions), batch), desc=f"generate {label}", unit="batch", enabled=progress):
+        chunk = generator.generate(conditions[lo: lo + batch])
+        check_images(chunk, len(conditions[lo: lo + batch]), size, label)
+        chunks.append(chunk.cpu())
+    images = torch.cat(chunks) if chunks else torch.zeros((0, 1, size, size), dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, images.numpy())
+    os.replace(tmp, path)
+    return images, time.perf_counter() - start
+
+
+def sampling_key(generator) -> str:
+    return content_key({"options": generator.effective_options(),
+                        "sampling_version": type(generator).sampling_version})
+
+
+def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, variant_label: str, ratio: float,
+                           seed: int, source_train, size: int, cache_root: Path, progress: bool | None):
+    """r x the real training split's conditions, one replica at a time, each cached by content."""
+    import numpy as np
+    import torch
+
+    n_real = len(source_train)
+    total = int(round(ratio * n_real))
+    replicas = math.ceil(total / n_real) if n_real else 0
+    caps = type(generator).capabilities
+    all_images, all_conditions, manifest = [], [], []
+    gen_seconds, generated = 0.0, 0
+    skey = sampling_key(generator)
+    for replica in range(replicas):
+        count = min(n_real, total - replica * n_real)
+        # The last, partial replica takes a seeded subset of the training conditions.
+        order = np.random.default_rng(derive_seed(seed, "subset", replica)).permutation(n_real)[:count]
+        order.sort()
+        conditions = [condition_for(source_train, int(i), seed, replica, caps) for i in order]
+        key = content_key({"fit": gen_info["fit_key"], "sampling": skey, "replica": replica,
+                           "conditions": _conditions_key(conditions)})
+        images, secs = generate_cached(generator, conditions, key=key, path=cache_root / "synthetic" / f"{variant_name}-{key}.npy",
+                                       size=size, label=f"{variant_label} replica {replica}", progress=progress)
+        if secs:
+            gen_seconds += secs
+            generated += len(conditions)
+        all_images.append(images)
+        all_conditions.extend(conditions)
+        for i, c in zip(order.tolist(), conditions):
+            manifest.append({"file": f"syn-r{replica:02d}-{i:06d}", "replica": replica, "seed": c.seed,
+                             "source_key": source_train.keys[i], "labels": list(c.labels)})
+    images = torch.cat(all_images) if all_images else torch.zeros((0, 1, size, size), dtype=torch.uint8)
+    stats = {"n": len(all_conditions), "replicas": replicas, "generated_now": generated,
+             "generate_s": round(gen_seconds, 3),
+             "seconds_per_image": round(gen_seconds / generated, 5) if generated else None}
+    return SyntheticBatch(images, all_conditions), {"stats": stats, "manifest": manifest}
+
+
+def synthetic_tuning_slice(generator, gen_info: dict, *, variant_name: str, variant_label: str, fraction: float,
+                           minimum: int, seed: int, source_train, size: int, cache_root: Path, progress: bool | None):
+    """The held-out synthetic tuning slice of ``synthetic-only.v2``: ``fraction`` of the training
+    conditions (at least ``minimum``), drawn with a seed of its own, each image with a seed derived
+    from (cell seed, "tune", index), so it never repeats a training image's seed. No real image
+    and no real tuning label is involved."""
+    import numpy as np
+
+    n_real = len(source_train)
+    count = min(n_real, max(int(minimum), int(round(fraction * n_real))))
+    order = np.sort(np.random.default_rng(derive_seed(seed, "tune-subset")).permutation(n_real)[:count])
+    caps = type(generator).capabilities
+    conditions = [condition_for(source_train, int(i), seed, "tune", caps) for i in order]
+    key = content_key({"fit": gen_info["fit_key"], "sampling": sampling_key(generator), "slice": "tune",
+                       "conditions": _conditions_key(conditions)})
+    images, secs = generate_cached(generator, conditions, key=key, path=cache_root / "synthetic" / f"{variant_name}-tune-{key}.npy",
+                                   size=size, label=f"{variant_label} tuning slice", progress=progress)
+    manifest = [{"file": f"syn-tune-{i:06d}", "slice": "tune", "seed": c.seed, "source_key": source_train.keys[i],
+                 "labels": list(c.labels)} for i, c in zip(order.tolist(), conditions)]
+    stats = {"n": len(conditions), "fraction": fraction, "generate_s": round(secs, 3)}
+    return SyntheticBatch(images, conditions), {"stats": stats, "manifest": manifest}
+
+
+def _conditions_key(conditions: list[Condition]) -> str:
+    return content_key([(c.labels, c.seed, sorted(c.demographics.items())) for c in conditions])
+
+
+def check_images(images, n: int | None, size: int, who: str) -> None:
+    import torch
+
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 1:
+        got = f"{type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}"
+        raise CxrbenchError(f"{who!r} broke the image contract: expected uint8 (N, 1, H, W), got {got}")
+    if n is not None and images.shape[0] != n:
+        raise CxrbenchError(f"{who!r} returned {images.shape[0]} images for {n} conditions (must be one each)")
+    if tuple(images.shape[-2:]) != (size, size):
+        raise CxrbenchError(f"{who!r} returned {tuple(images.shape[-2:])} px images; the spec asks for {size}")
+
+
+def jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def options_record(generator) -> dict[str, Any]:
+    """Requested and effective options, both recorded (the effective ones are what ran)."""
+    return {"options": jsonable(generator.effective_options()), "options_requested": jsonable(options_to_dict(generator.options))}
