@@ -105,6 +105,7 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
             "its results are marked truncated (raise max_train_minutes, or drop it, to finish)")
     if caps.needs_training:
         target = ckpt if not info["truncated"] else cache_root / "generators" / f"{name}-{info['fit_key']}"
+        target.mkdir(parents=True, exist_ok=True)
         generator.save(target)
         record = {"fit_stats": info["fit_stats"], "fit_s": info["fit_s"], "truncated": info["truncated"],
                   "fit_key": info["fit_key"], "fit_seed": fit_seed}

@@ -1,0 +1,246 @@
+"""Numbers that mean what they say (issue #9): synthetic-only.v2 sees no real data before the
+test, runs are reproducible, truncated fits are keyed apart and marked, all-real test sets are
+guarded, and seeds pool into aggregate rows."""
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from cxrbench.config import spec_from_data
+from cxrbench.contracts import Generator, GeneratorCapabilities
+from cxrbench.runner import Runner
+from cxrbench.testing import plugins_with_generator
+
+PHANTOM = {"name": "phantom", "options": {"n_train": 120, "n_val": 60, "n_test": 80}}
+
+
+def _spec(**over):
+    data = {
+        "name": "validity", "dataset": PHANTOM, "size": 16, "classifier": {"name": "tiny-cnn"},
+        "generators": [{"name": "noise"}],
+        "protocols": [{"name": "synthetic-only.v1", "schedule": "quick"},
+                      {"name": "synthetic-only.v2", "schedule": "quick"}],
+        "evaluation": {"bootstrap_resamples": 30},
+    }
+    data.update(over)
+    return spec_from_data(data, "test-spec")
+
+
+class PoisonedValRunner(Runner):
+    """Replaces the real validation split's labels (flipped) and images (inverted) after loading."""
+
+    def dataset(self, ref):
+        loaded = super().dataset(ref)
+        if not getattr(loaded, "_poisoned", False):
+            loaded.val.labels = 1.0 - loaded.val.labels
+            loaded.val.images = 255 - loaded.val.images
+            loaded._poisoned = True
+        return loaded
+
+
+def _records(out):
+    return {json.loads(p.read_text())["cell"]["protocol"]: json.loads(p.read_text())
+            for p in (out / "cells").glob("synthetic-only*.json")}
+
+
+def _predictions(rec):
+    return open(next(iter(rec["artifacts"]["predictions"].values()))).read()
+
+
+def test_v2_uses_no_real_tuning_data_and_v1_does(tmp_path):
+    spec = _spec()
+    Runner(spec, out=tmp_path / "clean", cache_dir=tmp_path / "c", device="cpu", progress=False).run()
+    PoisonedValRunner(spec, out=tmp_path / "poisoned", cache_dir=tmp_path / "c", device="cpu", progress=False).run()
+    clean, poisoned = _records(tmp_path / "clean"), _records(tmp_path / "poisoned")
+    v1c, v1p = clean["synthetic-only.v1"], poisoned["synthetic-only.v1"]
+    v2c, v2p = clean["synthetic-only.v2"], poisoned["synthetic-only.v2"]
+    # v2: not one number moves when every real validation image and label is corrupted
+    assert _predictions(v2c) == _predictions(v2p)
+    assert v2c["thresholds"] == v2p["thresholds"]
+    assert v2c["metrics"] == v2p["metrics"]
+    assert "synthetic tuning slice" in v2c["training_set"]["tuning_set"]
+    assert v2c["protocol"]["tuning"] == "synthetic" and "none" in v2c["protocol"]["real_data_before_test"]
+    # v1 selects and thresholds on the real tuning set, so the same corruption changes it
+    assert v1c["thresholds"] != v1p["thresholds"]
+    assert v1c["metrics"] != v1p["metrics"]
+    # the tuning slice is in the manifest, with seeds apart from the training images'
+    manifest = json.loads(open(v2c["artifacts"]["synthetic_manifest"]).read())
+    tune = [m for m in manifest if m.get("slice") == "tune"]
+    train = [m for m in manifest if "replica" in m]
+    assert len(tune) == 64 and len(train) == 120
+    assert not {m["seed"] for m in tune} & {m["seed"] for m in train}
+
+
+def test_same_spec_and_seed_reproduce_to_1e6(tmp_path):
+    spec = _spec(protocols=[{"name": "synthetic-only", "schedule": "quick"}])
+    aucs = []
+    for tag in ("a", "b"):  # separate caches: generation and training both rerun
+        Runner(spec, out=tmp_path / tag, cache_dir=tmp_path / f"cache-{tag}", device="cpu", progress=False).run()
+        rec = _records(tmp_path / tag)["synthetic-only.v2"]
+        aucs.append(rec["metrics"]["phantom:test"]["macro"]["auroc"])
+    assert abs(aucs[0] - aucs[1]) < 1e-6
+
+
+# --------------------------------------------------------------------------- truncated fits
+
+CALLS = {"fit": 0}
+
+
+@dataclass
+class BudgetOptions:
+    train_steps: int = 10
+    #: a wall-clock budget: runtime-only, so not part of the fit key
+    max_train_minutes: float | None = field(default=None, metadata={"runtime": True})
+
+
+class BudgetedGenerator(Generator):
+    """Stops 'training' at half its steps when given a time budget, as a learned one would."""
+
+    name = "budgeted"
+    capabilities = GeneratorCapabilities(labels=True, needs_training=True)
+
+    Options = BudgetOptions
+
+    def fit(self, train, *, progress=True):
+        CALLS["fit"] += 1
+        asked = self.options.train_steps
+        done = asked // 2 if self.options.max_train_minutes else asked
+        self.steps = done
+        return {"steps": done, "steps_requested": asked, "truncated": done < asked}
+
+    def generate(self, conditions):
+        value = 40 + 10 * self.steps
+        return torch.full((len(conditions), 1, self.size, self.size), value, dtype=torch.uint8)
+
+    def save(self, directory):
+        (directory / "steps.json").write_text(json.dumps(self.steps))
+
+    def load(self, directory):
+        self.steps = json.loads((directory / "steps.json").read_text())
+
+
+def _budget_run(tmp_path, tag, options):
+    spec = _spec(generators=[{"name": "budgeted", "options": options}],
+                 protocols=[{"name": "synthetic-only", "schedule": "quick"}])
+    Runner(spec, out=tmp_path / tag, cache_dir=tmp_path / "cache", device="cpu", progress=False,
+           plugins=plugins_with_generator("budgeted", BudgetedGenerator)).run()
+    return _records(tmp_path / tag)["synthetic-only.v2"]
+
+
+def test_truncated_fit_is_keyed_apart_marked_and_reused(tmp_path, capsys):
+    from cxrbench.cli import print_table
+
+    CALLS["fit"] = 0
+    cut = _budget_run(tmp_path, "cut", {"max_train_minutes": 1.0})
+    assert cut["generator"]["truncated"] is True and cut["generator"]["fit_key"].endswith("-truncated-5")
+    assert cut["generator"]["options"]["train_steps"] == 10  # effective options recorded
+    # the same budget again reuses the truncated model instead of training once more
+    again = _budget_run(tmp_path, "again", {"max_train_minutes": 1.0})
+    assert CALLS["fit"] == 1 and again["generator"]["cached"] and again["generator"]["truncated"]
+    # every table marks it
+    print_table(tmp_path / "cut")
+    assert "TRUNCATED fit: 5/10 steps" in capsys.readouterr().out
+    # no budget: the truncated model is never taken for the full one
+    full = _budget_run(tmp_path, "full", {})
+    assert CALLS["fit"] == 2 and full["generator"]["truncated"] is False
+    assert cut["generator"]["fit_key"] == f"{full['generator']['fit_key']}-truncated-5"
+    assert full["metrics"] != cut["metrics"]
+    # once the full fit exists, a budgeted spec gets it (the fit its steps define), not the cut one
+    later = _budget_run(tmp_path, "later", {"max_train_minutes": 1.0})
+    assert CALLS["fit"] == 2 and later["generator"]["truncated"] is False
+
+
+def test_train_steps_is_in_the_fit_key_and_presets_resolve(tmp_path):
+    from cxrbench.generation import fit_relevant
+    from cxrbench.plugins.generators.ddpm import DDPMGenerator, DDPMOptions
+
+    preset = DDPMGenerator(DDPMOptions(preset="tiny"), size=16)
+    explicit = DDPMGenerator(DDPMOptions(preset="tiny", train_steps=300, cfg_scale=4.0), size=16)
+    longer = DDPMGenerator(DDPMOptions(preset="tiny", train_steps=301), size=16)
+    keys = [fit_relevant(DDPMOptions, g.effective_options()) for g in (preset, explicit, longer)]
+    assert keys[0] == keys[1]  # the preset's own value, spelt out, is the same fit (cfg_scale: sampling only)
+    assert keys[0] != keys[2] and keys[2]["train_steps"] == 301
+    assert "max_train_minutes" not in keys[0] and preset.effective_options()["max_train_minutes"] is None
+
+
+# --------------------------------------------------------------------------- all-real test sets
+
+
+class BlindGenerator(Generator):
+    """Never sees the real data (like a hosted image model): label-dependent flat images."""
+
+    name = "blind"
+    capabilities = GeneratorCapabilities(labels=True, needs_training=False, sees_training_data=False)
+
+    def fit(self, train, *, progress=True):  # pragma: no cover - the runner must not call it
+        raise AssertionError("fit() called on a generator that never sees training data")
+
+    def generate(self, conditions):
+        vals = torch.tensor([90 + 60 * c.labels[0] for c in conditions], dtype=torch.uint8)
+        return vals.view(-1, 1, 1, 1).expand(-1, 1, self.size, self.size).clone()
+
+
+def test_all_real_test_set_needs_a_generator_that_never_saw_it(tmp_path):
+    spec = _spec(external=[{**PHANTOM, "test": "all"}],
+                 generators=[{"name": "blind"}, {"name": "noise"}],
+                 protocols=[{"name": "synthetic-only", "schedule": "quick"}])
+    summary = Runner(spec, out=tmp_path / "run", cache_dir=tmp_path / "c", device="cpu", progress=False,
+                     plugins=plugins_with_generator("blind", BlindGenerator)).run()
+    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
+    by = {(r["cell"]["protocol"], (r["cell"]["generator"] or {}).get("name")): r for r in records}
+    blind = by[("synthetic-only.v2", "blind")]
+    assert blind["status"] == "ok" and blind["generator"]["fitted_on"] is None
+    assert len(open(blind["artifacts"]["predictions"]["phantom-ext1:all"]).read().splitlines()) == 1 + 120 + 60 + 80
+    # noise was fitted on phantom's training patients, real-only trained on them: both refused
+    for key in [("synthetic-only.v2", "noise"), ("real-only.v1", None)]:
+        assert by[key]["status"] == "failed" and by[key]["error"]["type"] == "LeakageError"
+        assert "phantom-ext1:all" in by[key]["error"]["message"]
+    assert len(summary.failed) == 2
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def test_rubin_interval_matches_its_definition():
+    from scipy import stats
+
+    from cxrbench.aggregate import rubin_interval
+
+    est, ses = [0.61, 0.70, 0.52, 0.66, 0.58], [0.02, 0.025, 0.02, 0.03, 0.022]
+    out = rubin_interval(est, ses)
+    m = 5
+    mean = sum(est) / m
+    b = sum((x - mean) ** 2 for x in est) / (m - 1)
+    w = sum(s * s for s in ses) / m
+    t = w + (1 + 1 / m) * b
+    df = (m - 1) * (1 + w / ((1 + 1 / m) * b)) ** 2
+    half = stats.t.ppf(0.975, df) * t**0.5
+    assert out["mean"] == pytest.approx(mean) and out["sd"] == pytest.approx(b**0.5)
+    assert out["df"] == pytest.approx(df) and out["ci"] == pytest.approx([mean - half, mean + half])
+    # one seed: the cell's own (normal) interval
+    one = rubin_interval([0.8], [0.02])
+    assert one["ci"] == pytest.approx([0.8 - 1.959964 * 0.02, 0.8 + 1.959964 * 0.02], abs=1e-6)
+
+
+def test_seeds_give_aggregate_rows_in_summary_and_show(tmp_path, capsys):
+    from cxrbench.cli import main
+
+    spec = _spec(seeds=[0, 1, 2], protocols=[{"name": "synthetic-only", "schedule": "quick"}])
+    Runner(spec, out=tmp_path / "run", cache_dir=tmp_path / "c", device="cpu", progress=False).run()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    rows = {(a["protocol"], a["generator"]): a for a in summary["aggregates"]}
+    noise = rows[("synthetic-only.v2", "noise")]
+    per_seed = sorted(
+        (json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("synthetic-only.v2__noise*.json")),
+        key=lambda r: r["cell"]["seed"])
+    vals = [r["metrics"]["phantom:test"]["macro"]["auroc"] for r in per_seed]
+    assert noise["seeds"] == [0, 1, 2] and noise["metrics"]["auroc"]["per_seed"] == pytest.approx(vals)
+    assert noise["metrics"]["auroc"]["mean"] == pytest.approx(sum(vals) / 3)
+    lo, hi = noise["metrics"]["auroc"]["ci"]
+    assert lo < min(vals) and hi > max(vals)  # pools seed spread with the bootstrap error
+    assert noise["vs_real_only"]["n_seeds"] == 3 and len(noise["vs_real_only"]["p_values"]) == 3
+    assert main(["show", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "over seeds" in out and f"{sum(vals) / 3:.3f}" in out
