@@ -64,3 +64,25 @@ def test_cli_validate_misspelt_key_exits_nonzero_without_traceback(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert str(path) in lines[0] and "clasifier" in lines[0] and "Traceback" not in out.stderr
+
+
+# Specs that `validate` used to accept although every run then failed (issue #9).
+@pytest.mark.parametrize("extra, message", [
+    ({"size": 8}, r"classifier: classifier 'tiny-cnn': needs images of at least 16 px, the spec asks for 8"),
+    ({"size": 15}, r"needs images of at least 16 px, the spec asks for 15"),
+    ({"generators": [{"name": "ddpm", "options": {"cfg_scale": -1}}]}, r"generators\[0\]: ddpm: cfg_scale must be >= 0"),
+    ({"generators": [{"name": "ddpm", "sweep": {"cfg_scale": [4.0, -1.0]}}]},
+     r"generators\[0\]\.sweep\.cfg_scale=-1\.0: ddpm: cfg_scale must be >= 0"),
+    ({"generators": [{"name": "gan", "options": {"diffaug": "rotate"}}]}, r"gan: unknown diffaug policy"),
+    ({"generators": [{"name": "ddpm", "options": {"train_steps": 0}}]}, r"ddpm: train_steps must be an integer >= 1"),
+    ({"generators": [{"name": "ddpm", "options": {"max_train_minutes": 0}}]}, r"max_train_minutes must be > 0"),
+    ({"external": [{"name": "nih-cxr14"}]}, r"label 'pneumonia' of the training dataset maps to nothing in nih-cxr14"),
+    ({"external": [{"name": "phantom", "test": "everything"}]}, r"external\[0\]\.test: 'everything' is not allowed"),
+    ({"dataset": {"name": "phantom", "test": "all"}}, r"apply to external datasets only"),
+])
+def test_validate_refuses_what_every_run_would_fail(extra, message):
+    from cxrbench.config import validate_plugins
+
+    data = {"name": "x", "protocols": [{"name": "synthetic-only"}], **extra}
+    with pytest.raises(ConfigError, match=message):
+        validate_plugins(spec_from_data(data, "x.yaml"), "x.yaml")

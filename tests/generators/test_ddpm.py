@@ -139,6 +139,10 @@ def test_time_budget_stops_training(toy_split):
     stats = gen.fit(toy_split, progress=False)
     assert stats["stopped_by_time_budget"] is True
     assert stats["steps"] < 1000
+    # the contract a truncated fit reports to the runner (which keys and marks it apart)
+    assert stats["truncated"] is True and stats["steps_requested"] == 1000
+    full = _quick(train_steps=2).fit(toy_split, progress=False)
+    assert full["truncated"] is False and full["steps"] == full["steps_requested"] == 2
     assert gen.generate(_conds(1)).shape == (1, 1, 16, 16)
 
 
