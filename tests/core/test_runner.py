@@ -81,13 +81,16 @@ def test_training_sets_have_promised_sizes_and_no_synthetic_in_tuning(finished_r
     by = {(r["cell"]["protocol"], (r["cell"]["generator"] or {}).get("name"), r["cell"]["ratio"]): r for r in records}
     n_real = by[("real-only.v1", None, 0.0)]["training_set"]["n_real"]
     assert by[("real-only.v1", None, 0.0)]["training_set"]["n_synthetic"] == 0
-    syn = by[("synthetic-only.v1", "real", 1.0)]["training_set"]
+    syn = by[("synthetic-only.v2", "real", 1.0)]["training_set"]
     assert syn["n_real"] == 0 and syn["n_synthetic"] == n_real
     sup = by[("supplemented.v1", "noise", 1.5)]["training_set"]
     assert sup["n_real"] == n_real and sup["n_synthetic"] == round(1.5 * n_real)
-    assert by[("synthetic-only.v1", "real", 1.0)]["training_set"]["prevalence"] == by[("real-only.v1", None, 0.0)]["training_set"]["prevalence"]
+    assert syn["prevalence"] == by[("real-only.v1", None, 0.0)]["training_set"]["prevalence"]
     for r in records:
-        assert "(real" in r["training_set"]["tuning_set"]
+        # supplemented and real-only tune on real images; synthetic-only.v2 on a synthetic slice,
+        # never on the real tuning split (see test_validity.py for the proof by poisoning)
+        real_tuning = r["cell"]["protocol"] != "synthetic-only.v2"
+        assert ("(real" in r["training_set"]["tuning_set"]) == real_tuning
     manifest = json.loads(open(by[("supplemented.v1", "noise", 1.5)]["artifacts"]["synthetic_manifest"]).read())
     assert len({m["file"] for m in manifest}) == len(manifest) == round(1.5 * n_real)
     assert len({m["seed"] for m in manifest}) == len(manifest)

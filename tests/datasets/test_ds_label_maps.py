@@ -21,7 +21,9 @@ def _spec(kermany_root, nih_root, **external):
     }, "maps.yaml")
 
 
-def test_kermany_classifier_is_scored_on_nih_through_a_label_map(kermany_root, nih_root, tmp_path):
+def test_kermany_classifier_is_scored_on_nih_through_a_label_map(kermany_root, nih_root, tmp_path, monkeypatch):
+    # the environment's data root takes precedence over a spec's root (README): use the fixtures'
+    monkeypatch.delenv("CXRBENCH_DATA_ROOT", raising=False)
     spec = _spec(kermany_root, nih_root, labels={"pneumonia": "Pneumonia"})
     validate_plugins(spec, "maps.yaml")
     summary = Runner(spec, out=tmp_path / "run", cache_dir=tmp_path / "cache", device="cpu", progress=False).run()
