@@ -47,3 +47,22 @@ def test_a_label_that_maps_to_nothing_is_a_clear_error(kermany_root, nih_root):
         validate_plugins(_spec(kermany_root, nih_root, labels={"pneumonia": "Pneumonai"}), "maps.yaml")
     with pytest.raises(ConfigError, match=r"'effusion' is not a label of the training dataset"):
         validate_plugins(_spec(kermany_root, nih_root, labels={"effusion": "Effusion"}), "maps.yaml")
+
+
+def test_mixed_external_trains_on_the_mapped_labels(kermany_root, nih_root, tmp_path, monkeypatch):
+    """mixed-external trains on NIH's training split, its labels read through the same map."""
+    monkeypatch.delenv("CXRBENCH_DATA_ROOT", raising=False)
+    spec = spec_from_data({
+        "name": "mixed", "size": 16, "classifier": {"name": "tiny-cnn"},
+        "dataset": {"name": "kermany", "root": str(kermany_root)},
+        "external": [{"name": "nih-cxr14", "root": str(nih_root), "labels": {"pneumonia": "Pneumonia"}}],
+        "generators": [{"name": "real"}],
+        "protocols": [{"name": "mixed-external", "ratios": [1], "schedule": "quick"}],
+        "evaluation": {"bootstrap_resamples": 20},
+    }, "mixed.yaml")
+    summary = Runner(spec, out=tmp_path / "run", cache_dir=tmp_path / "cache", device="cpu", progress=False).run()
+    assert not summary.failed, summary
+    rec = json.loads(next((tmp_path / "run" / "cells").glob("mixed-external*.json")).read_text())
+    ts = rec["training_set"]
+    assert ts["dataset"] == "nih-cxr14" and ts["n_real"] > 0 and ts["n_synthetic"] > 0
+    assert len(ts["prevalence"]) == 1  # one label: Kermany's pneumonia, read from NIH's Pneumonia column
