@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark synthetic chest X-ray generators by what they do for a classifier on real patients.",
     )
     parser.add_argument("--version", action="version", version=f"cxrbench {__version__}")
+    parser.add_argument("--disable-plugin", action="append", metavar="NAME",
+                        help="skip a third-party plugin distribution or entry point (repeatable), "
+                             "e.g. one that fails to import; same as $CXRBENCH_DISABLE_PLUGINS")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a benchmark (a spec file and/or flags) and store one record per cell")
@@ -66,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.disable_plugin:
+        from cxrbench.registry import DISABLE_ENV
+
+        given = [x for x in os.environ.get(DISABLE_ENV, "").split(",") if x.strip()]
+        os.environ[DISABLE_ENV] = ",".join(given + args.disable_plugin)
     try:
         return {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "show": cmd_show}[args.command](args)
     except CxrbenchError as exc:
@@ -169,7 +177,7 @@ def cmd_run(args) -> int:
         progress=False if args.no_progress else None, spec_source=source,
     )
     summary = runner.run()
-    print_table(out)
+    print_table(out, current=set(summary.ok + summary.failed + summary.skipped))
     n_failed = len(summary.failed)
     print(f"\n{len(summary.ok)} cell(s) ran, {len(summary.skipped)} reused, {n_failed} failed -> {out}")
     if n_failed:
@@ -185,19 +193,23 @@ def cmd_show(args) -> int:
     return 0
 
 
-def print_table(out: Path) -> None:
+def print_table(out: Path, current: set[str] | None = None) -> None:
     """Per-seed rows, then (when a configuration ran with several seeds) one row per
-    configuration over its seeds: mean, sd and a CI that pools bootstrap and seed variation."""
+    configuration over its seeds: mean, sd and a CI that pools bootstrap and seed variation.
+    ``current``: the cells of this invocation; other records in the folder are marked."""
     from tabulate import tabulate
 
     from cxrbench.aggregate import aggregate
     from cxrbench.store import RunStore
 
     records = RunStore(out).records()
-    rows = []
+    rows, earlier = [], False
     for rec in records:
         cell = rec.get("cell", {})
-        base = [cell.get("protocol"), _generator_label(rec), cell.get("ratio"), cell.get("seed"), rec.get("status")]
+        status = rec.get("status", "?") + ("*" if current is not None and rec.get("cell_id") not in current else "")
+        base = [cell.get("protocol"), _generator_label(rec), _chain(rec), _classifier(rec), cell.get("ratio"),
+                cell.get("seed"), status]
+        earlier = earlier or status.endswith("*")
         if rec.get("status") != "ok":
             rows.append(base + ["-", "-", "-", (rec.get("error") or {}).get("message", "")[:60]])
             continue
@@ -215,7 +227,10 @@ def print_table(out: Path) -> None:
                 f"{ap:.3f}" if ap is not None else "n/a",
                 f"DeLong p={p:.3g}" if p is not None else "",
             ])
-    print(tabulate(rows, headers=["protocol", "generator", "r", "seed", "status", "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
+    print(tabulate(rows, headers=["protocol", "generator", "post-processing", "classifier", "r", "seed", "status",
+                                  "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
+    if earlier:
+        print("* from an earlier invocation into this folder (not run or reused by this one)")
     agg = [a for a in aggregate(records) if len(a["seeds"]) > 1]
     if not agg:
         return
@@ -241,9 +256,20 @@ def print_table(out: Path) -> None:
                                    "AUPR", "dAUROC vs real-only [CI]; seeds p<0.05"]))
 
 
+def _chain(rec: dict) -> str:
+    steps = [p.get("name", "?") for p in (rec.get("spec") or {}).get("postprocess") or []]
+    return " > ".join(steps) if steps and (rec.get("cell", {}).get("generator")) else "-"
+
+
+def _classifier(rec: dict) -> str:
+    return ((rec.get("spec") or {}).get("classifier") or {}).get("name", "?")
+
+
 def _generator_label(rec: dict) -> str:
     gen = (rec.get("cell", {}).get("generator") or {}).get("label", "-")
     g = rec.get("generator") or {}
+    if g.get("seed_check") and not g["seed_check"].get("ok", True):
+        gen += " (SEED CHECK FAILED: " + "; ".join(g["seed_check"].get("problems", [])) + ")"
     if g.get("truncated"):
         stats = g.get("fit_stats") or {}
         gen += f" (TRUNCATED fit: {stats.get('steps')}/{stats.get('steps_requested')} steps)"

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,22 @@ def log(message: str) -> None:
     import sys
 
     print(f"[cxrbench] {message}", file=sys.stderr, flush=True)
+
+
+class PluginFailure(CxrbenchError):
+    """An exception raised inside a plugin method, re-raised naming the plugin and the method."""
+
+
+@contextmanager
+def plugin_call(kind: str, name: str, method: str):
+    """Run plugin code; an exception becomes ``generator 'x' failed in fit(): IndexError: ...``
+    (the original, with its traceback, is the ``__cause__`` and lands in the cell's record)."""
+    try:
+        yield
+    except (KeyboardInterrupt, PluginFailure):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any plugin bug must name its plugin
+        raise PluginFailure(f"{kind} {name!r} failed in {method}(): {type(exc).__name__}: {exc}") from exc
 
 
 def fit_relevant(options_cls: Any, effective: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +92,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
     done, pointer = ckpt / DONE_FILE, ckpt / TRUNCATED_FILE
     budget = effective.get("max_train_minutes")
     if caps.needs_training and done.is_file():
-        generator.load(ckpt)
+        with plugin_call("generator", name, "load"):
+            generator.load(ckpt)
         info.update(json.loads(done.read_text()), cached=True)
         log(f"generator {name}: loaded fitted checkpoint {ckpt}")
         return info
@@ -85,7 +103,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         # A larger budget, or none, resumes training from the checkpoint below instead.
         if budget is not None and trunc.get("max_train_minutes") is not None and budget <= trunc["max_train_minutes"]:
             tdir = Path(trunc["dir"])
-            generator.load(tdir)
+            with plugin_call("generator", name, "load"):
+                generator.load(tdir)
             info.update(json.loads((tdir / DONE_FILE).read_text()), cached=True)
             log(f"generator {name}: loaded TRUNCATED fit ({trunc['steps']} of {trunc['steps_requested']} steps) {tdir}")
             return info
@@ -95,7 +114,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         ckpt.mkdir(parents=True, exist_ok=True)
         if hasattr(generator, "checkpoint_dir"):
             generator.checkpoint_dir = ckpt / "resume"  # resumable plugins checkpoint here
-    stats = generator.fit(train, progress=progress) or {}
+    with plugin_call("generator", name, "fit"):
+        stats = generator.fit(train, progress=progress) or {}
     info["fit_stats"] = jsonable(stats)
     info["fit_s"] = round(time.perf_counter() - start, 3)
     if stats.get("truncated"):
@@ -106,7 +126,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
     if caps.needs_training:
         target = ckpt if not info["truncated"] else cache_root / "generators" / f"{name}-{info['fit_key']}"
         target.mkdir(parents=True, exist_ok=True)
-        generator.save(target)
+        with plugin_call("generator", name, "save"):
+            generator.save(target)
         record = {"fit_stats": info["fit_stats"], "fit_s": info["fit_s"], "truncated": info["truncated"],
                   "fit_key": info["fit_key"], "fit_seed": fit_seed}
         atomic_write_json(target / DONE_FILE, record)
@@ -140,7 +161,8 @@ def generate_cached(generator, conditions: list[Condition], *, key: str, path: P
     start = time.perf_counter()
     chunks, batch = [], 256
     for lo in bar(range(0, len(conditions), batch), desc=f"generate {label}", unit="batch", enabled=progress):
-        chunk = generator.generate(conditions[lo: lo + batch])
+        with plugin_call("generator", type(generator).name, "generate"):
+            chunk = generator.generate(conditions[lo: lo + batch])
         check_images(chunk, len(conditions[lo: lo + batch]), size, label)
         chunks.append(chunk.cpu())
     images = torch.cat(chunks) if chunks else torch.zeros((0, 1, size, size), dtype=torch.uint8)
@@ -219,6 +241,28 @@ def synthetic_tuning_slice(generator, gen_info: dict, *, variant_name: str, vari
 
 def _conditions_key(conditions: list[Condition]) -> str:
     return content_key([(c.labels, c.seed, sorted(c.demographics.items())) for c in conditions])
+
+
+def seed_check(generator, source_train, *, seed: int, size: int) -> dict[str, Any]:
+    """The seed contract, checked at run time on four cheap images: the same condition twice must
+    give the same image, and the same labels under other seeds must not all give that image."""
+    import torch
+
+    caps = type(generator).capabilities
+    base = condition_for(source_train, 0, seed, "seed-check", caps)
+    others = [dataclasses.replace(base, seed=derive_seed(seed, "seed-check", k)) for k in range(2)]
+    name = type(generator).name
+    with plugin_call("generator", name, "generate"):
+        images = generator.generate([base, *others, base])
+    check_images(images, 4, size, name)
+    same = bool(torch.equal(images[0], images[3]))
+    differ = any(not torch.equal(images[0], images[k]) for k in (1, 2))
+    problems = ([] if same else ["the same seed gave different images"]) + \
+               ([] if differ else ["different seeds gave the same image"])
+    if problems:
+        log(f"generator {name}: SEED CHECK FAILED: {'; '.join(problems)} (results are marked)")
+    return {"same_seed_same_image": same, "different_seeds_differ": differ, "ok": not problems,
+            "problems": problems}
 
 
 def check_images(images, n: int | None, size: int, who: str) -> None:

@@ -10,6 +10,8 @@ Environment switches (also settable from a spec's ``plugins:`` allow-list):
   distribution, none from other installed packages.
 - ``CXRBENCH_PLUGINS=dist-a,dist-b==1.2``: an allow-list pinning which third-party
   distributions (optionally at which version) may contribute plugins to a run.
+- ``CXRBENCH_DISABLE_PLUGINS=dist-a,entry-point-b`` (or ``cxrbench --disable-plugin NAME``):
+  skip just these, e.g. one broken package, and load everything else.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cxrbench.errors import PluginError
 
 ENTRY_POINT_GROUP = "cxrbench"
 DISABLE_AUTOLOAD_ENV = "CXRBENCH_DISABLE_PLUGIN_AUTOLOAD"
+DISABLE_ENV = "CXRBENCH_DISABLE_PLUGINS"
 ALLOW_LIST_ENV = "CXRBENCH_PLUGINS"
 BUILTIN_DISTRIBUTION = "cxrbench"
 
@@ -202,6 +205,7 @@ def load_plugins(
     allow: Iterable[str] | None = None,
     autoload: bool | None = None,
     extra: Iterable[tuple[Any, PluginSource]] = (),
+    disable: Iterable[str] | None = None,
 ) -> Plugins:
     """Discover plugins through entry points and collect their registrations.
 
@@ -210,6 +214,9 @@ def load_plugins(
     :param autoload: load third-party entry points; defaults to not
         ``$CXRBENCH_DISABLE_PLUGIN_AUTOLOAD``.
     :param extra: (plugin object, source) pairs registered in addition (used by tests).
+    :param disable: third-party distributions or entry-point names to skip (like pytest's
+        ``-p no:NAME``); defaults to ``$CXRBENCH_DISABLE_PLUGINS`` (comma-separated). One broken
+        plugin can then be switched off without pinning or disabling all the others.
     """
     if autoload is None:
         autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip() in ("", "0", "false")
@@ -223,13 +230,14 @@ def load_plugins(
     failed: list[str] = []
     modules: list[tuple[Any, PluginSource]] = []
     seen_dists: set[str] = set()
+    disabled = {_normalize(n) for n in (disable if disable is not None else _env_list(DISABLE_ENV))}
     for ep in _entry_points():
         dist_name = ep.dist.name if ep.dist else "<unknown>"
         dist_version = ep.dist.version if ep.dist else "0"
         norm = _normalize(dist_name)
         builtin = norm == BUILTIN_DISTRIBUTION
         if not builtin:
-            if not autoload:
+            if not autoload or norm in disabled or _normalize(ep.name) in disabled:
                 continue
             if allowed is not None:
                 if norm not in allowed:
@@ -269,11 +277,12 @@ def load_plugins(
         name = f"{source.distribution}:{source.entry_point}"
         if pm.is_registered(module) or pm.get_plugin(name) is not None:
             continue
+        _warn_unmarked(module, source)
         try:
             pm.register(module, name=name)
             pm.check_pending()  # a misspelt hook name is an error, not a silent no-op
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {source} is invalid: {exc}") from exc
+            raise PluginError(f"plugin {source} is invalid: {_hook_problem(module, exc)}") from exc
         for kind, registry in registries.items():
             registry._current_source = source
             try:
@@ -281,6 +290,42 @@ def load_plugins(
             finally:
                 registry._current_source = None
     return Plugins(failed=failed, loaded_sources=[s for _, s in modules], **registries)
+
+
+def _env_list(name: str) -> list[str]:
+    return [x.strip() for x in os.environ.get(name, "").split(",") if x.strip()]
+
+
+def _hook_names() -> list[str]:
+    return [n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT_NAME}_")]
+
+
+def _functions(module: Any) -> dict[str, Any]:
+    return {n: getattr(module, n) for n in dir(module) if n.startswith(f"{hookspecs.PROJECT_NAME}_")
+            and callable(getattr(module, n, None))}
+
+
+def _warn_unmarked(module: Any, source: PluginSource) -> None:
+    """pluggy silently ignores a hook function without the marker: say so."""
+    marker = f"{hookspecs.PROJECT_NAME}_impl"
+    for name, fn in _functions(module).items():
+        if not hasattr(fn, marker):
+            warnings.warn(
+                f"cxrbench plugin {source}: {name}() is not marked @cxrbench.hookspecs.hookimpl, so it "
+                "is ignored; add the decorator", stacklevel=3)
+
+
+def _hook_problem(module: Any, exc: Exception) -> str:
+    """pluggy's validation error, plus "did you mean" for a misspelt hook name."""
+    known = _hook_names()
+    wrong = [n for n in _functions(module) if n not in known]
+    if not wrong:
+        return str(exc)
+    parts = []
+    for n in wrong:
+        close = difflib.get_close_matches(n, known, n=1, cutoff=0.6)
+        parts.append(f"unknown hook {n}()" + (f" (did you mean {close[0]}()?)" if close else ""))
+    return "; ".join(parts) + f"; known hooks: {', '.join(known)}"
 
 
 def _call_one(pm: pluggy.PluginManager, module: Any, kind: str, registry: Registry) -> None:

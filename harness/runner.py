@@ -23,7 +23,7 @@ from cxrbench.cells import Cell, GeneratorVariant, expand_cells
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError, LeakageError
-from cxrbench.generation import check_images
+from cxrbench.generation import check_images, plugin_call
 from cxrbench.hashing import content_key
 from cxrbench.store import RunStore, atomic_write_json
 
@@ -115,7 +115,8 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - one failing cell must not stop the others
                 record = self._failed_record(cell, cell_id, exc)
                 summary.failed.append(cell_id)
-                log(f"[{n}/{len(cells)}] {cell.id}: FAILED: {type(exc).__name__}: {exc}")
+                where = self.store.record_path(cell_id)
+                log(f"[{n}/{len(cells)}] {cell.id}: FAILED: {type(exc).__name__}: {exc} (traceback in {where})")
             record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
             self.store.write(cell_id, record)
             if record["status"] == "ok":
@@ -196,7 +197,8 @@ class Runner:
             cls = self.plugins.load("postprocessor", ref.name)
             step = cls(plugin_options(cls, ref.options, f"postprocess[{i}].options", self.spec_source), device=self.device)
             before = len(batch.conditions)
-            batch = step(batch)
+            with plugin_call("post-processor", ref.name, "__call__"):
+                batch = step(batch)
             check_images(batch.images, None, self.spec.size, ref.name)
             if len(batch.conditions) > before:
                 raise CxrbenchError(f"post-processor {ref.name!r} added images; a step may only keep or drop them")
@@ -211,7 +213,9 @@ class Runner:
         from cxrbench.device import hardware_summary, seed_everything
         from cxrbench.evaluation import compare_to_baseline, evaluate
         from cxrbench.evaluation.metrics import choose_threshold
-        from cxrbench.generation import jsonable, options_record, synthetic_training_set, synthetic_tuning_slice
+        from cxrbench.generation import (
+            jsonable, options_record, seed_check, synthetic_training_set, synthetic_tuning_slice,
+        )
         from cxrbench.sheets import contact_sheet
         from cxrbench.training import TrainRecipe, predict, train_classifier
 
@@ -249,6 +253,7 @@ class Runner:
             if getattr(type(generator).capabilities, "sees_training_data", True):
                 generator_patients = _namespaced(source, source.train.patient_ids)
             timings["generator_fit_s"] = round(time.perf_counter() - tick, 3)
+            checked = seed_check(generator, source.train, seed=cell.seed, size=spec.size)
             common = dict(variant_name=cell.generator.name, variant_label=cell.generator.label, seed=cell.seed,
                           source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress)
             tick = time.perf_counter()
@@ -280,7 +285,7 @@ class Runner:
                 "sampling_version": type(generator).sampling_version, **options_record(generator),
                 "capabilities": dataclasses.asdict(type(generator).capabilities),
                 "fitted_on": f"{spec.dataset.name}:train" if generator_patients else None,
-                **gen_info, "synthetic": syn_info["stats"],
+                **gen_info, "synthetic": syn_info["stats"], "seed_check": checked,
             }
 
         # The tuning set: the real validation split, or (synthetic-only.v2) a held-out synthetic slice.
@@ -323,7 +328,8 @@ class Runner:
         ccls = self.plugins.load("classifier", spec.classifier.name)
         classifier = ccls(plugin_options(ccls, spec.classifier.options, "classifier.options", self.spec_source))
         seed_everything(cell.seed)
-        built = classifier.build(len(source.label_names), spec.size, spec.classifier.pretrained)
+        with plugin_call("classifier", spec.classifier.name, "build"):
+            built = classifier.build(len(source.label_names), spec.size, spec.classifier.pretrained)
         tick = time.perf_counter()
         result = train_classifier(built, train_images, train_labels, tune_images, tune_labels,
                                   recipe=recipe, device=self.device, seed=cell.seed, progress=self.progress)
@@ -429,7 +435,8 @@ class Runner:
         return {
             **self._record_header(cell, cell_id),
             "status": "failed",
-            "error": {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()},
+            "error": {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc(),
+                      "cause": type(exc.__cause__).__name__ if exc.__cause__ is not None else None},
         }
 
     def _write_summary(self) -> None:

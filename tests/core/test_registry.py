@@ -108,3 +108,43 @@ def test_lazy_target_import_failure_names_plugin():
 def test_generator_contract_is_abstract():
     with pytest.raises(TypeError):
         Generator()  # fit/generate are required
+
+
+# --------------------------------------------------------------------------- author mistakes
+
+
+def test_misspelt_hook_name_gets_did_you_mean():
+    mod = types.SimpleNamespace(cxrbench_register_generator=hookimpl(lambda registry: None))
+    with pytest.raises(PluginError, match=r"plugin .bad. from bad-dist.* unknown hook cxrbench_register_generator\(\) "
+                                          r"\(did you mean cxrbench_register_generators\(\)\?\)"):
+        load_plugins(extra=[(mod, PluginSource("bad", "bad-dist", "0.1"))])
+
+
+def test_unmarked_hook_function_is_warned_about():
+    def cxrbench_register_generators(registry):  # no @hookimpl: pluggy would ignore it silently
+        registry.add("never-seen", "cxrbench.plugins.generators.noise:NoiseGenerator")
+
+    mod = types.SimpleNamespace(cxrbench_register_generators=cxrbench_register_generators)
+    with pytest.warns(UserWarning, match=r"lazy-dist.*cxrbench_register_generators\(\) is not marked"):
+        plugins = load_plugins(extra=[(mod, PluginSource("lazy", "lazy-dist", "0.1"))])
+    assert "never-seen" not in plugins.generators
+
+
+def test_one_plugin_can_be_disabled_by_name(monkeypatch):
+    """Only third-party distributions are affected; the built-ins always load."""
+    ep = types.SimpleNamespace(
+        name="broken-gens", dist=types.SimpleNamespace(name="broken-dist", version="1.0"),
+        load=lambda: (_ for _ in ()).throw(ImportError("No module named 'missing_dependency'")))
+    real = reg._entry_points
+    monkeypatch.setattr(reg, "_entry_points", lambda: real() + [ep])
+    with pytest.warns(UserWarning, match="broken-dist"):
+        assert "noise" in load_plugins().generators
+    for disable in (["broken-dist"], ["broken-gens"]):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            plugins = load_plugins(disable=disable)
+        assert not plugins.failed and "noise" in plugins.generators
+    monkeypatch.setenv("CXRBENCH_DISABLE_PLUGINS", "broken-dist")
+    assert not load_plugins().failed
