@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cxrbench import __version__, protocols
 from cxrbench.cells import Cell, GeneratorVariant, expand_cells
+from cxrbench.celldata import (
+    all_images, check_leakage, condition_labels, external_name, namespaced, read_scores, recipe_fields,
+    write_predictions,
+)
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
-from cxrbench.errors import CxrbenchError, DatasetError, LeakageError
+from cxrbench.errors import CxrbenchError, DatasetError
 from cxrbench.generation import check_images, plugin_call
 from cxrbench.hashing import content_key
 from cxrbench.store import RunStore, atomic_write_json
@@ -36,6 +40,44 @@ class RunSummary:
     ok: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CellWork:
+    """What the steps of one cell hand each other (filled in order by Runner.run_cell)."""
+
+    cell: Cell
+    cell_id: str
+    adir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    #: training data as (kind, uint8 images, float labels); kind is "real" or "synthetic"
+    parts: list[tuple] = field(default_factory=list)
+    #: leakage-guard groups: patient ids (namespaced by dataset identity) each model learned from
+    patients: dict[str, list[str]] = field(default_factory=dict)
+    source: Any = None
+    externals: list = field(default_factory=list)
+    train_name: str = ""
+    train_ds: Any = None
+    train_split: Any = None
+    val: Any = None
+    generator_record: dict | None = None
+    tuning_slice: SyntheticBatch | None = None
+    tune_images: Any = None
+    tune_labels: Any = None
+    tune_desc: str = ""
+    test_sets: dict = field(default_factory=dict)
+
+    def add_part(self, kind: str, images, labels) -> None:
+        self.parts.append((kind, images, labels))
+
+    @contextmanager
+    def timed(self, key: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = round(time.perf_counter() - start, 3)
 
 
 def log(message: str) -> None:
@@ -207,182 +249,193 @@ class Runner:
     # ------------------------------------------------------------------ one cell
 
     def run_cell(self, cell: Cell, cell_id: str) -> dict:
-        import numpy as np
-        import torch
+        """One cell, step by step; each step reads and fills the cell's :class:`CellWork`."""
+        w = CellWork(cell, cell_id, self.store.artifact_dir(cell_id))
+        with w.timed("datasets_s"):
+            self._real_data(w)
+        if cell.protocol.uses_generator:
+            self._synthetic_data(w)
+        self._tuning_set(w)
+        self._test_sets(w)
+        with w.timed("classifier_train_s"):
+            result, built, recipe = self._train(w)
+        with w.timed("evaluate_s"):
+            evaluation = self._evaluate(w, result.model)
+        return self._ok_record(w, result, built, recipe, evaluation)
 
-        from cxrbench.device import hardware_summary, seed_everything
-        from cxrbench.evaluation import compare_to_baseline, evaluate
-        from cxrbench.evaluation.metrics import choose_threshold
+    # ---- the steps of a cell
+
+    def _real_data(self, w: CellWork) -> None:
+        """The real training split of this protocol (labels in the source dataset's space)."""
+        spec, proto = self.spec, w.cell.protocol
+        w.source = self.dataset(spec.dataset)
+        w.externals = [(external_name(spec, i), self.dataset(ref), ref) for i, ref in enumerate(spec.external)]
+        if proto.external_training:
+            if not w.externals:
+                raise CxrbenchError(f"{proto.id} needs a second dataset: add it under 'external:' in the spec")
+            w.train_name, w.train_ds, ref = w.externals[0]
+            w.train_split, w.val = (self._in_source_labels(s, w.train_ds, ref, 0) for s in (w.train_ds.train, w.train_ds.val))
+        else:
+            w.train_name, w.train_ds = spec.dataset.name, w.source
+            w.train_split, w.val = w.source.train, w.source.val
+        if proto.uses_real_train:
+            w.add_part("real", w.train_split.images, w.train_split.labels)
+            w.patients["classifier-train"] = namespaced(w.train_ds, w.train_split.patient_ids)
+
+    def _synthetic_data(self, w: CellWork) -> None:
+        """Fit (or load) the generator, check its seeds, generate, post-process, record."""
         from cxrbench.generation import (
-            jsonable, options_record, seed_check, synthetic_training_set, synthetic_tuning_slice,
+            options_record, seed_check, synthetic_training_set, synthetic_tuning_slice,
         )
         from cxrbench.sheets import contact_sheet
-        from cxrbench.training import TrainRecipe, predict, train_classifier
 
-        timings: dict[str, float] = {}
-        tick = time.perf_counter()
-        spec, proto = self.spec, cell.protocol
-        source = self.dataset(spec.dataset)
-        externals = [(_external_name(spec, i), self.dataset(ref), ref) for i, ref in enumerate(spec.external)]
-        timings["datasets_s"] = round(time.perf_counter() - tick, 3)
-        artifacts: dict[str, Any] = {}
-        adir = self.store.artifact_dir(cell_id)
-
-        # Real training data for this protocol (labels in the source dataset's label space).
-        if proto.external_training:
-            if not externals:
-                raise CxrbenchError(f"{proto.id} needs a second dataset: add it under 'external:' in the spec")
-            train_name, train_ds, train_ref = externals[0]
-            train_split, val = (self._in_source_labels(s, train_ds, train_ref, 0) for s in (train_ds.train, train_ds.val))
-        else:
-            train_name, train_ds, train_ref = spec.dataset.name, source, spec.dataset
-            train_split, val = source.train, source.val
-
-        parts_images, parts_labels, parts_sources = [], [], []
-        classifier_patients: list[str] = []
-        if proto.uses_real_train:
-            parts_images.append(train_split.images)
-            parts_labels.append(train_split.labels)
-            parts_sources += ["real"] * len(train_split)
-            classifier_patients = _namespaced(train_ds, train_split.patient_ids)
-
-        generator_record, generator_patients, tuning = None, [], None
-        if proto.uses_generator:
-            tick = time.perf_counter()
+        cell, spec, source, proto = w.cell, self.spec, w.source, w.cell.protocol
+        with w.timed("generator_fit_s"):
             generator, gen_info = self.fitted_generator(cell.generator, source.train, source.fingerprint)
-            if getattr(type(generator).capabilities, "sees_training_data", True):
-                generator_patients = _namespaced(source, source.train.patient_ids)
-            timings["generator_fit_s"] = round(time.perf_counter() - tick, 3)
-            checked = seed_check(generator, source.train, seed=cell.seed, size=spec.size)
-            common = dict(variant_name=cell.generator.name, variant_label=cell.generator.label, seed=cell.seed,
-                          source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress)
-            tick = time.perf_counter()
+        sees_data = getattr(type(generator).capabilities, "sees_training_data", True)
+        if sees_data:
+            w.patients["generator-train"] = namespaced(source, source.train.patient_ids)
+        checked = seed_check(generator, source.train, seed=cell.seed, size=spec.size)
+        common = dict(variant_name=cell.generator.name, variant_label=cell.generator.label, seed=cell.seed,
+                      source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress)
+        with w.timed("generate_s"):
             synthetic, syn_info = synthetic_training_set(generator, gen_info, ratio=cell.ratio, **common)
             manifest = syn_info["manifest"]
             if proto.tuning == "synthetic":
-                tuning, tune_info = synthetic_tuning_slice(generator, gen_info, fraction=proto.tuning_fraction,
-                                                           minimum=proto.tuning_minimum, **common)
+                w.tuning_slice, tune_info = synthetic_tuning_slice(
+                    generator, gen_info, fraction=proto.tuning_fraction, minimum=proto.tuning_minimum, **common)
                 manifest = manifest + tune_info["manifest"]
                 syn_info["stats"]["tuning_slice"] = tune_info["stats"]
-            timings["generate_s"] = round(time.perf_counter() - tick, 3)
-            tick = time.perf_counter()
+        with w.timed("postprocess_s"):
             synthetic = self.postprocess(synthetic)
-            if tuning is not None:
-                tuning = self.postprocess(tuning)
-            timings["postprocess_s"] = round(time.perf_counter() - tick, 3)
-            manifest_path = adir / "synthetic-manifest.json"
-            atomic_write_json(manifest_path, manifest)
-            artifacts["synthetic_manifest"] = str(manifest_path)
-            if len(synthetic.conditions):
-                artifacts["contact_sheet"] = str(contact_sheet(
-                    synthetic.images, synthetic.conditions, source.label_names, adir / "contact-sheet.png"))
-            parts_images.append(synthetic.images)
-            parts_labels.append(_condition_labels(synthetic, len(source.label_names)))
-            parts_sources += ["synthetic"] * len(synthetic.conditions)
-            generator_record = {
-                "name": cell.generator.name, "label": cell.generator.label,
-                "version": self.plugins.generators.get(cell.generator.name).version,
-                "sampling_version": type(generator).sampling_version, **options_record(generator),
-                "capabilities": dataclasses.asdict(type(generator).capabilities),
-                "fitted_on": f"{spec.dataset.name}:train" if generator_patients else None,
-                **gen_info, "synthetic": syn_info["stats"], "seed_check": checked,
-            }
-
-        # The tuning set: the real validation split, or (synthetic-only.v2) a held-out synthetic slice.
-        if tuning is not None:
-            tune_images, tune_labels = tuning.images, _condition_labels(tuning, len(source.label_names))
-            tune_desc = f"synthetic tuning slice (n={len(tuning.conditions)}; no real image or label)"
-            tune_patients: list[str] = []
-        else:
-            tune_images, tune_labels = val.images, val.labels
-            tune_desc = f"{train_name}:val (real, n={len(val)})"
-            tune_patients = _namespaced(train_ds, val.patient_ids)
-
-        # Test sets (labels mapped into the source label space), then the leakage guard: no test
-        # patient in anything the classifier or the generator learned from, or tuned on.
-        test_sets = {f"{spec.dataset.name}:test": source.tests["test"]}
-        test_patients = {f"{spec.dataset.name}:test": _namespaced(source, source.tests["test"].patient_ids)}
-        for i, (name, ext, ref) in enumerate(externals):
-            split = _all_images(ext) if ref.test == "all" else ext.tests["test"]
-            tname = f"{name}:{'all' if ref.test == 'all' else 'test'}"
-            test_sets[tname] = self._in_source_labels(split, ext, ref, i)
-            test_patients[tname] = _namespaced(ext, split.patient_ids)
-        groups = {"classifier-train": classifier_patients, "generator-train": generator_patients,
-                  "tuning": tune_patients, **test_patients}
-        _check_leakage(groups)
-
-        train_images = torch.cat(parts_images)
-        train_labels = torch.cat(parts_labels)
-        train_labels_clean = torch.nan_to_num(train_labels, nan=0.0)
-        training_set = {
-            "dataset": train_name, "n": len(parts_sources), "n_real": parts_sources.count("real"),
-            "n_synthetic": parts_sources.count("synthetic"),
-            "prevalence": [round(float(v), 5) for v in train_labels_clean.mean(0).tolist()],
-            "tuning_set": tune_desc,
+            if w.tuning_slice is not None:
+                w.tuning_slice = self.postprocess(w.tuning_slice)
+        atomic_write_json(w.adir / "synthetic-manifest.json", manifest)
+        w.artifacts["synthetic_manifest"] = str(w.adir / "synthetic-manifest.json")
+        if len(synthetic.conditions):
+            w.artifacts["contact_sheet"] = str(contact_sheet(
+                synthetic.images, synthetic.conditions, source.label_names, w.adir / "contact-sheet.png"))
+        w.add_part("synthetic", synthetic.images, condition_labels(synthetic, len(source.label_names)))
+        w.generator_record = {
+            "name": cell.generator.name, "label": cell.generator.label,
+            "version": self.plugins.generators.get(cell.generator.name).version,
+            "sampling_version": type(generator).sampling_version, **options_record(generator),
+            "capabilities": dataclasses.asdict(type(generator).capabilities),
+            "fitted_on": f"{spec.dataset.name}:train" if sees_data else None,
+            **gen_info, "synthetic": syn_info["stats"], "seed_check": checked,
         }
-        if not parts_sources:
-            raise CxrbenchError("empty training set")
 
-        # Classifier with the protocol's fixed recipe.
-        recipe = TrainRecipe(**_recipe_fields(TrainRecipe, proto.schedules[cell.schedule]))
+    def _tuning_set(self, w: CellWork) -> None:
+        """The real validation split, or (synthetic-only.v2) the held-out synthetic slice."""
+        if w.tuning_slice is not None:
+            w.tune_images = w.tuning_slice.images
+            w.tune_labels = condition_labels(w.tuning_slice, len(w.source.label_names))
+            w.tune_desc = f"synthetic tuning slice (n={len(w.tuning_slice.conditions)}; no real image or label)"
+        else:
+            w.tune_images, w.tune_labels = w.val.images, w.val.labels
+            w.tune_desc = f"{w.train_name}:val (real, n={len(w.val)})"
+            w.patients["tuning"] = namespaced(w.train_ds, w.val.patient_ids)
+
+    def _test_sets(self, w: CellWork) -> None:
+        """Every real test set (labels mapped into the source label space), then the leakage
+        guard: no test patient in anything the classifier or the generator learned or tuned on."""
+        name = self.spec.dataset.name
+        w.test_sets = {f"{name}:test": w.source.tests["test"]}
+        tests = {f"{name}:test": namespaced(w.source, w.source.tests["test"].patient_ids)}
+        for i, (ext_name, ext, ref) in enumerate(w.externals):
+            split = all_images(ext) if ref.test == "all" else ext.tests["test"]
+            tname = f"{ext_name}:{'all' if ref.test == 'all' else 'test'}"
+            w.test_sets[tname] = self._in_source_labels(split, ext, ref, i)
+            tests[tname] = namespaced(ext, split.patient_ids)
+        check_leakage({**w.patients, **tests})
+
+    def _train(self, w: CellWork):
+        """The classifier, trained with the protocol's fixed recipe."""
+        import torch
+
+        from cxrbench.device import seed_everything
+        from cxrbench.training import TrainRecipe, train_classifier
+
+        spec, cell = self.spec, w.cell
+        if not w.parts:
+            raise CxrbenchError("empty training set")
+        recipe = TrainRecipe(**recipe_fields(TrainRecipe, cell.protocol.schedules[cell.schedule]))
         ccls = self.plugins.load("classifier", spec.classifier.name)
         classifier = ccls(plugin_options(ccls, spec.classifier.options, "classifier.options", self.spec_source))
         seed_everything(cell.seed)
         with plugin_call("classifier", spec.classifier.name, "build"):
-            built = classifier.build(len(source.label_names), spec.size, spec.classifier.pretrained)
-        tick = time.perf_counter()
-        result = train_classifier(built, train_images, train_labels, tune_images, tune_labels,
+            built = classifier.build(len(w.source.label_names), spec.size, spec.classifier.pretrained)
+        images = torch.cat([p[1] for p in w.parts])
+        labels = torch.cat([p[2] for p in w.parts])
+        result = train_classifier(built, images, labels, w.tune_images, w.tune_labels,
                                   recipe=recipe, device=self.device, seed=cell.seed, progress=self.progress)
-        timings["classifier_train_s"] = round(time.perf_counter() - tick, 3)
+        return result, built, recipe
 
-        # Evaluation on every real test set; thresholds chosen on the tuning set.
-        tick = time.perf_counter()
-        tune_scores = predict(result.model, tune_images, device=self.device)
+    def _evaluate(self, w: CellWork, model) -> dict:
+        """Scores on every real test set, thresholds from the tuning set, DeLong vs real-only."""
+        import numpy as np
+
+        from cxrbench.evaluation import compare_to_baseline, evaluate
+        from cxrbench.evaluation.metrics import choose_threshold
+        from cxrbench.training import predict
+
+        spec, names = self.spec, w.source.label_names
+        tune_scores = predict(model, w.tune_images, device=self.device)
         thresholds = []
-        for j in range(len(source.label_names)):
-            y = tune_labels[:, j].numpy()
+        for j in range(len(names)):
+            y = w.tune_labels[:, j].numpy()
             ok = ~np.isnan(y)
             both = ok.any() and len(set(y[ok].tolist())) == 2
             thresholds.append(choose_threshold(y[ok], tune_scores[ok, j], method=spec.evaluation.threshold) if both else 0.5)
-        metrics, comparisons, predictions = {}, {}, {}
-        baseline = self._baseline_record(cell)
-        for tname, split in test_sets.items():
-            scores = predict(result.model, split.images, device=self.device)
+        out = {"thresholds": [float(t) for t in thresholds], "metrics": {}, "comparisons": {}}
+        predictions, baseline = {}, self._baseline_record(w.cell)
+        for tname, split in w.test_sets.items():
+            scores = predict(model, split.images, device=self.device)
             labels = split.labels.numpy()
-            metrics[tname] = evaluate(
-                scores, labels, source.label_names, patient_ids=split.patient_ids, thresholds=thresholds,
-                n_resamples=spec.evaluation.bootstrap_resamples, seed=cell.seed, confidence=spec.evaluation.confidence,
+            out["metrics"][tname] = evaluate(
+                scores, labels, names, patient_ids=split.patient_ids, thresholds=thresholds,
+                n_resamples=spec.evaluation.bootstrap_resamples, seed=w.cell.seed, confidence=spec.evaluation.confidence,
             )
-            pred_path = adir / f"predictions-{tname.replace(':', '-')}.csv"
-            _write_predictions(pred_path, split, scores, source.label_names)
-            predictions[tname] = str(pred_path)
+            predictions[tname] = str(w.adir / f"predictions-{tname.replace(':', '-')}.csv")
+            write_predictions(Path(predictions[tname]), split, scores, names)
             if baseline is not None and tname in baseline.get("artifacts", {}).get("predictions", {}):
-                base_scores = _read_scores(Path(baseline["artifacts"]["predictions"][tname]), split.keys, source.label_names)
-                comparisons[tname] = {"baseline": baseline["cell_id"],
-                                      **compare_to_baseline(labels, scores, base_scores, source.label_names)}
-        artifacts["predictions"] = predictions
-        timings["evaluate_s"] = round(time.perf_counter() - tick, 3)
+                base_scores = read_scores(Path(baseline["artifacts"]["predictions"][tname]), split.keys, names)
+                out["comparisons"][tname] = {"baseline": baseline["cell_id"],
+                                             **compare_to_baseline(labels, scores, base_scores, names)}
+        w.artifacts["predictions"] = predictions
+        return out
 
+    def _ok_record(self, w: CellWork, result, built, recipe, evaluation: dict) -> dict:
+        import torch
+
+        from cxrbench.device import hardware_summary
+        from cxrbench.generation import jsonable
+
+        spec = self.spec
+        labels = torch.nan_to_num(torch.cat([p[2] for p in w.parts]), nan=0.0)
+        kinds = [p[0] for p in w.parts for _ in range(len(p[1]))]
         return {
-            **self._record_header(cell, cell_id),
+            **self._record_header(w.cell, w.cell_id),
             "status": "ok",
             "hardware": hardware_summary(self.device),
-            "dataset": {"name": spec.dataset.name, "fingerprint": source.fingerprint, "info": jsonable(source.info)},
+            "dataset": {"name": spec.dataset.name, "fingerprint": w.source.fingerprint, "info": jsonable(w.source.info)},
             "external": [{"name": n, "fingerprint": d.fingerprint, "test": r.test, "labels": dict(r.labels),
-                          "info": jsonable(d.info)} for n, d, r in externals],
-            "generator": generator_record,
-            "training_set": training_set,
+                          "info": jsonable(d.info)} for n, d, r in w.externals],
+            "generator": w.generator_record,
+            "training_set": {
+                "dataset": w.train_name, "n": len(kinds), "n_real": kinds.count("real"),
+                "n_synthetic": kinds.count("synthetic"),
+                "prevalence": [round(float(v), 5) for v in labels.mean(0).tolist()], "tuning_set": w.tune_desc,
+            },
             "classifier": {
                 "name": spec.classifier.name, "version": self.plugins.classifiers.get(spec.classifier.name).version,
                 "weights": built.weights, "recipe": dataclasses.asdict(recipe), "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "history": jsonable(result.history),
                 "train_s": round(result.seconds, 3),
             },
-            "thresholds": [float(t) for t in thresholds],
-            "metrics": metrics,
-            "comparisons": comparisons,
-            "timings": timings,
-            "artifacts": artifacts,
+            **evaluation,
+            "timings": w.timings,
+            "artifacts": w.artifacts,
         }
 
     def _in_source_labels(self, split, dataset, ref, i: int):
@@ -464,93 +517,10 @@ class Runner:
 # ---------------------------------------------------------------------- helpers
 
 
-def _external_name(spec: BenchmarkSpec, i: int) -> str:
-    """A unique name for external dataset i (the same plugin may appear twice, e.g. two sites)."""
-    name = spec.external[i].name
-    names = [spec.dataset.name] + [r.name for r in spec.external]
-    return name if names.count(name) == 1 else f"{name}-ext{i + 1}"
-
-
 def _default_cache_root() -> Path:
     from cxrbench.datasets import default_cache_dir
 
     return Path(default_cache_dir())
-
-
-def _recipe_fields(cls, values: dict) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise CxrbenchError(f"protocol recipe has fields the trainer does not know: {sorted(unknown)}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
-
-def _write_predictions(path: Path, split, scores, label_names) -> None:
-    import pandas as pd
-
-    df = pd.DataFrame({"key": split.keys, "patient_id": split.patient_ids})
-    for j, name in enumerate(label_names):
-        df[f"true_{name}"] = split.labels[:, j].numpy()
-        df[f"score_{name}"] = scores[:, j]
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _read_scores(path: Path, keys, label_names):
-    import pandas as pd
-
-    df = pd.read_csv(path).set_index("key")
-    missing = [k for k in keys[:5] if k not in df.index]
-    if missing:
-        raise CxrbenchError(f"baseline predictions {path} do not cover the same test images (e.g. {missing[0]})")
-    return df.loc[list(keys), [f"score_{n}" for n in label_names]].to_numpy()
-
-
-def _namespaced(dataset, patient_ids) -> list[str]:
-    """Patient ids qualified by the dataset's identity (plugin name + content fingerprint), so the
-    same data under two names (an external copy of the source, say) is recognised as the same."""
-    return [f"{dataset.name}#{dataset.fingerprint[:12]}:{p}" for p in patient_ids]
-
-
-def _all_images(dataset):
-    """Every image of a dataset as one test split (train + val + test)."""
-    import dataclasses as dc
-
-    import torch
-
-    parts = [dataset.train, dataset.val, *dataset.tests.values()]
-    parts = [p for p in parts if len(p)]
-    meta_keys = set.intersection(*(set(p.metadata) for p in parts)) if parts else set()
-    return dc.replace(
-        parts[0], name="all", images=torch.cat([p.images for p in parts]), labels=torch.cat([p.labels for p in parts]),
-        patient_ids=[x for p in parts for x in p.patient_ids], keys=[x for p in parts for x in p.keys],
-        metadata={k: [x for p in parts for x in p.metadata[k]] for k in meta_keys}, masks=None,
-    )
-
-
-def _condition_labels(batch: SyntheticBatch, n_labels: int):
-    import torch
-
-    return torch.tensor([c.labels for c in batch.conditions], dtype=torch.float32).reshape(-1, n_labels)
-
-
-def _check_leakage(groups: dict[str, list[str]]) -> None:
-    """The leakage guard. Training and tuning groups may share patients among themselves (a
-    generator and a classifier both learn from the real training split); a test set may share
-    none with any group."""
-    from cxrbench.datasets import check_patient_disjoint
-
-    learned = {k: v for k, v in groups.items() if k in ("classifier-train", "generator-train", "tuning")}
-    seen = sorted({p for ids in learned.values() for p in ids})
-    for tname, ids in groups.items():
-        if tname in learned:
-            continue
-        try:
-            check_patient_disjoint({"training or tuning data": seen, tname: ids})
-        except LeakageError as exc:
-            who = [k for k, v in learned.items() if set(v) & set(ids)]
-            raise LeakageError(f"test set {tname} shares patients with {', '.join(who)}: {exc}") from None
 
 
 def _headline(record: dict) -> str:

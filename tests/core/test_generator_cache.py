@@ -58,19 +58,19 @@ def _run(tmp_path, tag, **class_attrs):
     return dict(CALLS)
 
 
-# synthetic-only.v2 generates the training replica (60) and its tuning slice (min(60, 64) = 60)
+# synthetic-only.v2 generates the training replica (60) and its tuning slice (min(60, 64) = 60);
+# every cell also runs the 4-image seed check, cached or not
 PER_RUN = 120
+SEED_CHECK = 4
 
 
 def test_versions_decide_what_is_refitted_and_regenerated(tmp_path):
     CALLS.update(fit=0, generate=0)
     first = _run(tmp_path, "a")
-    assert first["fit"] == 1 and first["generate"] == PER_RUN
+    assert first == {"fit": 1, "generate": PER_RUN + SEED_CHECK}
     # same code: fitted generator and synthetic set both come from the cache
-    assert _run(tmp_path, "b") == first
+    assert _run(tmp_path, "b") == {"fit": 1, "generate": PER_RUN + 2 * SEED_CHECK}
     # a sampler change: same fit, new images
-    resampled = _run(tmp_path, "c", sampling_version="2")
-    assert resampled == {"fit": 1, "generate": 2 * PER_RUN}
+    assert _run(tmp_path, "c", sampling_version="2") == {"fit": 1, "generate": 2 * PER_RUN + 3 * SEED_CHECK}
     # a training change: refit (and so regenerate)
-    refit = _run(tmp_path, "d", version="2")
-    assert refit == {"fit": 2, "generate": 3 * PER_RUN}
+    assert _run(tmp_path, "d", version="2") == {"fit": 2, "generate": 3 * PER_RUN + 4 * SEED_CHECK}

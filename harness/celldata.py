@@ -1,0 +1,96 @@
+"""The data of one cell: which real and synthetic images it trains, tunes and is tested on,
+and the leakage guard between them. Plain functions; the runner calls them in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from cxrbench.config import BenchmarkSpec
+from cxrbench.contracts import SyntheticBatch
+from cxrbench.errors import CxrbenchError, LeakageError
+
+
+def external_name(spec: BenchmarkSpec, i: int) -> str:
+    """A unique name for external dataset i (the same plugin may appear twice, e.g. two sites)."""
+    name = spec.external[i].name
+    names = [spec.dataset.name] + [r.name for r in spec.external]
+    return name if names.count(name) == 1 else f"{name}-ext{i + 1}"
+
+
+def recipe_fields(cls, values: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise CxrbenchError(f"protocol recipe has fields the trainer does not know: {sorted(unknown)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def write_predictions(path: Path, split, scores, label_names) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"key": split.keys, "patient_id": split.patient_ids})
+    for j, name in enumerate(label_names):
+        df[f"true_{name}"] = split.labels[:, j].numpy()
+        df[f"score_{name}"] = scores[:, j]
+    tmp = path.with_suffix(".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def read_scores(path: Path, keys, label_names):
+    import pandas as pd
+
+    df = pd.read_csv(path).set_index("key")
+    missing = [k for k in keys[:5] if k not in df.index]
+    if missing:
+        raise CxrbenchError(f"baseline predictions {path} do not cover the same test images (e.g. {missing[0]})")
+    return df.loc[list(keys), [f"score_{n}" for n in label_names]].to_numpy()
+
+
+def namespaced(dataset, patient_ids) -> list[str]:
+    """Patient ids qualified by the dataset's identity (plugin name + content fingerprint), so the
+    same data under two names (an external copy of the source, say) is recognised as the same."""
+    return [f"{dataset.name}#{dataset.fingerprint[:12]}:{p}" for p in patient_ids]
+
+
+def all_images(dataset):
+    """Every image of a dataset as one test split (train + val + test)."""
+    import dataclasses as dc
+
+    import torch
+
+    parts = [dataset.train, dataset.val, *dataset.tests.values()]
+    parts = [p for p in parts if len(p)]
+    meta_keys = set.intersection(*(set(p.metadata) for p in parts)) if parts else set()
+    return dc.replace(
+        parts[0], name="all", images=torch.cat([p.images for p in parts]), labels=torch.cat([p.labels for p in parts]),
+        patient_ids=[x for p in parts for x in p.patient_ids], keys=[x for p in parts for x in p.keys],
+        metadata={k: [x for p in parts for x in p.metadata[k]] for k in meta_keys}, masks=None,
+    )
+
+
+def condition_labels(batch: SyntheticBatch, n_labels: int):
+    import torch
+
+    return torch.tensor([c.labels for c in batch.conditions], dtype=torch.float32).reshape(-1, n_labels)
+
+
+def check_leakage(groups: dict[str, list[str]]) -> None:
+    """The leakage guard. Training and tuning groups may share patients among themselves (a
+    generator and a classifier both learn from the real training split); a test set may share
+    none with any group."""
+    from cxrbench.datasets import check_patient_disjoint
+
+    learned = {k: v for k, v in groups.items() if k in ("classifier-train", "generator-train", "tuning")}
+    seen = sorted({p for ids in learned.values() for p in ids})
+    for tname, ids in groups.items():
+        if tname in learned:
+            continue
+        try:
+            check_patient_disjoint({"training or tuning data": seen, tname: ids})
+        except LeakageError as exc:
+            who = [k for k, v in learned.items() if set(v) & set(ids)]
+            raise LeakageError(f"test set {tname} shares patients with {', '.join(who)}: {exc}") from None
