@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
@@ -313,7 +312,3 @@ def options_to_dict(options: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(options):
         return dataclasses.asdict(options)
     return dict(options or {})
-
-
-def is_missing(value: float) -> bool:
-    return isinstance(value, float) and math.isnan(value)

@@ -19,7 +19,3 @@ class DatasetError(CxrbenchError):
 
 class LeakageError(CxrbenchError):
     """A test patient appears in data a generator or classifier is trained on."""
-
-
-class OfflineError(CxrbenchError):
-    """Something (weights, data) would have to be downloaded but is not available locally."""
