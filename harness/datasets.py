@@ -12,7 +12,7 @@ Every dataset plugin only *describes* its images (:meth:`Dataset.records`) and d
 4. the **cache** folder ``<cache>/datasets/<name>-<fingerprint[:16]>-<size>-<prep hash>/`` is
    looked up. The prep hash covers the preprocessing settings, the plugin version and the
    cache format. On a miss every image is decoded once (progress bar, a few threads),
-   preprocessed (:func:`preprocess_image`) and written as one ``uint8`` array (N, 1, H, W)
+   preprocessed (:func:`cxrbench.preprocessing.preprocess_image`) and written as one ``uint8`` array (N, 1, H, W)
    ``images.npy`` (+ ``masks.npy``) and an ``index.json``, into a temporary folder renamed
    into place (atomic; a concurrent loader that loses the race uses the winner's folder);
 5. the arrays are memory-mapped (``np.load(mmap_mode="c")``) and wrapped with
@@ -20,17 +20,17 @@ Every dataset plugin only *describes* its images (:meth:`Dataset.records`) and d
 
 Hints given to plugins (plain attributes, set before ``records()`` is called): ``target_size``
 (the requested pixel size: a plugin may pick a native resolution from it or ask the JPEG
-decoder for a reduced-size draft, see :func:`read_image_file`) and ``cache_root`` (the cache
+decoder for a reduced-size draft, see :func:`cxrbench.kit.read_image_file`) and ``cache_root`` (the cache
 folder, for small sidecars such as parsed DICOM headers). Optional plugin methods:
 ``fingerprint_extra() -> str`` (anything not visible in the records that determines the
 pixels, e.g. the name and size of an npz file) and the attribute ``split_notes`` (a dict
 describing how splits were made: carve seeds, fractions, counts dropped), copied into
-``LoadedDataset.info``.
+``LoadedDataset.info``. The helpers plugins use to list their images live in
+:mod:`cxrbench.kit.datasets`, the pixel pipeline in :mod:`cxrbench.preprocessing`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -43,64 +43,24 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord, Split, options_to_dict
 from cxrbench.errors import ConfigError, DatasetError, LeakageError
+from cxrbench.kit.datasets import DATA_ROOT_ENV, carve_validation, default_cache_dir
+from cxrbench.preprocessing import Preprocessing, preprocess_image, preprocess_mask
 from cxrbench.progress import bar
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pandas as pd
 
 #: bump when the cache layout or :func:`preprocess_image` changes (invalidates every cache)
 CACHE_FORMAT = "1"
-CACHE_ENV = "CXRBENCH_CACHE"
-DATA_ROOT_ENV = "CXRBENCH_DATA_ROOT"
 WORKERS_ENV = "CXRBENCH_DECODE_WORKERS"
 
 SPLIT_ORDER = ("train", "val", "test")
-RESIZE_MODES = ("pad", "stretch", "center-crop")
-UNREADABLE_MODES = ("fail", "skip")
 
 
 # --------------------------------------------------------------------------- public types
-
-
-@dataclass
-class Preprocessing:
-    """How decoded images become the canonical (size, size) uint8 image (Khosravi et al. defaults).
-
-    :param resize: ``"pad"``: aspect-preserving resize of the long side to ``size``, then zero
-        padding to a square (centred); ``"stretch"``: resize both sides to ``size`` (distorts);
-        ``"center-crop"``: aspect-preserving resize of the short side, then a centred crop.
-    :param equalize: histogram equalization to 256 bins (as ``cv2.equalizeHist``), applied to
-        the image content before padding so the padding does not count in the histogram.
-    :param on_unreadable: ``"fail"`` (default): an image that cannot be read or decoded stops
-        the load with a :class:`DatasetError` naming it; ``"skip"``: such images are dropped,
-        and their number and paths are recorded in ``LoadedDataset.info["skipped"]``.
-    """
-
-    resize: str = "pad"
-    equalize: bool = True
-    on_unreadable: str = "fail"
-
-    def __post_init__(self) -> None:
-        if self.resize not in RESIZE_MODES:
-            raise ConfigError(
-                f"preprocessing.resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}"
-            )
-        if self.on_unreadable not in UNREADABLE_MODES:
-            raise ConfigError(
-                "preprocessing.on_unreadable must be one of "
-                f"{', '.join(UNREADABLE_MODES)}, not {self.on_unreadable!r}"
-            )
-        if not isinstance(self.equalize, bool):
-            raise ConfigError(f"preprocessing.equalize must be true or false, not {self.equalize!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -133,12 +93,6 @@ class LoadedDataset:
 # --------------------------------------------------------------------------- locations
 
 
-def default_cache_dir() -> Path:
-    """``$CXRBENCH_CACHE`` or ``~/.cache/cxrbench`` (decoded datasets live under ``datasets/``)."""
-    env = os.environ.get(CACHE_ENV, "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "cxrbench"
-
-
 def resolve_data_root(cli: str | os.PathLike | None, spec: str | os.PathLike | None) -> Path | None:
     """The data root: ``--data-root`` first, then ``$CXRBENCH_DATA_ROOT``, then the spec's value."""
     for value in (cli, os.environ.get(DATA_ROOT_ENV), spec):
@@ -147,341 +101,7 @@ def resolve_data_root(cli: str | os.PathLike | None, spec: str | os.PathLike | N
     return None
 
 
-def find_dataset_dir(
-    root: Path | None,
-    candidates: Sequence[str],
-    is_dataset_dir: Callable[[Path], bool],
-    *,
-    dataset: Dataset,
-) -> Path:
-    """The folder holding a dataset: the first of ``root/<candidate>`` that looks right.
-
-    ``candidates`` are relative paths tried in order ("" is the root itself), so a user may point
-    the data root at the dataset folder itself or at a folder holding several datasets.
-    Raises a one-line :class:`DatasetError` with the expected layout when none matches.
-    """
-    if root is None:
-        raise DatasetError(
-            f"dataset {dataset.name!r} needs a data root: pass --data-root or set "
-            f"{DATA_ROOT_ENV}; expected layout: {dataset.describe_layout()}"
-        )
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError(
-            f"data root {str(root)!r} of dataset {dataset.name!r} does not exist; "
-            f"expected layout: {dataset.describe_layout()}"
-        )
-    for rel in candidates:
-        path = root / rel if rel else root
-        if path.is_dir() and is_dataset_dir(path):
-            return path
-    tried = ", ".join(repr(str(root / c) if c else str(root)) for c in candidates)
-    raise DatasetError(
-        f"dataset {dataset.name!r} not found under {str(root)!r} (tried {tried}); "
-        f"expected layout: {dataset.describe_layout()}"
-    )
-
-
-def read_table(
-    path: Path,
-    required: Sequence[str],
-    *,
-    dataset: Dataset,
-    **read_csv_kw: Any,
-) -> pd.DataFrame:
-    """Read a CSV (``.gz`` too) and check its columns; errors name the file, column and layout."""
-    import pandas as pd
-
-    if not path.is_file():
-        raise DatasetError(
-            f"dataset {dataset.name!r}: missing file {str(path)!r}; expected layout: "
-            f"{dataset.describe_layout()}"
-        )
-    try:
-        df = pd.read_csv(path, **read_csv_kw)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a malformed file
-        raise DatasetError(
-            f"dataset {dataset.name!r}: cannot read {str(path)!r} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); expected layout: "
-            f"{dataset.describe_layout()}"
-        ) from exc
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise DatasetError(
-            f"dataset {dataset.name!r}: {str(path)!r} lacks column(s) "
-            f"{', '.join(repr(c) for c in missing)} (has {', '.join(repr(str(c)) for c in df.columns)}); "
-            f"expected layout: {dataset.describe_layout()}"
-        )
-    return df
-
-
-def read_image_file(path: str | os.PathLike, size_hint: int | None = None) -> np.ndarray:
-    """Decode an image file (JPEG, PNG...) to a 2-D uint8 (or uint16 for 16-bit files) array.
-
-    With ``size_hint``, JPEGs are decoded at a reduced scale (1/2, 1/4, 1/8) that still keeps
-    both sides at least ``size_hint`` pixels (libjpeg DCT scaling; much faster on large images).
-    Colour images are converted to grayscale (ITU-R 601 luma).
-    """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if size_hint and im.format == "JPEG":
-            im.draft("L", (int(size_hint), int(size_hint)))
-        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-            return np.asarray(im, dtype=np.uint16).copy()
-        if im.mode in ("I", "F"):
-            arr = np.asarray(im)
-            if arr.min() >= 0 and arr.max() <= 65535:
-                return arr.astype(np.uint16)
-            return _to_uint16(arr.astype(np.float64))
-        if im.mode != "L":
-            im = im.convert("L")
-        return np.asarray(im, dtype=np.uint8).copy()
-
-
-def _to_uint16(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(np.min(arr)), float(np.max(arr))
-    if hi <= lo:
-        return np.zeros(arr.shape, np.uint16)
-    return np.round((arr - lo) * (65535.0 / (hi - lo))).astype(np.uint16)
-
-
-# --------------------------------------------------------------------------- preprocessing
-
-
-def _as_2d(arr: np.ndarray) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
-        if arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        else:  # colour: ITU-R 601 luma, keeping an integer dtype
-            luma = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-            arr = np.round(luma).astype(arr.dtype) if np.issubdtype(arr.dtype, np.integer) else luma
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D grayscale image, got shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"empty image of shape {arr.shape}")
-    return arr
-
-
-def _geometry(h: int, w: int, size: int, mode: str) -> tuple[tuple[int, int], tuple[int, int, int, int] | None, tuple[int, int] | None]:
-    """(resized (w, h), crop box or None, paste offset or None) for one resize mode."""
-    if mode == "stretch":
-        return (size, size), None, None
-    if mode == "pad":
-        scale = size / max(h, w)
-        nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
-        return (nw, nh), None, ((size - nw) // 2, (size - nh) // 2)
-    # center-crop
-    scale = size / min(h, w)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return (nw, nh), (left, top, left + size, top + size), None
-
-
-def _resize(arr: np.ndarray, wh: tuple[int, int], *, mask: bool = False) -> np.ndarray:
-    """High-quality (antialiased Lanczos) resize; float32 out. Masks: area-average then 0/1."""
-    from PIL import Image
-
-    h, w = arr.shape
-    if (w, h) == wh:
-        out = arr.astype(np.float32)
-    elif arr.dtype == np.uint8 and not mask:
-        out = np.asarray(Image.fromarray(arr, "L").resize(wh, Image.Resampling.LANCZOS), np.float32)
-    else:
-        src = arr.astype(np.float32)
-        resample = Image.Resampling.BOX if mask else Image.Resampling.LANCZOS
-        if mask and (wh[0] > w or wh[1] > h):
-            resample = Image.Resampling.BILINEAR
-        out = np.asarray(Image.fromarray(src, "F").resize(wh, resample), np.float32)
-        if not mask:  # Lanczos rings: keep the input's range
-            out = np.clip(out, float(src.min()), float(src.max()))
-    return out
-
-
-def _to_uint8(resized: np.ndarray, src_dtype: np.dtype) -> np.ndarray:
-    if src_dtype == np.uint8:
-        return np.clip(np.round(resized), 0, 255).astype(np.uint8)
-    lo, hi = float(resized.min()), float(resized.max())
-    if hi <= lo:
-        return np.zeros(resized.shape, np.uint8)
-    return np.clip(np.round((resized - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
-
-
-def equalize_hist(img: np.ndarray) -> np.ndarray:
-    """Histogram equalization of a uint8 image over 256 bins (the ``cv2.equalizeHist`` formula).
-
-    ``lut[v] = round((cdf[v] - cdf_min) * 255 / (N - cdf_min))``: the darkest level maps to 0,
-    the brightest to 255, levels in between spread by their cumulative frequency. A constant
-    image is returned unchanged.
-    """
-    hist = np.bincount(img.ravel(), minlength=256)
-    cdf = np.cumsum(hist)
-    total = int(cdf[-1])
-    cdf_min = int(cdf[np.flatnonzero(hist)[0]]) if total else 0
-    if total == cdf_min:
-        return img.copy()
-    lut = np.round((cdf - cdf_min) * (255.0 / (total - cdf_min)))
-    lut = np.clip(lut, 0, 255).astype(np.uint8)
-    return lut[img]
-
-
-def preprocess_image(arr: np.ndarray, size: int, prep: Preprocessing | None = None) -> np.ndarray:
-    """A decoded 2-D image (uint8, uint16 or float, any size) -> (size, size) uint8.
-
-    Steps: resize (``prep.resize``, antialiased Lanczos), map to uint8 (uint8 input kept as is,
-    other types min-max scaled), histogram-equalize the image content (``prep.equalize``), then
-    zero-pad to a square (``"pad"``, centred).
-    """
-    prep = prep or Preprocessing()
-    size = int(size)
-    arr = _as_2d(arr)
-    src_dtype = arr.dtype
-    if src_dtype != np.uint8 and not np.issubdtype(src_dtype, np.number):
-        raise ValueError(f"unsupported image dtype {src_dtype}")
-    if src_dtype == np.bool_:
-        arr, src_dtype = arr.astype(np.uint8) * 255, np.dtype(np.uint8)
-    h, w = arr.shape
-    wh, crop, offset = _geometry(h, w, size, prep.resize)
-    resized = _resize(arr, wh)
-    if crop is not None:
-        left, top, right, bottom = crop
-        resized = resized[top:bottom, left:right]
-    img = _to_uint8(resized, src_dtype)
-    if prep.equalize:
-        img = equalize_hist(img)
-    if offset is not None:
-        out = np.zeros((size, size), np.uint8)
-        x, y = offset
-        out[y : y + img.shape[0], x : x + img.shape[1]] = img
-        img = out
-    return img
-
-
-def preprocess_mask(mask: np.ndarray, size: int, prep: Preprocessing | None = None) -> np.ndarray:
-    """A 2-D mask (nonzero = region) -> (size, size) uint8 0/1, same geometry as the image."""
-    prep = prep or Preprocessing()
-    m = (_as_2d(mask) != 0).astype(np.float32)
-    h, w = m.shape
-    wh, crop, offset = _geometry(h, w, int(size), prep.resize)
-    resized = _resize(m, wh, mask=True)
-    if crop is not None:
-        left, top, right, bottom = crop
-        resized = resized[top:bottom, left:right]
-    out_small = (resized >= 0.5).astype(np.uint8)
-    if offset is None:
-        return out_small
-    out = np.zeros((size, size), np.uint8)
-    x, y = offset
-    out[y : y + out_small.shape[0], x : x + out_small.shape[1]] = out_small
-    return out
-
-
 # --------------------------------------------------------------------------- splits
-
-
-def _stratum(labels: Sequence[tuple[float, ...]]) -> tuple:
-    """A patient's positive-label pattern: per label, whether any of its images is positive."""
-    n = len(labels[0]) if labels else 0
-    pos = []
-    for j in range(n):
-        pos.append(any((not math.isnan(lab[j])) and lab[j] >= 0.5 for lab in labels))
-    return tuple(pos)
-
-
-def _carve(
-    records: Sequence[ImageRecord],
-    *,
-    source: str,
-    target: str,
-    fraction: float,
-    seed: int,
-    min_n: int,
-) -> list[ImageRecord]:
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"a split fraction must be in [0, 1), not {fraction!r}")
-    by_patient: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        if r.split == source:
-            by_patient.setdefault(r.patient_id, []).append(i)
-    patients = sorted(by_patient)
-    if len(patients) < 2 or (fraction == 0.0 and min_n <= 0):
-        return list(records)
-    # stratify patients by their positive-label pattern; with many labels by the rarest
-    # positive label alone (patterns would be nearly unique)
-    patterns = {p: _stratum([records[i].labels for i in by_patient[p]]) for p in patients}
-    n_labels = len(next(iter(patterns.values())))
-    if n_labels > 3:
-        freq = np.zeros(n_labels)
-        for pat in patterns.values():
-            freq += np.asarray(pat, float)
-        def key(pat: tuple) -> tuple:
-            pos = [j for j, v in enumerate(pat) if v]
-            return (min(pos, key=lambda j: (freq[j], j)),) if pos else (-1,)
-        strata_of = {p: key(patterns[p]) for p in patients}
-    else:
-        strata_of = patterns
-    strata: dict[tuple, list[str]] = {}
-    for p in patients:
-        strata.setdefault(strata_of[p], []).append(p)
-    rng = np.random.default_rng(seed)
-    chosen: set[str] = set()
-    n_images = {p: len(by_patient[p]) for p in patients}
-    for stratum_key in sorted(strata, key=repr):
-        members = strata[stratum_key]
-        order = [members[i] for i in rng.permutation(len(members))]
-        target_n = fraction * sum(n_images[p] for p in members)
-        picked = 0
-        for p in order:
-            if picked >= target_n - 0.5 * n_images[p]:
-                continue  # would overshoot: a smaller patient may still fit
-            chosen.add(p)
-            picked += n_images[p]
-    # at least min_n images moved, and at least one patient left behind
-    leftover = [patients[i] for i in rng.permutation(len(patients)) if patients[i] not in chosen]
-    while sum(n_images[p] for p in chosen) < min_n and len(leftover) > 1:
-        chosen.add(leftover.pop(0))
-    if len(chosen) >= len(patients):
-        chosen.discard(sorted(chosen)[0])
-    return [dataclasses.replace(r, split=target) if r.split == source and r.patient_id in chosen else r for r in records]
-
-
-def carve_validation(
-    records: Sequence[ImageRecord],
-    *,
-    fraction: float = 0.1,
-    seed: int = 0,
-    min_val: int = 1,
-) -> list[ImageRecord]:
-    """Move whole patients from ``train`` to ``val`` (about ``fraction`` of the train images).
-
-    Patients are stratified by their positive labels (the positive pattern for up to 3 labels,
-    else the rarest positive label) and drawn in a random order fixed by ``seed``, so the result
-    is deterministic. At least ``min_val`` images are moved and at least one patient stays in
-    train. Records of other splits are returned unchanged; the order of records is kept.
-    """
-    return _carve(records, source="train", target="val", fraction=fraction, seed=seed, min_n=min_val)
-
-
-def split_by_patient(
-    records: Sequence[ImageRecord],
-    *,
-    test_fraction: float,
-    val_fraction: float,
-    seed: int = 0,
-) -> list[ImageRecord]:
-    """Split records that are all in ``train`` into train / val / test by patient (stratified).
-
-    ``test_fraction`` of all images goes to test, then ``val_fraction`` of all images (of what is
-    left: ``val_fraction / (1 - test_fraction)``) to val. Deterministic from ``seed``.
-    """
-    out = _carve(records, source="train", target="test", fraction=test_fraction, seed=seed,
-                 min_n=1 if test_fraction > 0 else 0)
-    rest = val_fraction / (1.0 - test_fraction) if test_fraction < 1 else 0.0
-    return _carve(out, source="train", target="val", fraction=min(rest, 0.99), seed=seed + 1,
-                  min_n=1 if val_fraction > 0 else 0)
 
 
 def check_patient_disjoint(splits: Mapping[str, Sequence[str]]) -> None:

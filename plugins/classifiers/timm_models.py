@@ -13,8 +13,9 @@ Every class here is a few lines over :class:`TimmClassifier`, which
   :attr:`BuiltClassifier.weights` (``"scratch (pretrained requested but ...)"``), so a result record
   always tells which initialisation was actually used.
 
-The module takes float (N, 1, H, W) in [-1, 1] (see :func:`cxrbench.training.to_model_input`)
-and returns (N, num_labels) logits. timm / torch are imported lazily.
+The module takes float (N, 1, H, W) in [-1, 1] (the harness maps uint8 images as
+:func:`cxrbench.kit.to_model_range` does: ``x / 127.5 - 1``) and returns (N, num_labels)
+logits. timm / torch are imported lazily.
 """
 
 from __future__ import annotations

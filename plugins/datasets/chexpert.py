@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord
-from cxrbench.datasets import carve_validation, find_dataset_dir, read_image_file, read_table
 from cxrbench.errors import ConfigError, DatasetError
+from cxrbench.kit import carve_validation, find_dataset_dir, read_image_file, read_table
 
 #: the 14 CheXpert observations, in the order of the CSV columns
 CHEXPERT_LABELS = (

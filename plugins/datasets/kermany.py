@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord
-from cxrbench.datasets import carve_validation, find_dataset_dir, read_image_file
 from cxrbench.errors import ConfigError, DatasetError
+from cxrbench.kit import carve_validation, find_dataset_dir, read_image_file
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 CLASSES = {"NORMAL": 0.0, "PNEUMONIA": 1.0}
@@ -68,7 +68,7 @@ class KermanyDataset(Dataset):
 
     Validation: when ``val`` is missing or has fewer than ``min_official_val`` images, its images
     (if any) join train and ``val_fraction`` of the train images are carved out by patient
-    (:func:`cxrbench.datasets.carve_validation`, seed ``val_seed``).
+    (:func:`cxrbench.kit.carve_validation`, seed ``val_seed``).
 
     Citation: Kermany D., Zhang K., Goldbaum M. (2018), "Labeled Optical Coherence Tomography (OCT)
     and Chest X-Ray Images for Classification", Mendeley Data v2, doi:10.17632/rscbjbr9sj.2;

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord
-from cxrbench.datasets import find_dataset_dir, read_image_file, read_table
 from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.plugins.datasets.chexpert import CHEXPERT_LABELS, chexpert_labels, select_labels
+from cxrbench.kit import find_dataset_dir, read_image_file, read_table
+
+from .chexpert import CHEXPERT_LABELS, chexpert_labels, select_labels
 
 PREFIX = "mimic-cxr-2.0.0"
 SPLIT_NAMES = {"train": "train", "validate": "val", "test": "test"}

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord
-from cxrbench.datasets import carve_validation, find_dataset_dir, read_image_file, read_table
 from cxrbench.errors import ConfigError, DatasetError
+from cxrbench.kit import carve_validation, find_dataset_dir, read_image_file, read_table
 
 #: the 14 findings; "No Finding" is not a label of its own: it is the all-zero vector
 NIH_LABELS = (

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord
-from cxrbench.datasets import default_cache_dir, find_dataset_dir, read_table, split_by_patient
 from cxrbench.errors import ConfigError
+from cxrbench.kit import default_cache_dir, find_dataset_dir, read_table, split_by_patient
 
 LABELS_CSV = "stage_2_train_labels.csv"
 CLASS_CSV = "stage_2_detailed_class_info.csv"

@@ -1,6 +1,6 @@
 """Conditional DDPM: a diffusers ``UNet2DModel`` with classifier-free guidance.
 
-The condition vector (labels + demographics, see ``_common.ConditionEncoder``) goes through a
+The condition vector (labels + demographics, see ``cxrbench.kit.ConditionEncoder``) goes through a
 small MLP to the UNet's time-embedding width and is added to the time embedding
 (``class_embed_type="identity"``). During training it is replaced by a learned *null*
 embedding with probability ``p_uncond``, so one network gives both the conditional and the
@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 
 from cxrbench.contracts import GeneratorCapabilities
 from cxrbench.errors import ConfigError
-
-from ._common import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
+from cxrbench.kit import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, autocast
+from cxrbench.kit import optimizer_from_tensors, optimizer_to_tensors, seed_generator
 
 # Every default lives here. "tiny": tests (seconds); "small": 32 px, <= 30 min on a 2-core CPU;
 # "medium": 64 px (a long CPU run or a GPU); "paper": 256 px on a GPU.
@@ -272,8 +272,6 @@ class DDPMGenerator(LearnedGenerator):
         import torch
         import torch.nn.functional as F
 
-        from cxrbench.device import autocast
-
         cfg = self.cfg
         dev = self.device
         b = x.shape[0]
@@ -317,8 +315,6 @@ class DDPMGenerator(LearnedGenerator):
 
     def _eps(self, net, x, t, c, scale: float):
         import torch
-
-        from cxrbench.device import autocast
 
         b = x.shape[0]
         tt = torch.full((b,), int(t), device=x.device, dtype=torch.long)

@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 
 from cxrbench.contracts import GeneratorCapabilities
 from cxrbench.errors import ConfigError
-
-from ._common import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, optimizer_from_tensors, optimizer_to_tensors, seed_generator
+from cxrbench.kit import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, autocast, count_parameters
+from cxrbench.kit import optimizer_from_tensors, optimizer_to_tensors, seed_generator
 
 # Every default lives here. Beyond "tiny", the BigGAN balance: D learns 4x faster than G and
 # takes 2 steps per G step (measured on Kermany 32 px: with 1 step at equal rates the hinge
@@ -375,8 +375,6 @@ class GANGenerator(LearnedGenerator):
         return {"model": self.G, "ema": self.ema.shadow}
 
     def parameter_counts(self) -> dict[str, int]:
-        from ._common import count_parameters
-
         return {"generator": count_parameters(self.G), "discriminator": count_parameters(self.D)}
 
     def _training_state(self):
@@ -402,8 +400,6 @@ class GANGenerator(LearnedGenerator):
 
     def _train_step(self, step, x, c, g) -> dict[str, float]:
         import torch
-
-        from cxrbench.device import autocast
 
         cfg = self.cfg
         dev = self.device
@@ -460,8 +456,6 @@ class GANGenerator(LearnedGenerator):
 
     def _sample(self, c, seeds: Sequence[int]):
         import torch
-
-        from cxrbench.device import autocast
 
         z_dim = int(self.cfg["z_dim"])
         z = torch.stack([torch.randn(z_dim, generator=seed_generator(s)) for s in seeds]).to(self.device)

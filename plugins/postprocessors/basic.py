@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cxrbench.contracts import Postprocessor, SyntheticBatch
+from cxrbench.kit import equalize_hist
 
 
 class Equalize(Postprocessor):
-    """Histogram-equalize each image to 256 bins, as the real images are preprocessed."""
+    """Histogram-equalize each image to 256 bins with the dataset loader's own function
+    (:func:`cxrbench.kit.equalize_hist`), so synthetic images match the real preprocessing
+    (a constant image is left unchanged, as the loader leaves it)."""
 
     name = "equalize"
 
@@ -17,13 +20,8 @@ class Equalize(Postprocessor):
 
         images = batch.images.clone()
         for i in range(images.shape[0]):
-            img = images[i, 0]
-            hist = torch.bincount(img.flatten().long(), minlength=256).double()
-            cdf = hist.cumsum(0)
-            cdf_min = cdf[cdf > 0][0]
-            denom = max(float(cdf[-1] - cdf_min), 1.0)
-            lut = ((cdf - cdf_min) / denom * 255).round().clamp(0, 255).to(torch.uint8)
-            images[i, 0] = lut[img.long()]
+            img = images[i, 0].cpu().numpy()
+            images[i, 0] = torch.from_numpy(equalize_hist(img)).to(images.device)
         return SyntheticBatch(images, batch.conditions)
 
 

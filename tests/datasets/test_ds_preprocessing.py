@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from cxrbench.datasets import Preprocessing, equalize_hist, preprocess_image, preprocess_mask
+from cxrbench.datasets import Preprocessing, preprocess_image, preprocess_mask
 from cxrbench.errors import ConfigError
+from cxrbench.kit import equalize_hist
 
 
 def test_pad_keeps_aspect_and_pads_with_zeros():

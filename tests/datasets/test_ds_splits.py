@@ -6,8 +6,9 @@ from collections import Counter
 import pytest
 
 from cxrbench.contracts import ImageRecord
-from cxrbench.datasets import carve_validation, check_patient_disjoint, split_by_patient
+from cxrbench.datasets import check_patient_disjoint
 from cxrbench.errors import LeakageError
+from cxrbench.kit import carve_validation, split_by_patient
 
 
 def _records(n_patients=100, per_patient=2, prevalence_every=4):

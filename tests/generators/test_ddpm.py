@@ -7,8 +7,8 @@ import torch
 
 from cxrbench.contracts import Condition
 from cxrbench.errors import ConfigError, PluginError
-from cxrbench.plugins.generators._common import contact_sheet
 from cxrbench.plugins.generators.ddpm import PRESETS, DDPMGenerator, DDPMOptions
+from cxrbench.sheets import contact_sheet
 from cxrbench.testing import GeneratorContractTests
 
 FULL_STATS = ("train_seconds", "steps", "images_per_s", "final_loss", "peak_memory_mb")
@@ -149,7 +149,9 @@ def test_time_budget_stops_training(toy_split):
 def test_contact_sheet(tmp_path):
     from PIL import Image
 
-    path = contact_sheet(_fitted(), ["blob"], tmp_path / "sheet.png", n_per_label=4, seed=0)
+    conditions = [Condition(labels=(float(v),), seed=j) for v in (0, 1) for j in range(4)]
+    images = _fitted().generate(conditions)
+    path = contact_sheet(images, conditions, ["blob"], tmp_path / "sheet.png", per_row=4)
     img = Image.open(path)
     assert img.mode == "L"
     assert img.height >= 2 * 32 and img.width >= 4 * 32
