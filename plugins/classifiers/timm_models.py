@@ -266,6 +266,8 @@ class ConvNeXtBase(TimmClassifier):
 
     name = "convnext_base"
     arch = "convnext_base"
+    #: a stride-4 stem and three stride-2 downsamplings: below 32 px the last one has no input left
+    MIN_INPUT_SIZE = 32
 
 
 class DenseNet121(TimmClassifier):
@@ -273,6 +275,8 @@ class DenseNet121(TimmClassifier):
 
     name = "densenet121"
     arch = "densenet121"
+    #: a stride-4 stem and three pooling transitions: below 32 px the last one has no input left
+    MIN_INPUT_SIZE = 32
 
 
 class ResNet18(TimmClassifier):

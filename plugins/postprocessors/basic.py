@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cxrbench.contracts import Postprocessor, SyntheticBatch
+from cxrbench.errors import ConfigError
 from cxrbench.kit import equalize_hist
 
 
@@ -40,13 +41,17 @@ class CropBorder(Postprocessor):
     name = "crop-border"
     Options = CropBorderOptions
 
+    @classmethod
+    def check_options(cls, options, size: int) -> None:
+        for side in ("bottom", "right", "top", "left"):
+            if not 0 <= getattr(options, side) < 0.5:
+                raise ConfigError(f"crop-border: {side}={getattr(options, side)} must be in [0, 0.5)")
+
     def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
         import torch.nn.functional as F
 
         o = self.options
-        for side in ("bottom", "right", "top", "left"):
-            if not 0 <= getattr(o, side) < 0.5:
-                raise ValueError(f"crop-border: {side}={getattr(o, side)} must be in [0, 0.5)")
+        self.check_options(o, batch.images.shape[-1])
         n, c, h, w = batch.images.shape
         t, b = int(round(o.top * h)), h - int(round(o.bottom * h))
         l, r = int(round(o.left * w)), w - int(round(o.right * w))

@@ -1,0 +1,159 @@
+"""What the four contract kits share.
+
+Every check is a plain function ``check_<what>(setup, tmp)`` that returns nothing when the
+plugin keeps its contract and raises :class:`ContractViolation` (an ``AssertionError``) whose
+message shows the actual value next to the expected one, or :class:`CheckSkipped` when the
+check does not apply. The same functions run
+
+* as tests: the ``<Kind>ContractTests`` classes call them, one test per check;
+* from ``cxrbench check NAME`` (one PASS / FAIL / SKIP line per check);
+* in part, as the pre-flight of ``cxrbench run`` (see ``cxrbench.checking``).
+
+pytest is optional here: the classes only need it when they are collected as tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+try:  # only the test classes need pytest; `cxrbench check` and the pre-flight run without it
+    import pytest as _pytest
+except ImportError:  # pragma: no cover - pytest is in the [test] extra
+    _pytest = None
+
+
+class ContractViolation(AssertionError):
+    """A plugin broke its contract; the message shows the actual and the expected value."""
+
+
+class CheckSkipped(Exception):
+    """The check does not apply to this plugin (the message says why)."""
+
+
+def require(ok: Any, message: str) -> None:
+    """Raise :class:`ContractViolation` with ``message`` unless ``ok`` (works under ``python -O``)."""
+    if not ok:
+        raise ContractViolation(message)
+
+
+def skip(reason: str) -> None:
+    raise CheckSkipped(reason)
+
+
+def describe(value: Any) -> str:
+    """A value as a failure message shows it: ``tensor torch.float32 (2, 1, 16, 16)``,
+    ``ndarray float64 (40, 48)``, or the type and repr of anything else."""
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is not None and shape is not None:
+        kind = "tensor" if type(value).__module__.startswith("torch") else type(value).__name__
+        return f"{kind} {dtype} {tuple(shape)}"
+    text = f"{type(value).__name__} {value!r}"
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def build_options(cls: type, options: Any, where: str = "options") -> Any:
+    """A plugin's options from a kit attribute: None (the plugin's defaults), a dict (checked
+    strictly, as a spec's options are) or an Options instance (copied)."""
+    if options is None:
+        return None
+    if isinstance(options, dict):
+        from cxrbench.config import plugin_options
+
+        return plugin_options(cls, options, where, cls.__name__)
+    return dataclasses.replace(options) if dataclasses.is_dataclass(options) else options
+
+
+def options_or_default(cls: type, options: Any) -> Any:
+    """The options a plugin will really hold: ``options``, or its Options() defaults."""
+    if options is not None:
+        return options
+    opts_cls = getattr(cls, "Options", None)
+    return opts_cls() if opts_cls is not None else None
+
+
+def require_bad_options_rejected(cls: type, bad_options: Any) -> None:
+    """Each ``(options, size)`` of ``bad_options`` is refused with a one-line ConfigError, when
+    the Options are built or by ``cls.check_options`` (so ``cxrbench validate`` refuses it)."""
+    from cxrbench.errors import ConfigError
+
+    if not bad_options:
+        skip("no bad_options configured (a list of (options, size) the plugin must refuse)")
+    for opts, size in bad_options:
+        try:
+            cls.check_options(options_or_default(cls, build_options(cls, opts)), size)
+        except ConfigError as exc:
+            require("\n" not in str(exc).strip(), f"the ConfigError for {opts!r} at {size} px is not one line: {exc!s}")
+            continue
+        except Exception as exc:  # noqa: BLE001
+            raise ContractViolation(f"options {opts!r} at {size} px raised {one_line(exc)}; expected a ConfigError "
+                                    "from the Options or check_options") from exc
+        raise ContractViolation(f"options {opts!r} at {size} px were accepted; check_options must raise a ConfigError")
+
+
+def check_name(fn: Callable) -> str:
+    return fn.__name__.removeprefix("check_")
+
+
+def check_doc(fn: Callable) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+
+
+def load_plugin_class(kind: str, name: str | None, cls: type | None, kit: str) -> type:
+    """``cls`` when given, else the class registered as ``name`` (through the entry points)."""
+    if cls is not None:
+        return cls
+    if not name:
+        raise TypeError(f"{kit}: set {kind}_name or {kind}_class")
+    from cxrbench.registry import get_plugins
+
+    return get_plugins().load(kind, name)
+
+
+def fixture(*args: Any, **kwargs: Any) -> Any:
+    """``pytest.fixture`` when pytest is installed, else a no-op decorator."""
+    if _pytest is not None:
+        return _pytest.fixture(*args, **kwargs)
+    if args and callable(args[0]):
+        return args[0]
+    return lambda fn: fn
+
+
+class ContractKit:
+    """Base of the pytest kit classes: one intra-op torch thread while a class runs, and
+    :meth:`run_check`, which turns :class:`CheckSkipped` into a pytest skip."""
+
+    #: torch intra-op threads while the class runs (None = leave as is). One thread keeps tiny
+    #: models fast on shared CI runners: with several threads, a busy machine makes every small
+    #: op wait for a descheduled thread (measured: 0.16 s -> 5.6 s per GAN step on 2 busy cores).
+    torch_threads: ClassVar[int | None] = 1
+
+    @fixture(scope="class", autouse=True)
+    @classmethod
+    def _torch_threads(cls):
+        if cls.torch_threads is None:
+            yield
+            return
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(cls.torch_threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    @staticmethod
+    def run_check(fn: Callable, *args: Any) -> None:
+        try:
+            fn(*args)
+        except CheckSkipped as exc:
+            import pytest
+
+            pytest.skip(str(exc))

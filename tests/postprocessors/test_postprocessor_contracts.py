@@ -1,0 +1,22 @@
+"""Every built-in post-processor passes the post-processor contract kit."""
+
+from cxrbench.testing import PostprocessorContractTests
+
+
+class TestEqualize(PostprocessorContractTests):
+    postprocessor_name = "equalize"
+    size = 16
+
+
+class TestCropBorder(PostprocessorContractTests):
+    postprocessor_name = "crop-border"
+    postprocessor_options = {"bottom": 0.1, "left": 0.05}
+    size = 16
+    bad_options = [({"bottom": 0.5}, 16), ({"left": -0.1}, 16)]
+
+
+class TestCropBorderDefaults(PostprocessorContractTests):
+    """No crop at all: the identity, still a valid step."""
+
+    postprocessor_name = "crop-border"
+    size = 24
