@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from cxrbench.contracts import Condition
 from cxrbench.errors import ConfigError
 from cxrbench.testing import GeneratorContractTests, make_toy_split
 
@@ -78,7 +79,7 @@ def test_resumed_fit_equals_an_uninterrupted_one(tmp_path):
     stats = resumed.fit(split, progress=False)
     assert stats["resumed_from_step"] == 10 and stats["steps_this_run"] == 10
 
-    conds = [TestCVAEContract.cond(i % 2, seed=500 + i) for i in range(4)]
+    conds = [Condition(labels=(float(i % 2),), seed=500 + i) for i in range(4)]
     assert torch.equal(straight.generate(conds), resumed.generate(conds))
 
 
