@@ -58,6 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a spec strictly (keys, types, plugin names, options)")
     validate.add_argument("spec")
 
+    check = sub.add_parser("check", help="run a plugin's contract checks on toy data (a dataset: on its files), "
+                                          "one PASS/FAIL/SKIP line each; exit 1 on a failure")
+    check.add_argument("name", help="the plugin's name (see `cxrbench plugins`)")
+    check.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset"],
+                       help="needed only when two kinds share the name")
+    check.add_argument("--option", action="append", metavar="KEY=VALUE",
+                       help="a plugin option (repeatable; values read as YAML); generators with a preset "
+                            "option get preset=tiny unless given")
+    check.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image size in px (default {DEFAULT_SIZE})")
+    check.add_argument("--data-root", help="a dataset's folder (default: $CXRBENCH_DATA_ROOT)")
+    check.add_argument("--device", default="cpu", help="device of generators and post-processors (default cpu)")
+
     show = sub.add_parser("show", help="print the results table of a run directory")
     show.add_argument("run_dir")
     return parser
@@ -75,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         given = [x for x in os.environ.get(DISABLE_ENV, "").split(",") if x.strip()]
         os.environ[DISABLE_ENV] = ",".join(given + args.disable_plugin)
     try:
-        return {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "show": cmd_show}[args.command](args)
+        commands = {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "check": cmd_check,
+                    "show": cmd_show}
+        return commands[args.command](args)
     except CxrbenchError as exc:
         print(f"cxrbench: error: {exc}", file=sys.stderr)
         return 2
@@ -114,6 +128,13 @@ def cmd_validate(args) -> int:
     print(f"{args.spec}: ok (spec_version {spec.spec_version}, dataset {spec.dataset.name}, "
           f"{n_gen} generator(s), {len(spec.protocols)} protocol(s), {len(spec.seeds)} seed(s))")
     return 0
+
+
+def cmd_check(args) -> int:
+    from cxrbench.checking import check_command
+
+    return check_command(args.name, kind=args.kind, options=args.option, size=args.size, data_root=args.data_root,
+                         device=args.device)
 
 
 def resolve_run_spec(args):

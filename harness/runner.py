@@ -113,6 +113,7 @@ class Runner:
         progress: bool | None = None,
         plugins=None,
         spec_source: str = "<spec>",
+        preflight: bool = True,
     ):
         from cxrbench.registry import get_plugins, load_plugins
 
@@ -126,6 +127,8 @@ class Runner:
         self.plugins = plugins
         self.device_request = device or spec.device
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        #: cheap contract checks of every plugin before the first cell (cxrbench.checking.preflight)
+        self.preflight = preflight
         self._datasets: dict[str, Any] = {}
         self._generators: dict[str, tuple[Any, dict]] = {}
 
@@ -141,6 +144,11 @@ class Runner:
         summary = RunSummary(self.store.out)
         atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
+        todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{context}")]
+        if todo and self.preflight:
+            from cxrbench.checking import preflight
+
+            preflight(self, todo)  # a broken plugin stops the run here, before anything trains
         for n, cell in enumerate(cells, 1):
             cell_id = f"{cell.id}__{context}"
             if self.store.is_finished(cell_id):
@@ -188,26 +196,30 @@ class Runner:
         root = resolve_data_root(self.data_root if ref is self.spec.dataset else None, ref.root)
         return root
 
+    def dataset_plugin(self, ref):
+        """A fresh instance of the dataset plugin of ``ref``: options parsed, data root resolved."""
+        cls = self.plugins.load("dataset", ref.name)
+        options = plugin_options(cls, ref.options, "dataset.options", self.spec_source)
+        root = self._dataset_root(ref)
+        if root is not None and getattr(cls, "default_subdir", "") and (root / cls.default_subdir).is_dir():
+            root = root / cls.default_subdir
+        if cls.needs_root and root is None:
+            raise DatasetError(
+                f"dataset {ref.name!r} needs a data root: pass --data-root, set "
+                f"CXRBENCH_DATA_ROOT, or give dataset.root in the spec"
+            )
+        return cls(root, options)
+
     def dataset(self, ref):
         """Load (once per run) a dataset: decoded through the shared, memory-mapped cache."""
         from cxrbench.datasets import Preprocessing, load_dataset
 
         key = json.dumps(to_dict(ref), sort_keys=True)
         if key not in self._datasets:
-            cls = self.plugins.load("dataset", ref.name)
-            options = plugin_options(cls, ref.options, "dataset.options", self.spec_source)
-            root = self._dataset_root(ref)
-            if root is not None and getattr(cls, "default_subdir", "") and (root / cls.default_subdir).is_dir():
-                root = root / cls.default_subdir
-            if cls.needs_root and root is None:
-                raise DatasetError(
-                    f"dataset {ref.name!r} needs a data root: pass --data-root, set "
-                    f"CXRBENCH_DATA_ROOT, or give dataset.root in the spec"
-                )
             prep = Preprocessing(**self.spec.preprocessing)
             start = time.perf_counter()
             loaded = load_dataset(
-                cls(root, options), size=self.spec.size, preprocessing=prep,
+                self.dataset_plugin(ref), size=self.spec.size, preprocessing=prep,
                 cache_dir=self.cache_root, progress=self.progress,
             )
             loaded.info.setdefault("load_s", round(time.perf_counter() - start, 3))

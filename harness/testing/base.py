@@ -102,7 +102,8 @@ def check_name(fn: Callable) -> str:
 
 
 def check_doc(fn: Callable) -> str:
-    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+    """The first paragraph of a check's docstring, on one line: what it checks."""
+    return " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
 
 
 def load_plugin_class(kind: str, name: str | None, cls: type | None, kit: str) -> type:

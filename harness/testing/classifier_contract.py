@@ -139,7 +139,8 @@ def check_build(s: ClassifierSetup, tmp: Path) -> None:
 
     built = s.build(1, s.sizes[0])
     require(isinstance(built, BuiltClassifier), f"build() returned {describe(built)}; expected a BuiltClassifier")
-    require(isinstance(built.module, torch.nn.Module), f"build().module is {describe(built.module)}; expected a torch.nn.Module")
+    require(isinstance(built.module, torch.nn.Module),
+            f"build().module is {describe(built.module)}; expected a torch.nn.Module")
     require(isinstance(built.weights, str) and built.weights.startswith("scratch"),
             f"build(pretrained=False).weights is {built.weights!r}; expected 'scratch'")
 
@@ -156,7 +157,8 @@ def check_forward_shape(s: ClassifierSetup, tmp: Path) -> None:
         except Exception as exc:  # noqa: BLE001 - the message says which size failed
             note = (f"; check_options accepts {size} px, so it must raise a ConfigError below the smallest size the "
                     "network takes") if size == smallest else ""
-            raise ContractViolation(f"forward at {size} px with {labels} label(s) failed: {one_line(exc)}{note}") from exc
+            raise ContractViolation(
+                f"forward at {size} px with {labels} label(s) failed: {one_line(exc)}{note}") from exc
         check_logits(out, 2, labels, f"forward at {size} px with {labels} label(s)")
 
 

@@ -110,7 +110,8 @@ def check_records(s: DatasetSetup, tmp: Path) -> None:
         require(isinstance(r.key, str) and r.key, f"a record has key {r.key!r}; expected a non-empty string")
         require(isinstance(r.patient_id, str) and r.patient_id,
                 f"record {r.key!r} has patient_id {r.patient_id!r}; expected a non-empty string")
-        require(isinstance(r.metadata, Mapping), f"record {r.key!r} has metadata {describe(r.metadata)}; expected a mapping")
+        require(isinstance(r.metadata, Mapping),
+                f"record {r.key!r} has metadata {describe(r.metadata)}; expected a mapping")
 
 
 def check_unique_keys(s: DatasetSetup, tmp: Path) -> None:

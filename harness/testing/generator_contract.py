@@ -31,7 +31,7 @@ from cxrbench.testing.base import (
 )
 from cxrbench.testing.toydata import TOY_LABELS, label_probe_auroc, make_toy_images, make_toy_split
 
-__all__ = ["CHECKS", "GeneratorContractTests", "GeneratorSetup", "TOY_LABELS", "label_probe_auroc",
+__all__ = ["CHECKS", "GeneratorContractTests", "GeneratorSetup", "TOY_LABELS", "expect_images", "label_probe_auroc",
            "make_toy_images", "make_toy_split"]
 
 # fitted generators (or the error fit() raised) shared by every check of one configuration
@@ -82,7 +82,7 @@ def cond(label: float, seed: int, **demographics: Any) -> Condition:
     return Condition(labels=(float(label),), seed=seed, demographics=demographics)
 
 
-def _expect_images(images: Any, n: int, size: int, what: str) -> None:
+def expect_images(images: Any, n: int, size: int, what: str) -> None:
     import torch
 
     ok = (isinstance(images, torch.Tensor) and images.dtype == torch.uint8
@@ -127,8 +127,8 @@ def check_fit_returns_stats(s: GeneratorSetup, tmp: Path) -> None:
 def check_one_image_per_condition(s: GeneratorSetup, tmp: Path) -> None:
     """generate() returns uint8 (N, 1, size, size), one image per condition, N = 0 included."""
     gen, _ = s.fitted()
-    _expect_images(gen.generate([cond(i % 2, seed=100 + i) for i in range(5)]), 5, s.size, "generate(5 conditions)")
-    _expect_images(gen.generate([]), 0, s.size, "generate([])")
+    expect_images(gen.generate([cond(i % 2, seed=100 + i) for i in range(5)]), 5, s.size, "generate(5 conditions)")
+    expect_images(gen.generate([]), 0, s.size, "generate([])")
 
 
 def check_same_seed_same_image(s: GeneratorSetup, tmp: Path) -> None:
@@ -183,7 +183,8 @@ def check_checkpoint_is_safetensors_and_json(s: GeneratorSetup, tmp: Path) -> No
         require(any(p.suffix == ".safetensors" for p in files),
                 f"save() wrote no .safetensors weights: {[p.name for p in files]}")
     for p in files:
-        require(p.suffix in (".safetensors", ".json"), f"save() wrote {p.name!r}; only .safetensors and .json are allowed")
+        require(p.suffix in (".safetensors", ".json"),
+                f"save() wrote {p.name!r}; only .safetensors and .json are allowed")
         head = p.read_bytes()[:4]
         require(not head.startswith(b"\x80"), f"{p.name} looks like a pickle (starts with {head!r})")
         require(not head.startswith(b"PK"), f"{p.name} looks like a torch zip archive (starts with {head!r})")
@@ -209,7 +210,7 @@ def check_labels_honoured(s: GeneratorSetup, tmp: Path) -> None:
     n = s.probe_n_per_label
     labels = [0.0] * n + [1.0] * n
     images = gen.generate([cond(y, seed=1000 + i) for i, y in enumerate(labels)])
-    _expect_images(images, 2 * n, s.size, f"generate({2 * n} conditions)")
+    expect_images(images, 2 * n, s.size, f"generate({2 * n} conditions)")
     real = make_toy_split(512, s.size, seed=s.toy_seed + 99, name="probe", nan_fraction=0.0)
     auroc = label_probe_auroc(real, images, labels)
     require(not math.isnan(auroc) and auroc > s.min_probe_auroc,

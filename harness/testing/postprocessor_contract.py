@@ -82,7 +82,8 @@ def _kept(before: list[Condition], after: list[Condition]) -> list[int] | None:
     return out
 
 
-def check_batch_output(before: SyntheticBatch, after: Any, size: int, *, may_drop: bool, who: str = "the step") -> list[int]:
+def check_batch_output(before: SyntheticBatch, after: Any, size: int, *, may_drop: bool,
+                       who: str = "the step") -> list[int]:
     """The output contract of one call: a SyntheticBatch of uint8 (N', 1, size, size) images
     whose conditions are the input's, in order (N' = N, or N' <= N for a filter). Returns the
     indices of the kept input images."""
@@ -101,11 +102,18 @@ def check_batch_output(before: SyntheticBatch, after: Any, size: int, *, may_dro
                         "every image (declare may_drop for a filter)")
     require(m <= n, f"{who} returned {m} images for {n} input images; a step may only keep or drop images")
     kept = _kept(list(before.conditions), list(after.conditions))
-    require(kept is not None and (may_drop or kept == list(range(n))),
-            f"{who} changed the conditions: input seeds {[c.seed for c in before.conditions]}, output seeds "
-            f"{[getattr(c, 'seed', c) for c in after.conditions]} (or other labels); a step never reorders or "
-            "relabels images")
+    if kept is None or not (may_drop or kept == list(range(n))):
+        p = next((i for i, c in enumerate(after.conditions) if i >= n or c != before.conditions[i]), 0)
+        raise ContractViolation(
+            f"{who} changed the conditions (a step never reorders or relabels images): input seeds "
+            f"{[c.seed for c in before.conditions]}, output seeds {[getattr(c, 'seed', c) for c in after.conditions]}; "
+            f"output {p} is {_brief(after.conditions[p])}, input {p} was "
+            f"{_brief(before.conditions[p]) if p < n else 'none'}")
     return kept
+
+
+def _brief(c: Any) -> str:
+    return f"seed {c.seed} labels {tuple(c.labels)}" if isinstance(c, Condition) else describe(c)
 
 
 # --------------------------------------------------------------------------- the checks
@@ -178,7 +186,8 @@ def check_batch_independent(s: PostprocessorSetup, tmp: Path) -> None:
     for i in range(s.n):
         alone_in = SyntheticBatch(before.images[i: i + 1].clone(), [before.conditions[i]])
         alone = step(alone_in)
-        alone_kept = check_batch_output(alone_in, alone, s.size, may_drop=s.may_drop, who=f"the step on image {i} alone")
+        alone_kept = check_batch_output(alone_in, alone, s.size, may_drop=s.may_drop,
+                                        who=f"the step on image {i} alone")
         require(bool(alone_kept) == (i in kept), f"image {i} was {'kept' if alone_kept else 'dropped'} alone but "
                 f"{'kept' if i in kept else 'dropped'} in the batch; filter each image on its own")
         if alone_kept:
@@ -192,8 +201,8 @@ def check_batch_independent(s: PostprocessorSetup, tmp: Path) -> None:
     require(torch.equal(rev.images.flip(0), out.images), "the reversed batch did not give the reversed output")
 
 
-CHECKS = [check_options_accepted, check_bad_options_rejected, check_returns_batch, check_deterministic, check_input_not_mutated,
-          check_empty_batch, check_batch_independent]
+CHECKS = [check_options_accepted, check_bad_options_rejected, check_returns_batch, check_deterministic,
+          check_input_not_mutated, check_empty_batch, check_batch_independent]
 
 
 # --------------------------------------------------------------------------- the pytest kit

@@ -62,3 +62,14 @@ def test_the_suite_environment_does_not_see_the_example():
              if d.metadata["Name"] == "cxrbench-example-generator"]
     # (the contract-kit tests import the example from its source folder; that is not an install)
     assert not [f for f in found if not f.startswith(str(EXAMPLE))], found
+
+
+def test_example_tests_pass_under_the_contract_kit():
+    """The example's own tests/ (class-mean under the generator kit) pass, run as its author runs
+    them without installing: PYTHONPATH=src, in a subprocess; no bytecode is written into the tree."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(EXAMPLE / "src"), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=EXAMPLE,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout, out.stdout[-2000:]
