@@ -27,7 +27,7 @@ from unittest import mock
 
 from cxrbench.contracts import Condition, Generator, Split
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, build_options, describe, load_plugin_class, options_or_default, require, skip,
+    ContractKit, ContractViolation, build_options, describe, fixture, load_plugin_class, options_or_default, require, skip,
 )
 from cxrbench.testing.toydata import TOY_LABELS, label_probe_auroc, make_toy_images, make_toy_split
 
@@ -311,6 +311,17 @@ class GeneratorContractTests(ContractKit):
         return cls.kit_setup().fitted()
 
     cond = staticmethod(cond)
+
+    @fixture(scope="class")
+    @classmethod
+    def fitted_generator(cls, _torch_threads) -> Generator:
+        """The generator fitted on the toy split (for extra tests of a subclass)."""
+        return cls.fitted()[0]
+
+    @fixture(scope="class")
+    @classmethod
+    def fit_stats(cls, _torch_threads) -> dict:
+        return cls.fitted()[1]
 
     def test_options_accepted(self, tmp_path):
         self.run_check(check_options_accepted, self.kit_setup(), tmp_path)
