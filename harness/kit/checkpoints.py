@@ -51,7 +51,9 @@ def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
     from safetensors.torch import save_file
 
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    atomic_write(Path(path), lambda p: save_file(flat, str(p), metadata=dict(metadata or {})))
+    # metadata={} with no tensors writes a header safetensors cannot read back (an optimizer
+    # that has not stepped yet has no state): pass None when there is no metadata
+    atomic_write(Path(path), lambda p: save_file(flat, str(p), metadata=dict(metadata) if metadata else None))
 
 
 def load_tensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:

@@ -89,6 +89,11 @@ class LearnedGenerator(Generator):
         """float [-1, 1] (B, 1, res, res) for condition vectors ``c`` and per-image seeds."""
         raise NotImplementedError
 
+    def _condition_tensors(self, conditions: Sequence[Condition]) -> torch.Tensor | None:
+        """Per-condition tensors beyond the encoded vector (a mask, say), or None. When not
+        None, :meth:`_sample` receives row i for image i as ``extra=``."""
+        return None
+
     def _inference_modules(self) -> dict[str, Any]:
         """{"model": live weights, "ema": averaged weights} written by :meth:`save`."""
         raise NotImplementedError
@@ -103,6 +108,16 @@ class LearnedGenerator(Generator):
     def _training_meta(self) -> dict[str, Any]:
         """JSON-able training state (optimizer metadata...), saved with the checkpoint."""
         return {}
+
+    def _total_steps(self) -> int:
+        """Optimisation steps of a complete fit (a multi-stage model sums its stages)."""
+        return int(self.cfg["train_steps"])
+
+    def _training_images(self, train: Split) -> torch.Tensor:
+        """uint8 (N, C, res, res) the training batches are drawn from, at the native
+        resolution. Channel 0 is the image; a subclass may stack more (a mask, say): each
+        batch reaches :meth:`_train_step` in [-1, 1] with all its channels."""
+        return resize_uint8(train.images.detach().cpu(), self.native_size)
 
     # ---- shared
     @property
@@ -157,7 +172,7 @@ class LearnedGenerator(Generator):
         res = self.native_size
         self.encoder = ConditionEncoder.fit(train)
         conds = self.encoder.encode_split(train)
-        images = resize_uint8(train.images.detach().cpu(), res)
+        images = self._training_images(train)
         fingerprint = data_fingerprint(train)
         self._seeded_build(self.encoder.dim)
 
@@ -172,7 +187,7 @@ class LearnedGenerator(Generator):
 
         dev = self.device
         images, conds = images.to(dev), conds.to(dev)
-        n, total, batch = images.shape[0], int(cfg["train_steps"]), int(cfg["batch_size"])
+        n, total, batch = images.shape[0], self._total_steps(), int(cfg["batch_size"])
         budget = float(cfg["max_train_minutes"]) * 60.0 if cfg.get("max_train_minutes") else None
         every = int(cfg.get("checkpoint_every") or 0)
         seed = int(cfg.get("seed") or 0)
@@ -192,6 +207,9 @@ class LearnedGenerator(Generator):
                     break
                 g = step_generator(seed, step)
                 idx = torch.randint(n, (batch,), generator=g).to(dev)
+                #: rows of this batch in the training images: for subclasses that cache
+                #: per-image tensors (``ldm`` encodes every image once for its second stage)
+                self.batch_index = idx
                 x = to_model_range(images[idx])
                 c = conds[idx]
                 losses = self._train_step(step, x, c, g)
@@ -258,13 +276,15 @@ class LearnedGenerator(Generator):
         if n == 0:
             return torch.zeros((0, 1, self.size, self.size), dtype=torch.uint8)
         c_all = self.encoder.encode(conditions)
+        extra = self._condition_tensors(conditions)
         seeds = [int(cond.seed) for cond in conditions]
         out = []
         pbar = bar(total=n, desc=f"{self.name} generate", unit="img", enabled=self.progress if n > 64 else False)
         try:
             for idx, real in padded_chunks(n, int(self.cfg["gen_batch_size"])):
                 with torch.no_grad():
-                    x = self._sample(c_all[idx].to(self.device), [seeds[i] for i in idx])
+                    kwargs = {} if extra is None else {"extra": extra[idx].to(self.device)}
+                    x = self._sample(c_all[idx].to(self.device), [seeds[i] for i in idx], **kwargs)
                 out.append(from_model_range(x[:real], self.size))
                 pbar.update(real)
         finally:

@@ -13,3 +13,5 @@ def cxrbench_register_generators(registry):
                  summary="conditional DDPM (diffusers UNet2DModel) with classifier-free guidance")
     registry.add("gan", "cxrbench.plugins.generators.gan:GANGenerator",
                  summary="conditional GAN: projection discriminator, hinge loss, R1, DiffAugment")
+    registry.add("ldm", "cxrbench.plugins.generators.ldm:LDMGenerator",
+                 summary="latent diffusion (AutoencoderKL + conditional UNet), lung-mask conditioned")

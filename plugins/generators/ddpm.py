@@ -19,12 +19,11 @@ from ``torch.Generator().manual_seed(condition.seed)``, is the only randomness),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Literal, Optional
 
 from cxrbench.contracts import GeneratorCapabilities
-from cxrbench.errors import ConfigError
-from cxrbench.kit import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, autocast
-from cxrbench.kit import optimizer_from_tensors, optimizer_to_tensors, seed_generator
+from cxrbench.kit import NOT_FIT, RUNTIME, SAMPLING
+from cxrbench.kit.diffusion import DiffusionGenerator
 
 # Every default lives here. "tiny": tests (seconds); "small": 32 px, <= 30 min on a 2-core CPU;
 # "medium": 64 px (a long CPU run or a GPU); "paper": 256 px on a GPU.
@@ -123,9 +122,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-SAMPLERS = ("ddim", "dpmsolver++", "ddpm")
-
-
 @dataclass
 class DDPMOptions:
     """Options of the ``ddpm`` generator. ``None`` = the preset's value (see ``PRESETS``)."""
@@ -157,56 +153,8 @@ class DDPMOptions:
     seed: Optional[int] = None
 
 
-def _build_net(cfg: Mapping[str, Any], cond_dim: int):
-    import torch
-    from diffusers import UNet2DModel
-    from torch import nn
-
-    boc = tuple(int(c) for c in cfg["block_out_channels"])
-    n = len(boc)
-    attn = bool(cfg["attention"])
-    down = tuple("AttnDownBlock2D" if attn and i == n - 1 else "DownBlock2D" for i in range(n))
-    up = tuple("AttnUpBlock2D" if attn and i == 0 else "UpBlock2D" for i in range(n))
-    temb = boc[0] * 4
-
-    class CondUNet(nn.Module):
-        """UNet2DModel + condition MLP + learned null embedding (classifier-free guidance)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.unet = UNet2DModel(
-                sample_size=int(cfg["resolution"]),
-                in_channels=1,
-                out_channels=1,
-                block_out_channels=boc,
-                layers_per_block=int(cfg["layers_per_block"]),
-                down_block_types=down,
-                up_block_types=up,
-                class_embed_type="identity",
-                norm_num_groups=int(cfg["norm_num_groups"]),
-                attention_head_dim=min(64, boc[-1]),
-                add_attention=attn,
-            )
-            self.cond_dim = cond_dim
-            self.cond_mlp = nn.Sequential(nn.Linear(max(1, cond_dim), temb), nn.SiLU(), nn.Linear(temb, temb))
-            self.null_embedding = nn.Parameter(torch.zeros(temb))
-
-        def embed(self, c: torch.Tensor, drop: torch.Tensor | None) -> torch.Tensor:
-            if self.cond_dim == 0:
-                return self.null_embedding.expand(c.shape[0], -1)
-            e = self.cond_mlp(c)
-            if drop is not None:
-                e = torch.where(drop[:, None], self.null_embedding.to(e.dtype).expand_as(e), e)
-            return e
-
-        def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor, drop: torch.Tensor | None = None):
-            return self.unet(x, t, class_labels=self.embed(c, drop)).sample
-
-    return CondUNet()
-
-
-class DDPMGenerator(LearnedGenerator):
-    """Conditional DDPM (diffusers UNet2DModel) with classifier-free guidance."""
+class DDPMGenerator(DiffusionGenerator):
+    """Conditional DDPM on pixels (diffusers UNet2DModel) with classifier-free guidance."""
 
     name: ClassVar[str] = "ddpm"
     version: ClassVar[str] = "1"
@@ -216,134 +164,3 @@ class DDPMGenerator(LearnedGenerator):
     )
     Options: ClassVar[type] = DDPMOptions
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
-
-    @classmethod
-    def _validate_cfg(cls, cfg: dict[str, Any]) -> None:
-        super()._validate_cfg(cfg)
-        if cfg["sampler"] not in SAMPLERS:
-            raise ConfigError(f"ddpm: sampler must be one of {', '.join(SAMPLERS)}, got {cfg['sampler']!r}")
-        if float(cfg["cfg_scale"]) < 0:
-            raise ConfigError(f"ddpm: cfg_scale must be >= 0, got {cfg['cfg_scale']!r}")
-        boc = cfg["block_out_channels"]
-        if any(int(c) % int(cfg["norm_num_groups"]) for c in boc):
-            raise ConfigError(f"ddpm: every block_out_channels {boc} must be divisible by norm_num_groups {cfg['norm_num_groups']}")
-        if int(cfg["resolution"]) < 2 ** (len(boc) - 1) * 2:
-            raise ConfigError(f"ddpm: resolution {cfg['resolution']} too small for {len(boc)} UNet levels")
-
-    # ---- networks
-    def _noise_scheduler(self):
-        from diffusers import DDPMScheduler
-
-        return DDPMScheduler(
-            num_train_timesteps=1000,
-            beta_schedule=str(self.cfg["beta_schedule"]),
-            prediction_type="epsilon",
-            clip_sample=True,
-        )
-
-    def _build(self, cond_dim: int) -> None:
-        import torch
-
-        self.net = _build_net(self.cfg, cond_dim).to(self.device)
-        self.ema = EMA(self.net, float(self.cfg["ema_decay"]))
-        self.scheduler = self._noise_scheduler()
-        self._alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.net.parameters(), lr=float(self.cfg["lr"]), weight_decay=float(self.cfg["weight_decay"])
-        )
-
-    def _inference_modules(self) -> dict[str, Any]:
-        return {"model": self.net, "ema": self.ema.shadow}
-
-    def _training_state(self):
-        tensors, self._opt_meta = optimizer_to_tensors(self.optimizer)
-        return {"optimizer": tensors}
-
-    def _training_meta(self) -> dict[str, Any]:
-        return {"optimizer": getattr(self, "_opt_meta", None), "ema_updates": self.ema.num_updates}
-
-    def _load_training_state(self, tensors, meta) -> None:
-        if "optimizer" in tensors and meta.get("optimizer"):
-            optimizer_from_tensors(self.optimizer, tensors["optimizer"], meta["optimizer"])
-        self.ema.num_updates = int(meta.get("ema_updates", 0))
-
-    # ---- training
-    def _train_step(self, step, x, c, g) -> dict[str, float]:
-        import torch
-        import torch.nn.functional as F
-
-        cfg = self.cfg
-        dev = self.device
-        b = x.shape[0]
-        noise = torch.randn(x.shape, generator=g).to(dev)
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=g).to(dev)
-        drop = (torch.rand(b, generator=g) < float(cfg["p_uncond"])).to(dev)
-        ab = self._alphas_cumprod[t].view(b, 1, 1, 1)
-        xt = ab.sqrt() * x + (1 - ab).sqrt() * noise
-        warm = int(cfg["warmup_steps"] or 0)
-        lr = float(cfg["lr"]) * (min(1.0, (step + 1) / warm) if warm > 0 else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.net.train()
-        with autocast(dev):
-            pred = self.net(xt, t, c, drop)
-        loss = F.mse_loss(pred.float(), noise)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.get("grad_clip"):
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(cfg["grad_clip"]))
-        self.optimizer.step()
-        self.ema.update(self.net)
-        return {"loss": float(loss.detach())}
-
-    # ---- sampling
-    def _sampler(self):
-        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
-        base = self._noise_scheduler().config
-        name = self.cfg["sampler"]
-        if name == "ddim":
-            return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=True)
-        if name == "dpmsolver++":
-            # Data prediction at t=T of a cosine schedule divides by alpha ~ 0; without clipping
-            # x0 the solver saturates every pixel (measured: 99.9% of pixels at 0/255).
-            return DPMSolverMultistepScheduler.from_config(
-                base, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
-                thresholding=True, dynamic_thresholding_ratio=0.995, sample_max_value=1.0,
-            )
-        return DDPMScheduler.from_config(base, timestep_spacing="trailing")
-
-    def _eps(self, net, x, t, c, scale: float):
-        import torch
-
-        b = x.shape[0]
-        tt = torch.full((b,), int(t), device=x.device, dtype=torch.long)
-        with autocast(self.device):
-            if scale == 1.0:
-                return net(x, tt, c).float()
-            if scale == 0.0:
-                return net(x, tt, c, torch.ones(b, dtype=torch.bool, device=x.device)).float()
-            drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
-            both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([c, c]), drop).float()
-        eps_c, eps_u = both[:b], both[b:]
-        return eps_u + scale * (eps_c - eps_u)
-
-    def _sample(self, c, seeds: Sequence[int]):
-        import torch
-
-        res = self.native_size
-        gens = [seed_generator(s) for s in seeds]  # one generator per slot (padding included)
-        x = torch.stack([torch.randn((1, res, res), generator=g) for g in gens]).to(self.device)
-        sched = self._sampler()
-        sched.set_timesteps(int(self.cfg["sampling_steps"]), device=self.device)
-        x = x * sched.init_noise_sigma
-        net = self.ema.shadow
-        net.eval()
-        scale = float(self.cfg["cfg_scale"])
-        stochastic = self.cfg["sampler"] == "ddpm"
-        for t in sched.timesteps:
-            xin = sched.scale_model_input(x, t)
-            eps = self._eps(net, xin, t, c, scale)
-            kwargs = {"generator": gens} if stochastic else {}
-            x = sched.step(eps, t, x, **kwargs).prev_sample
-        return x.clamp(-1, 1)

@@ -1,0 +1,133 @@
+"""`ldm`: the generator contract, mask sources and mask conditioning, local pretrained autoencoders."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cxrbench.contracts import Condition
+from cxrbench.errors import ConfigError
+from cxrbench.plugins.generators.ldm import LDMGenerator, LDMOptions
+from cxrbench.testing import GeneratorContractTests, make_toy_split
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # diffusers on numpy 2
+
+
+class TestLDMContract(GeneratorContractTests):
+    generator_name = "ldm"
+    generator_options = {"preset": "tiny"}
+    size = 32
+
+
+def _fitted(**options):
+    torch.set_num_threads(1)
+    split = make_toy_split(128, 32, seed=3)
+    opts = {"preset": "tiny", "vae_steps": 20, "train_steps": 20, **options}
+    gen = LDMGenerator(LDMOptions(**opts), size=32)
+    return gen, split
+
+
+def test_dataset_masks_are_used_when_present():
+    gen, split = _fitted()
+    masks = torch.zeros_like(split.images)
+    masks[:, :, 8:24, 4:14] = 1  # one box in every image
+    stats = gen.fit(dataclasses.replace(split, masks=masks), progress=False)
+    assert stats["mask_source"] == "dataset" and stats["vae_steps"] == 20 and stats["steps"] == 40
+    assert stats["latent_scale"] > 0 and stats["latent_grid"] == 8
+    # the bank holds the dataset's masks: a bank mask drawn for a condition without a mask,
+    # before perturbation, is that box (perturbed it still overlaps it mostly)
+    from cxrbench.kit.masks import dice
+
+    drawn = gen.conditioning_masks([Condition(labels=(1.0,), seed=s) for s in range(8)])
+    assert dice(drawn, masks[:8]).mean() > 0.6
+
+
+def test_no_dataset_masks_falls_back_to_the_estimate():
+    gen, split = _fitted()
+    assert gen.fit(split, progress=False)["mask_source"].startswith("estimated")
+
+
+def test_conditioning_masks_follow_the_condition_and_its_seed():
+    from cxrbench.kit.masks import dice
+
+    gen, split = _fitted()
+    gen.fit(split, progress=False)
+    given = np.zeros((1, 32, 32), np.uint8)
+    given[0, 4:28, 18:30] = 1
+    conds = [Condition(labels=(1.0,), seed=s, mask=given) for s in (1, 2)]
+    a, b = gen.conditioning_masks(conds), gen.conditioning_masks(conds)
+    assert a.dtype == torch.uint8 and tuple(a.shape) == (2, 1, 32, 32)
+    assert torch.equal(a, b)  # a function of (mask, seed)
+    assert not torch.equal(a[0], a[1])  # other seed, other perturbation
+    ref = torch.from_numpy(given)[None].expand(2, -1, -1, -1)
+    assert dice(a, ref).min() > 0.6
+    # the mask changes the image (it is an input of the UNet)
+    other = np.zeros_like(given)
+    other[0, 4:28, 2:14] = 1
+    x1 = gen.generate([conds[0]])
+    x2 = gen.generate([dataclasses.replace(conds[0], mask=other)])
+    assert not torch.equal(x1, x2)
+
+
+def test_missing_vae_path_is_a_config_error_at_validate_time(tmp_path):
+    with pytest.raises(ConfigError, match="vae_path .* not a local diffusers AutoencoderKL folder"):
+        LDMGenerator.check_options(LDMOptions(preset="tiny", vae_path=str(tmp_path / "nowhere")), 32)
+
+
+def test_a_local_pretrained_autoencoder_is_used_as_is(tmp_path):
+    from diffusers import AutoencoderKL
+
+    # a 3-channel (RGB) autoencoder, as pretrained ones are: grayscale goes in as 3 equal channels
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        layers_per_block=1, norm_num_groups=8, sample_size=16, scaling_factor=0.5)
+    vae.save_pretrained(tmp_path / "vae")
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    gen, split = _fitted(vae_path=str(tmp_path / "vae"))
+    stats = gen.fit(split, progress=False)
+    assert stats["vae_steps"] == 0 and stats["steps"] == 20  # only the UNet stage ran
+    assert stats["latent_scale"] == pytest.approx(0.5)
+    assert all(torch.equal(before[k], v) for k, v in gen.vae.state_dict().items())  # not trained
+    out = gen.generate([Condition(labels=(1.0,), seed=5)])
+    assert out.dtype == torch.uint8 and tuple(out.shape) == (1, 1, 32, 32)
+    fresh = LDMGenerator(LDMOptions(preset="tiny", vae_path=str(tmp_path / "vae")), size=32)
+    gen.save(tmp_path / "ckpt")
+    fresh.load(tmp_path / "ckpt")
+    assert torch.equal(fresh.generate([Condition(labels=(1.0,), seed=5)]), out)
+
+
+def test_resume_continues_across_the_stage_boundary(tmp_path, monkeypatch):
+    """A fit killed early in the UNet stage resumes from the checkpoint written at the end of
+    the autoencoder stage and ends with the model an uninterrupted fit gives."""
+    full, split = _fitted(checkpoint_every=10)
+    full.checkpoint_dir = str(tmp_path / "a")
+    full.fit(split, progress=False)
+
+    killed, _ = _fitted(checkpoint_every=10)
+    killed.checkpoint_dir = str(tmp_path / "b")
+    real_step = LDMGenerator._diffusion_step
+
+    def crash_at_unet_step_5(self, step, *args, **kwargs):
+        if step == 5:
+            raise KeyboardInterrupt  # the process is killed
+        return real_step(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(LDMGenerator, "_diffusion_step", crash_at_unet_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(split, progress=False)
+    monkeypatch.setattr(LDMGenerator, "_diffusion_step", real_step)
+
+    resumed, _ = _fitted(checkpoint_every=10)
+    resumed.checkpoint_dir = str(tmp_path / "b")
+    stats = resumed.fit(split, progress=False)
+    assert stats["resumed_from_step"] == 20 and stats["steps"] == 40 and not stats["truncated"]
+    conds = [Condition(labels=(float(i % 2),), seed=i) for i in range(3)]
+    assert torch.equal(full.generate(conds), resumed.generate(conds))
+
+
+@pytest.mark.parametrize("bad", [{"vae_steps": 0}, {"vae_batch_size": 0}, {"kl_weight": -1.0},
+                                 {"resolution": 8, "block_out_channels": (32, 64, 64)}])
+def test_bad_options_are_config_errors(bad):
+    with pytest.raises(ConfigError, match="ldm"):
+        LDMGenerator.check_options(LDMOptions(preset="tiny", **bad), 32)
