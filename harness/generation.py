@@ -294,3 +294,30 @@ def jsonable(obj: Any) -> Any:
 def options_record(generator) -> dict[str, Any]:
     """Requested and effective options, both recorded (the effective ones are what ran)."""
     return {"options": jsonable(generator.effective_options()), "options_requested": jsonable(options_to_dict(generator.options))}
+
+
+def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 512):
+    """For a mask-conditioned generator that tells its masks (``conditioning_masks``): store the
+    mask of every synthetic image (``synthetic-masks.npy``, uint8 (N, 1, H, W), manifest order)
+    and measure mask adherence on up to ``limit`` images: Dice of the lung-field estimate of
+    each generated image with its own mask, and with the mask of another image (a seeded
+    random pairing: what ignoring the mask would score). Returns (record, masks) or (None, None)."""
+    import numpy as np
+    import torch
+
+    from cxrbench.kit.masks import dice, estimate_lung_masks
+
+    if not getattr(type(generator).capabilities, "mask", False) or not hasattr(generator, "conditioning_masks"):
+        return None, None
+    with plugin_call("generator", type(generator).name, "conditioning_masks"):
+        masks = generator.conditioning_masks(list(synthetic.conditions))
+    np.save(adir / "synthetic-masks.npy", masks.numpy())
+    n = min(limit, len(synthetic.conditions))
+    if n < 2:
+        return {"masks": str(adir / "synthetic-masks.npy"), "n": n}, masks
+    est = estimate_lung_masks(synthetic.images[:n])
+    own = dice(est, masks[:n])
+    perm = torch.from_numpy(np.random.default_rng(derive_seed(seed, "mask-pairing")).permutation(n))
+    other = dice(est, masks[:n][perm])
+    return {"masks": str(adir / "synthetic-masks.npy"), "n": n, "dice_own_mask": float(own.mean()),
+            "dice_random_pairing": float(other.mean()), "estimator": "cxrbench.kit.masks.estimate_lung_mask"}, masks

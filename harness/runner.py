@@ -240,6 +240,10 @@ class Runner:
         memo = content_key({"name": variant.name, "options": options_to_dict(options)})
         if memo not in self._generators:
             generator = cls(options, size=self.spec.size, device=self.device)
+            preset = generator.effective_options().get("preset")
+            if preset is not None:
+                given = "" if "preset" in (variant.options or {}) else " (the default; options: {preset: ...} to change)"
+                log(f"generator {variant.label}: preset {preset!r}{given}")
             info = fit_or_load(generator, name=variant.name, version=entry.version, train=train,
                                fingerprint=fingerprint, size=self.spec.size, cache_root=self.cache_root,
                                progress=self.progress)
@@ -297,7 +301,7 @@ class Runner:
     def _synthetic_data(self, w: CellWork) -> None:
         """Fit (or load) the generator, check its seeds, generate, post-process, record."""
         from cxrbench.generation import (
-            options_record, seed_check, synthetic_training_set, synthetic_tuning_slice,
+            mask_artifacts, options_record, seed_check, synthetic_training_set, synthetic_tuning_slice,
         )
         from cxrbench.sheets import contact_sheet
 
@@ -318,6 +322,10 @@ class Runner:
                     generator, gen_info, fraction=proto.tuning_fraction, minimum=proto.tuning_minimum, **common)
                 manifest = manifest + tune_info["manifest"]
                 syn_info["stats"]["tuning_slice"] = tune_info["stats"]
+        masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed)
+        if masks is not None and masks.get("dice_own_mask") is not None:
+            log(f"{cell.generator.label}: mask adherence Dice {masks['dice_own_mask']:.3f} "
+                f"(random pairing {masks['dice_random_pairing']:.3f}, n={masks['n']})")
         with w.timed("postprocess_s"):
             synthetic = self.postprocess(synthetic)
             if w.tuning_slice is not None:
@@ -325,8 +333,10 @@ class Runner:
         atomic_write_json(w.adir / "synthetic-manifest.json", manifest)
         w.artifacts["synthetic_manifest"] = str(w.adir / "synthetic-manifest.json")
         if len(synthetic.conditions):
+            # masks beside images, unless a post-processor dropped images (the pairing is lost)
+            kept = mask_tensor if mask_tensor is not None and len(mask_tensor) == len(synthetic.conditions) else None
             w.artifacts["contact_sheet"] = str(contact_sheet(
-                synthetic.images, synthetic.conditions, source.label_names, w.adir / "contact-sheet.png"))
+                synthetic.images, synthetic.conditions, source.label_names, w.adir / "contact-sheet.png", masks=kept))
         w.add_part("synthetic", synthetic.images, condition_labels(synthetic, len(source.label_names)))
         w.generator_record = {
             "name": cell.generator.name, "label": cell.generator.label,
@@ -334,7 +344,7 @@ class Runner:
             "sampling_version": type(generator).sampling_version, **options_record(generator),
             "capabilities": dataclasses.asdict(type(generator).capabilities),
             "fitted_on": f"{spec.dataset.name}:train" if sees_data else None,
-            **gen_info, "synthetic": syn_info["stats"], "seed_check": checked,
+            **gen_info, "synthetic": syn_info["stats"], "seed_check": checked, "masks": masks,
         }
 
     def _tuning_set(self, w: CellWork) -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Sequence
 
 
-def contact_sheet(images, conditions: Sequence, label_names: Sequence[str], path: Path, per_row: int = 8) -> Path:
-    """Write up to ``per_row`` images per distinct label vector, each row titled with its labels."""
+def contact_sheet(images, conditions: Sequence, label_names: Sequence[str], path: Path, per_row: int = 8,
+                  masks=None) -> Path:
+    """Write up to ``per_row`` images per distinct label vector, each row titled with its labels;
+    with ``masks`` (uint8 0/1, one per image) each image has its conditioning mask beside it."""
     import numpy as np
     from PIL import Image, ImageDraw
 
@@ -16,6 +18,13 @@ def contact_sheet(images, conditions: Sequence, label_names: Sequence[str], path
         rows.setdefault(tuple(cond.labels), [])
         if len(rows[tuple(cond.labels)]) < per_row:
             rows[tuple(cond.labels)].append(i)
+    if masks is not None:  # image | mask pairs, half as many per row
+        import torch
+
+        per_row = max(1, per_row // 2)
+        rows = {k: v[:per_row] for k, v in rows.items()}
+        paired = torch.cat([images, (masks > 0).to(images.dtype) * 255], dim=-1)
+        return contact_sheet(paired, conditions, label_names, path, per_row=per_row)
     h, w = int(images.shape[-2]), int(images.shape[-1])
     scale = max(1, 96 // max(h, w))
     title_h = 14

@@ -131,3 +131,33 @@ def test_resume_continues_across_the_stage_boundary(tmp_path, monkeypatch):
 def test_bad_options_are_config_errors(bad):
     with pytest.raises(ConfigError, match="ldm"):
         LDMGenerator.check_options(LDMOptions(preset="tiny", **bad), 32)
+
+
+def test_mask_artifacts_store_every_mask_and_measure_adherence(tmp_path):
+    from PIL import Image
+
+    from cxrbench.contracts import SyntheticBatch
+    from cxrbench.generation import mask_artifacts
+    from cxrbench.sheets import contact_sheet
+
+    gen, split = _fitted()
+    gen.fit(split, progress=False)
+    conds = [Condition(labels=(float(i % 2),), seed=100 + i) for i in range(6)]
+    batch = SyntheticBatch(gen.generate(conds), conds)
+    record, masks = mask_artifacts(gen, batch, tmp_path, seed=0)
+    stored = np.load(tmp_path / "synthetic-masks.npy")
+    assert stored.shape == (6, 1, 32, 32) and np.array_equal(stored, gen.conditioning_masks(conds).numpy())
+    assert record["n"] == 6 and 0.0 <= record["dice_own_mask"] <= 1.0 and 0.0 <= record["dice_random_pairing"] <= 1.0
+    sheet = contact_sheet(batch.images, conds, ["blob"], tmp_path / "sheet.png", masks=masks)
+    # two label rows (titled, 14 px), each 4 image|mask tiles of 32 + 32 px
+    assert Image.open(sheet).size == (4 * 64, 2 * (32 + 14))
+
+
+def test_generators_without_masks_get_no_mask_artifacts(tmp_path):
+    from cxrbench.contracts import SyntheticBatch
+    from cxrbench.generation import mask_artifacts
+    from cxrbench.plugins.generators.noise import NoiseGenerator
+
+    conds = [Condition(labels=(1.0,), seed=1)]
+    gen = NoiseGenerator(None, size=16)
+    assert mask_artifacts(gen, SyntheticBatch(gen.generate(conds), conds), tmp_path, seed=0) == (None, None)
