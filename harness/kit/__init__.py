@@ -6,7 +6,7 @@ A plugin imports ``cxrbench.contracts`` (the base classes and data types),
 (``plugins/`` in the repository) follow the same rule.
 
 - :mod:`cxrbench.kit.presets`: named size presets and option metadata for generators
-  (:func:`resolve_config`, :func:`explicit_options`, :func:`config_hash`,
+  (:class:`LearnedOptions`, :func:`resolve_config`, :func:`explicit_options`, :func:`config_hash`,
   :func:`check_learned_config`, :data:`SAMPLING`, :data:`NOT_FIT`, :data:`RUNTIME`,
   :data:`RUNTIME_KEYS`);
 - :mod:`cxrbench.kit.conditioning`: labels + demographics -> float vector
@@ -25,7 +25,8 @@ A plugin imports ``cxrbench.contracts`` (the base classes and data types),
   :func:`padded_chunks`), :func:`data_fingerprint`, :func:`count_parameters`,
   :func:`peak_memory_mb`;
 - :mod:`cxrbench.kit.learned`: :class:`LearnedGenerator`, the fit / resume / generate /
-  save / load base class of learned generators;
+  save / load base class of learned generators, and :class:`OptimizerEMAState`, the
+  checkpoint hooks of one with a single optimizer and EMA weights;
 - :mod:`cxrbench.kit.datasets`: for dataset plugins (:func:`find_dataset_dir`,
   :func:`read_table`, :func:`read_image_file`, :func:`carve_validation`,
   :func:`split_by_patient`, :func:`default_cache_dir`);
@@ -72,12 +73,13 @@ from cxrbench.kit.images import (
     step_generator,
     to_model_range,
 )
-from cxrbench.kit.learned import LearnedGenerator
+from cxrbench.kit.learned import LearnedGenerator, OptimizerEMAState
 from cxrbench.kit.presets import (
     NOT_FIT,
     RUNTIME,
     RUNTIME_KEYS,
     SAMPLING,
+    LearnedOptions,
     check_learned_config,
     config_hash,
     explicit_options,
@@ -91,6 +93,7 @@ __all__ = [
     "RUNTIME",
     "RUNTIME_KEYS",
     "SAMPLING",
+    "LearnedOptions",
     "check_learned_config",
     "config_hash",
     "explicit_options",
@@ -130,6 +133,7 @@ __all__ = [
     "to_model_range",
     # learned
     "LearnedGenerator",
+    "OptimizerEMAState",
     # datasets
     "carve_validation",
     "default_cache_dir",

@@ -13,26 +13,50 @@ initial noise, drawn per image from its seed) or ancestral DDPM (per-image gener
 
 A subclass diffuses pixels (``ddpm``) or something else (``ldm``: latents, with a mask as
 extra input channels) by calling :meth:`DiffusionGenerator._diffusion_step` and
-:meth:`DiffusionGenerator._denoise` with its own tensors. Options it reads: the ddpm option
-set (``block_out_channels``, ``layers_per_block``, ``attention``, ``norm_num_groups``,
-``beta_schedule``, ``lr``, ``warmup_steps``, ``weight_decay``, ``ema_decay``, ``grad_clip``,
-``p_uncond``, ``sampler``, ``sampling_steps``, ``cfg_scale``).
+:meth:`DiffusionGenerator._denoise` with its own tensors. Options it reads: those of
+:class:`DiffusionOptions`, which the subclasses' ``Options`` extend, and ``beta_schedule``
+(ddpm's; ``ldm`` overrides the noise schedule).
 
 torch and diffusers are imported inside the methods, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 from cxrbench.errors import ConfigError
 from cxrbench.kit.ema import EMA
-from cxrbench.kit.checkpoints import optimizer_from_tensors, optimizer_to_tensors
 from cxrbench.kit.images import seed_generator
-from cxrbench.kit.learned import LearnedGenerator
+from cxrbench.kit.learned import LearnedGenerator, OptimizerEMAState
+from cxrbench.kit.presets import SAMPLING, LearnedOptions
 from cxrbench.kit.runtime import autocast
 
 SAMPLERS = ("ddim", "dpmsolver++", "ddpm")
+
+
+@dataclass
+class DiffusionOptions(LearnedOptions):
+    """The options :class:`DiffusionGenerator` reads (the conditional UNet, its training and
+    its sampler); ``ddpm`` and ``ldm`` subclass it. ``None`` = the preset's value."""
+
+    preset: Literal["tiny", "small", "medium", "paper"] = "small"
+    #: the UNet (attention only at its lowest resolution and in the mid block)
+    block_out_channels: Optional[tuple[int, ...]] = None
+    layers_per_block: Optional[int] = None
+    attention: Optional[bool] = None
+    norm_num_groups: Optional[int] = None
+    #: the sampler and its classifier-free guidance scale (not in the fitted-generator key)
+    sampler: Optional[Literal["ddim", "dpmsolver++", "ddpm"]] = field(default=None, metadata=SAMPLING)
+    sampling_steps: Optional[int] = field(default=None, metadata=SAMPLING)
+    cfg_scale: Optional[float] = field(default=None, metadata=SAMPLING)
+    #: training: AdamW with linear warm-up, EMA, clipping, the condition dropped with p_uncond
+    lr: Optional[float] = None
+    warmup_steps: Optional[int] = None
+    weight_decay: Optional[float] = None
+    ema_decay: Optional[float] = None
+    grad_clip: Optional[float] = None
+    p_uncond: Optional[float] = None
 
 
 def build_cond_unet(cfg: Mapping[str, Any], cond_dim: int, *, in_channels: int = 1, out_channels: int = 1, sample_size: int | None = None):
@@ -84,7 +108,7 @@ def build_cond_unet(cfg: Mapping[str, Any], cond_dim: int, *, in_channels: int =
     return CondUNet()
 
 
-class DiffusionGenerator(LearnedGenerator):
+class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
     """Conditional diffusion with classifier-free guidance (see the module docstring)."""
 
     @classmethod
@@ -130,18 +154,6 @@ class DiffusionGenerator(LearnedGenerator):
 
     def _inference_modules(self) -> dict[str, Any]:
         return {"model": self.net, "ema": self.ema.shadow}
-
-    def _training_state(self):
-        tensors, self._opt_meta = optimizer_to_tensors(self.optimizer)
-        return {"optimizer": tensors}
-
-    def _training_meta(self) -> dict[str, Any]:
-        return {"optimizer": getattr(self, "_opt_meta", None), "ema_updates": self.ema.num_updates}
-
-    def _load_training_state(self, tensors, meta) -> None:
-        if "optimizer" in tensors and meta.get("optimizer"):
-            optimizer_from_tensors(self.optimizer, tensors["optimizer"], meta["optimizer"])
-        self.ema.num_updates = int(meta.get("ema_updates", 0))
 
     # ---- training
     def _train_step(self, step, x, c, g) -> dict[str, float]:

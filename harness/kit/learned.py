@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from cxrbench.contracts import Condition, Generator, Split
+from cxrbench.contracts import Condition, Generator, GeneratorCapabilities, Split
 from cxrbench.errors import PluginError
 from cxrbench.kit import checkpoints as ck
 from cxrbench.kit.conditioning import ConditionEncoder
@@ -31,10 +31,32 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 
+class OptimizerEMAState:
+    """The checkpoint hooks of a :class:`LearnedGenerator` whose :meth:`~LearnedGenerator._build`
+    sets ``self.optimizer`` (one optimizer over every trained weight) and ``self.ema`` (an
+    :class:`~cxrbench.kit.EMA`): a training checkpoint keeps the optimizer's tensors, its JSON
+    part and the EMA's update count, and a resumed fit gets them back. List it before
+    :class:`LearnedGenerator` among the bases."""
+
+    def _training_state(self):
+        tensors, self._opt_meta = ck.optimizer_to_tensors(self.optimizer)
+        return {"optimizer": tensors}
+
+    def _training_meta(self) -> dict[str, Any]:
+        # called right after _training_state(), which left the optimizer's JSON part here
+        return {"optimizer": getattr(self, "_opt_meta", None), "ema_updates": self.ema.num_updates}
+
+    def _load_training_state(self, tensors, meta) -> None:
+        if "optimizer" in tensors and meta.get("optimizer"):
+            ck.optimizer_from_tensors(self.optimizer, tensors["optimizer"], meta["optimizer"])
+        self.ema.num_updates = int(meta.get("ema_updates", 0))
+
+
 class LearnedGenerator(Generator):
     """fit / resume / generate / save / load shared by the learned generators.
 
-    A subclass defines ``name``, ``version``, ``capabilities``, ``PRESETS``, ``Options``
+    A subclass defines ``name``, ``version``, ``PRESETS``, ``Options`` (a
+    :class:`~cxrbench.kit.LearnedOptions`), ``capabilities`` if it differs from the default below
     (fields that only change sampling carry ``metadata=SAMPLING``) and the hooks
     :meth:`_build`, :meth:`_train_step`, :meth:`_sample`, :meth:`_inference_modules`, and
     optionally :meth:`_training_state` / :meth:`_training_meta` / :meth:`_load_training_state`
@@ -42,6 +64,9 @@ class LearnedGenerator(Generator):
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the :class:`ConditionEncoder` gives every learned generator labels and demographics, and
+    #: it needs a fit; a subclass that takes masks (or text) says so with its own value
+    capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(labels=True, demographics=True, needs_training=True)
 
     @classmethod
     def sampling_keys(cls) -> tuple[str, ...]:

@@ -12,11 +12,12 @@ can leave them out of the fitted-generator cache key:
 - :data:`NOT_FIT`: changes neither weights nor images (where and how often ``fit()`` checkpoints);
 - :data:`RUNTIME`: a wall-clock budget (a fit it cuts short is keyed by the steps it did).
 
-Example::
+Example (:class:`LearnedOptions` brings ``preset``, ``resolution``, the step and batch counts,
+the checkpoint and budget fields and ``seed``)::
 
     @dataclass
-    class MyOptions:
-        preset: str = "small"
+    class MyOptions(LearnedOptions):
+        preset: Literal["tiny", "small"] = "small"
         lr: Optional[float] = None
         guidance: Optional[float] = field(default=None, metadata=SAMPLING)
 """
@@ -26,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
 
 from cxrbench.errors import ConfigError
 
@@ -41,6 +43,25 @@ RUNTIME = {"runtime": True}
 #: options that never change the fitted weights (only how images are sampled or where/when
 #: training is checkpointed). A fitted-generator cache can leave them out of its key.
 RUNTIME_KEYS = ("checkpoint_dir", "checkpoint_every", "max_train_minutes", "train_steps")
+
+
+@dataclass
+class LearnedOptions:
+    """The options :class:`~cxrbench.kit.LearnedGenerator` itself reads; a generator's
+    ``Options`` subclasses it, adds its own hyperparameters (``None`` = the preset's value) and
+    redeclares ``preset`` with the ``Literal`` of its preset names (the field keeps its place)."""
+
+    preset: str = "small"
+    resolution: Optional[int] = None
+    train_steps: Optional[int] = None
+    batch_size: Optional[int] = None
+    gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
+    #: stop training after this much wall-clock time (counted across resumed runs)
+    max_train_minutes: Optional[float] = field(default=None, metadata=RUNTIME)
+    #: where fit() saves every ``checkpoint_every`` steps and resumes from
+    checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
+    checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
+    seed: Optional[int] = None
 
 
 def resolve_config(options: Any, presets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

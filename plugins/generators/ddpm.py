@@ -18,139 +18,54 @@ from ``torch.Generator().manual_seed(condition.seed)``, is the only randomness),
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
-from cxrbench.contracts import GeneratorCapabilities
-from cxrbench.kit import NOT_FIT, RUNTIME, SAMPLING
-from cxrbench.kit.diffusion import DiffusionGenerator
+from cxrbench.kit.diffusion import DiffusionGenerator, DiffusionOptions
 
-# Every default lives here. "tiny": tests (seconds); "small": 32 px, <= 30 min on a 2-core CPU;
+# Every default lives here: "small" in full, the other presets as what they change.
+# "tiny": tests (seconds); "small": 32 px, <= 30 min on a 2-core CPU;
 # "medium": 64 px (a long CPU run or a GPU); "paper": 256 px on a GPU.
+_SMALL: dict[str, Any] = dict(
+    # the UNet
+    resolution=32, block_out_channels=(32, 64, 128, 128), layers_per_block=1,
+    attention=True,  # only at the lowest resolution (and in the mid block)
+    norm_num_groups=16, beta_schedule="squaredcos_cap_v2",
+    # training
+    train_steps=1200,  # ~1.2 s/step at 2 free cores: ~25 min
+    batch_size=64, lr=5e-4, warmup_steps=100, weight_decay=0.0, ema_decay=0.995, grad_clip=1.0, p_uncond=0.1,
+    # sampling
+    sampler="dpmsolver++",  # ~2x faster than DDIM-50 at similar quality
+    sampling_steps=25, cfg_scale=1.0, gen_batch_size=64,
+    max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
+    checkpoint_every=200, seed=0,
+)
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
-        resolution=16,
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        attention=False,
-        norm_num_groups=8,
-        beta_schedule="squaredcos_cap_v2",
-        train_steps=300,
-        batch_size=32,
-        lr=3e-3,
-        warmup_steps=20,
-        weight_decay=0.0,
-        ema_decay=0.99,
-        grad_clip=1.0,
-        p_uncond=0.1,
-        sampler="ddim",
-        sampling_steps=20,
+        _SMALL, resolution=16, block_out_channels=(16, 32), attention=False, norm_num_groups=8,
+        train_steps=300, batch_size=32, lr=3e-3, warmup_steps=20, ema_decay=0.99, sampler="ddim",
+        sampling_steps=20, gen_batch_size=8,
         cfg_scale=2.0,  # guided: a robust label signal after a seconds-long fit
-        gen_batch_size=8,
-        max_train_minutes=None,
-        checkpoint_every=200,
-        seed=0,
     ),
-    "small": dict(
-        resolution=32,
-        block_out_channels=(32, 64, 128, 128),
-        layers_per_block=1,
-        attention=True,  # only at the lowest resolution (and in the mid block)
-        norm_num_groups=16,
-        beta_schedule="squaredcos_cap_v2",
-        train_steps=1200,  # ~1.2 s/step at 2 free cores: ~25 min
-        batch_size=64,
-        lr=5e-4,
-        warmup_steps=100,
-        weight_decay=0.0,
-        ema_decay=0.995,
-        grad_clip=1.0,
-        p_uncond=0.1,
-        sampler="dpmsolver++",  # ~2x faster than DDIM-50 at similar quality
-        sampling_steps=25,
-        cfg_scale=1.0,
-        gen_batch_size=64,
-        max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
-        checkpoint_every=200,
-        seed=0,
-    ),
+    "small": dict(_SMALL),
     "medium": dict(
-        resolution=64,
-        block_out_channels=(64, 128, 256, 256),
-        layers_per_block=2,
-        attention=True,
-        norm_num_groups=32,
-        beta_schedule="squaredcos_cap_v2",
-        train_steps=30000,
-        batch_size=64,
-        lr=2e-4,
-        warmup_steps=500,
-        weight_decay=0.0,
-        ema_decay=0.999,
-        grad_clip=1.0,
-        p_uncond=0.1,
-        sampler="dpmsolver++",  # ~2x faster than DDIM-50 at similar quality
-        sampling_steps=25,
-        cfg_scale=1.0,
-        gen_batch_size=64,
-        max_train_minutes=None,
-        checkpoint_every=1000,
-        seed=0,
+        _SMALL, resolution=64, block_out_channels=(64, 128, 256, 256), layers_per_block=2, norm_num_groups=32,
+        train_steps=30000, lr=2e-4, warmup_steps=500, ema_decay=0.999, checkpoint_every=1000,
     ),
     "paper": dict(
-        resolution=256,
-        block_out_channels=(128, 128, 256, 256, 512, 512),
-        layers_per_block=2,
-        attention=True,  # at 8x8 and in the mid block
-        norm_num_groups=32,
-        beta_schedule="squaredcos_cap_v2",
-        train_steps=100000,
-        batch_size=32,
-        lr=1e-4,
-        warmup_steps=1000,
-        weight_decay=0.0,
-        ema_decay=0.9999,
-        grad_clip=1.0,
-        p_uncond=0.1,
-        sampler="ddim",
-        sampling_steps=200,
-        cfg_scale=1.0,
-        gen_batch_size=32,
-        max_train_minutes=None,
-        checkpoint_every=2000,
-        seed=0,
+        _SMALL, resolution=256, block_out_channels=(128, 128, 256, 256, 512, 512),  # attention at 8x8 and in the mid block
+        layers_per_block=2, norm_num_groups=32, train_steps=100000, batch_size=32, lr=1e-4, warmup_steps=1000,
+        ema_decay=0.9999, sampler="ddim", sampling_steps=200, gen_batch_size=32, checkpoint_every=2000,
     ),
 }
 
-@dataclass
-class DDPMOptions:
-    """Options of the ``ddpm`` generator. ``None`` = the preset's value (see ``PRESETS``)."""
 
-    preset: Literal["tiny", "small", "medium", "paper"] = "small"
-    resolution: Optional[int] = None
-    block_out_channels: Optional[tuple[int, ...]] = None
-    layers_per_block: Optional[int] = None
-    attention: Optional[bool] = None
-    norm_num_groups: Optional[int] = None
+@dataclass
+class DDPMOptions(DiffusionOptions):
+    """Options of the ``ddpm`` generator. ``None`` = the preset's value (see ``PRESETS``);
+    the UNet, training and sampler fields are the kit's :class:`DiffusionOptions`."""
+
     beta_schedule: Optional[str] = None
-    train_steps: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    warmup_steps: Optional[int] = None
-    weight_decay: Optional[float] = None
-    ema_decay: Optional[float] = None
-    grad_clip: Optional[float] = None
-    p_uncond: Optional[float] = None
-    sampler: Optional[Literal["ddim", "dpmsolver++", "ddpm"]] = field(default=None, metadata=SAMPLING)
-    sampling_steps: Optional[int] = field(default=None, metadata=SAMPLING)
-    cfg_scale: Optional[float] = field(default=None, metadata=SAMPLING)
-    gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
-    #: stop training after this much wall-clock time (counted across resumed runs)
-    max_train_minutes: Optional[float] = field(default=None, metadata=RUNTIME)
-    #: where fit() saves every ``checkpoint_every`` steps and resumes from
-    checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
-    checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
-    seed: Optional[int] = None
 
 
 class DDPMGenerator(DiffusionGenerator):
@@ -159,8 +74,5 @@ class DDPMGenerator(DiffusionGenerator):
     name: ClassVar[str] = "ddpm"
     version: ClassVar[str] = "1"
     sampling_version: ClassVar[str] = "2"  # 2: DPM-Solver++ thresholds x0 (1 saturated every pixel)
-    capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(
-        labels=True, demographics=True, mask=False, text=False, needs_training=True, native_size=None
-    )
     Options: ClassVar[type] = DDPMOptions
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS

@@ -17,111 +17,44 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 
-from cxrbench.contracts import GeneratorCapabilities
 from cxrbench.errors import ConfigError
-from cxrbench.kit import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, autocast, count_parameters
+from cxrbench.kit import EMA, LearnedGenerator, LearnedOptions, autocast, count_parameters
 from cxrbench.kit import optimizer_from_tensors, optimizer_to_tensors, seed_generator
 
-# Every default lives here. Beyond "tiny", the BigGAN balance: D learns 4x faster than G and
-# takes 2 steps per G step (measured on Kermany 32 px: with 1 step at equal rates the hinge
-# loss sat at 2.0, D could not tell real from fake, and samples collapsed to one per class).
+# Every default lives here: "small" in full, the other presets as what they change. Beyond
+# "tiny", the BigGAN balance: D learns 4x faster than G and takes 2 steps per G step (measured
+# on Kermany 32 px: with 1 step at equal rates the hinge loss sat at 2.0, D could not tell real
+# from fake, and samples collapsed to one per class).
 # "tiny": tests (seconds); "small": 32 px, <= 30 min on a 2-core CPU;
 # "medium": 64 px; "paper": 256 px on a GPU.
+_SMALL: dict[str, Any] = dict(
+    # networks: g_channels at the output resolution, doubling per level towards 4x4 up to
+    # g_max_channels (d_* likewise for the discriminator)
+    resolution=32, z_dim=128, embed_dim=128, g_channels=32, g_max_channels=256, d_channels=32, d_max_channels=256,
+    # training
+    train_steps=1100,  # ~1.35 s/step (2 D steps) at 2 free cores: ~25 min
+    batch_size=64, lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.99), d_steps=2, r1_gamma=0.1, r1_every=4,
+    diffaug="translation,cutout,color", ema_decay=0.999, gen_batch_size=64,
+    max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
+    checkpoint_every=500, seed=0,
+)
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
-        resolution=16,
-        z_dim=32,
-        embed_dim=32,
-        g_channels=16,  # channels at the output resolution; doubles per level towards 4x4 ...
-        g_max_channels=64,  # ... up to this
-        d_channels=16,
-        d_max_channels=64,
-        train_steps=150,
-        batch_size=32,
-        lr_g=2e-3,
-        lr_d=2e-3,
-        betas=(0.0, 0.99),
-        d_steps=1,
-        r1_gamma=0.1,
-        r1_every=4,
-        diffaug="translation,cutout,color",
-        ema_decay=0.99,
-        gen_batch_size=8,
-        max_train_minutes=None,
-        checkpoint_every=200,
-        seed=0,
+        _SMALL, resolution=16, z_dim=32, embed_dim=32, g_channels=16, g_max_channels=64, d_channels=16,
+        d_max_channels=64, train_steps=150, batch_size=32, lr_g=2e-3, lr_d=2e-3, d_steps=1, ema_decay=0.99,
+        gen_batch_size=8, checkpoint_every=200,
     ),
-    "small": dict(
-        resolution=32,
-        z_dim=128,
-        embed_dim=128,
-        g_channels=32,
-        g_max_channels=256,
-        d_channels=32,
-        d_max_channels=256,
-        train_steps=1100,  # ~1.35 s/step (2 D steps) at 2 free cores: ~25 min
-        batch_size=64,
-        lr_g=1e-4,
-        lr_d=4e-4,
-        betas=(0.0, 0.99),
-        d_steps=2,
-        r1_gamma=0.1,
-        r1_every=4,
-        diffaug="translation,cutout,color",
-        ema_decay=0.999,
-        gen_batch_size=64,
-        max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
-        checkpoint_every=500,
-        seed=0,
-    ),
+    "small": dict(_SMALL),
     "medium": dict(
-        resolution=64,
-        z_dim=128,
-        embed_dim=128,
-        g_channels=64,
-        g_max_channels=512,
-        d_channels=64,
-        d_max_channels=512,
-        train_steps=40000,
-        batch_size=64,
-        lr_g=1e-4,
-        lr_d=4e-4,
-        betas=(0.0, 0.99),
-        d_steps=2,
-        r1_gamma=0.2,
-        r1_every=4,
-        diffaug="translation,cutout,color",
-        ema_decay=0.999,
-        gen_batch_size=64,
-        max_train_minutes=None,
-        checkpoint_every=2000,
-        seed=0,
+        _SMALL, resolution=64, g_channels=64, g_max_channels=512, d_channels=64, d_max_channels=512,
+        train_steps=40000, r1_gamma=0.2, checkpoint_every=2000,
     ),
     "paper": dict(
-        resolution=256,
-        z_dim=128,
-        embed_dim=128,
-        g_channels=32,
-        g_max_channels=512,
-        d_channels=32,
-        d_max_channels=512,
-        train_steps=100000,
-        batch_size=32,
-        lr_g=1e-4,
-        lr_d=4e-4,
-        betas=(0.0, 0.99),
-        d_steps=2,
-        r1_gamma=1.0,
-        r1_every=16,
-        diffaug="translation,cutout,color",
-        ema_decay=0.9995,
-        gen_batch_size=32,
-        max_train_minutes=None,
-        checkpoint_every=5000,
-        seed=0,
+        _SMALL, resolution=256, g_max_channels=512, d_max_channels=512, train_steps=100000, batch_size=32,
+        r1_gamma=1.0, r1_every=16, ema_decay=0.9995, gen_batch_size=32, checkpoint_every=5000,
     ),
 }
 
@@ -129,19 +62,16 @@ DIFFAUG_POLICIES = ("translation", "cutout", "color")
 
 
 @dataclass
-class GANOptions:
+class GANOptions(LearnedOptions):
     """Options of the ``gan`` generator. ``None`` = the preset's value (see ``PRESETS``)."""
 
     preset: Literal["tiny", "small", "medium", "paper"] = "small"
-    resolution: Optional[int] = None
     z_dim: Optional[int] = None
     embed_dim: Optional[int] = None
     g_channels: Optional[int] = None
     g_max_channels: Optional[int] = None
     d_channels: Optional[int] = None
     d_max_channels: Optional[int] = None
-    train_steps: Optional[int] = None
-    batch_size: Optional[int] = None
     lr_g: Optional[float] = None
     lr_d: Optional[float] = None
     betas: Optional[tuple[float, float]] = None
@@ -152,13 +82,6 @@ class GANOptions:
     #: comma-separated DiffAugment policies among translation, cutout, color ("" = none)
     diffaug: Optional[str] = None
     ema_decay: Optional[float] = None
-    gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
-    #: stop training after this much wall-clock time (counted across resumed runs)
-    max_train_minutes: Optional[float] = field(default=None, metadata=RUNTIME)
-    #: where fit() saves every ``checkpoint_every`` steps and resumes from
-    checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
-    checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
-    seed: Optional[int] = None
 
 
 # --------------------------------------------------------------------------- DiffAugment
@@ -346,9 +269,6 @@ class GANGenerator(LearnedGenerator):
 
     name: ClassVar[str] = "gan"
     version: ClassVar[str] = "2"  # 2: minibatch-std D, d_steps, BigGAN learning rates
-    capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(
-        labels=True, demographics=True, mask=False, text=False, needs_training=True, native_size=None
-    )
     Options: ClassVar[type] = GANOptions
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 

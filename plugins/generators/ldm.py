@@ -29,15 +29,15 @@ weights the label vector (plus demographics) is the condition, as here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
+from typing import Any, ClassVar, Mapping, Optional, Sequence
 
 from cxrbench.contracts import GeneratorCapabilities, Split
 from cxrbench.errors import ConfigError
-from cxrbench.kit import EMA, NOT_FIT, RUNTIME, SAMPLING, autocast, optimizer_from_tensors, optimizer_to_tensors
+from cxrbench.kit import EMA, autocast, optimizer_from_tensors, optimizer_to_tensors
 from cxrbench.kit import resize_uint8
-from cxrbench.kit.diffusion import DiffusionGenerator, build_cond_unet
+from cxrbench.kit.diffusion import DiffusionGenerator, DiffusionOptions, build_cond_unet
 from cxrbench.kit.masks import estimate_lung_masks, perturb_masks
 
 # Every default lives here. "tiny": tests (seconds); "small": 64 px in <= 30 min on a 2-core
@@ -67,11 +67,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class LDMOptions:
-    """Options of the ``ldm`` generator. ``None`` = the preset's value (see ``PRESETS``)."""
+class LDMOptions(DiffusionOptions):
+    """Options of the ``ldm`` generator. ``None`` = the preset's value (see ``PRESETS``); the
+    latent UNet's, training and sampler fields are the kit's :class:`DiffusionOptions` (as in ddpm)."""
 
-    preset: Literal["tiny", "small", "medium", "paper"] = "small"
-    resolution: Optional[int] = None
     #: autoencoder: channels per level (downsampling 2 ** (levels - 1)), latent channels, KL weight
     vae_channels: Optional[tuple[int, ...]] = None
     latent_channels: Optional[int] = None
@@ -81,30 +80,9 @@ class LDMOptions:
     vae_batch_size: Optional[int] = None
     #: a local diffusers AutoencoderKL folder (config.json + weights): used as is, not trained
     vae_path: Optional[str] = None
-    #: latent UNet (as in ddpm)
-    block_out_channels: Optional[tuple[int, ...]] = None
-    layers_per_block: Optional[int] = None
-    attention: Optional[bool] = None
-    norm_num_groups: Optional[int] = None
-    train_steps: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    warmup_steps: Optional[int] = None
-    weight_decay: Optional[float] = None
-    ema_decay: Optional[float] = None
-    grad_clip: Optional[float] = None
-    p_uncond: Optional[float] = None
     #: the lung mask as an extra UNet input channel; the bank of training masks kept for sampling
     mask_conditioning: Optional[bool] = None
     mask_bank_size: Optional[int] = None
-    sampler: Optional[Literal["ddim", "dpmsolver++", "ddpm"]] = field(default=None, metadata=SAMPLING)
-    sampling_steps: Optional[int] = field(default=None, metadata=SAMPLING)
-    cfg_scale: Optional[float] = field(default=None, metadata=SAMPLING)
-    gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
-    max_train_minutes: Optional[float] = field(default=None, metadata=RUNTIME)
-    checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
-    checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
-    seed: Optional[int] = None
 
 
 def _build_autoencoder(cfg: Mapping[str, Any]):
@@ -127,9 +105,8 @@ class LDMGenerator(DiffusionGenerator):
     name: ClassVar[str] = "ldm"
     version: ClassVar[str] = "1"
     sampling_version: ClassVar[str] = "1"
-    capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(
-        labels=True, demographics=True, mask=True, text=False, needs_training=True, native_size=None
-    )
+    # the kit's learned-generator capabilities plus the mask
+    capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(labels=True, demographics=True, mask=True)
     Options: ClassVar[type] = LDMOptions
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from cxrbench.contracts import Generator, GeneratorCapabilities
 
@@ -18,10 +19,11 @@ class ClassMeanOptions:
 class ClassMeanGenerator(Generator):
     """Per-label mean image plus seeded noise: honours labels, reproducible, safetensors checkpoint."""
 
-    name = "class-mean"
-    version = "1"
-    capabilities = GeneratorCapabilities(labels=True, needs_training=True)
-    Options = ClassMeanOptions
+    # ClassVar: what the harness reads off the class before it builds one
+    name: ClassVar[str] = "class-mean"
+    version: ClassVar[str] = "1"
+    capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(labels=True, needs_training=True)
+    Options: ClassVar[type] = ClassMeanOptions
 
     def fit(self, train, *, progress=True):
         import time

@@ -37,63 +37,42 @@ from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 
 from cxrbench.contracts import GeneratorCapabilities
 from cxrbench.errors import ConfigError
-from cxrbench.kit import EMA, NOT_FIT, RUNTIME, SAMPLING, LearnedGenerator, autocast
-from cxrbench.kit import optimizer_from_tensors, optimizer_to_tensors, seed_generator
+from cxrbench.kit import EMA, SAMPLING, LearnedGenerator, LearnedOptions, OptimizerEMAState, autocast
+from cxrbench.kit import seed_generator
 
-# Every default lives here. "tiny": tests (seconds on one CPU thread); "small": 32 px, a few
-# minutes on a 2-core CPU (measured figures in README.md).
+# Every default lives here: "small" in full, "tiny" as what it changes. "tiny": tests (seconds
+# on one CPU thread); "small": 32 px, a few minutes on a 2-core CPU (measured figures in README.md).
+_SMALL: dict[str, Any] = dict(
+    # networks: ``channels`` at the full resolution, doubling per level towards 4x4 up to
+    # ``max_channels``; measured on one busy core: 0.12 s/step (32 channels at batch 64: 0.8)
+    resolution=32, z_dim=64, embed_dim=64, channels=16, max_channels=64,
+    # training
+    train_steps=1500, batch_size=32, lr=1e-3,
+    recon_sigma=0.1,  # ~13 grey levels: sharp enough to draw the toy set's blob
+    kl_weight=1.0, ema_decay=0.995,
+    # sampling
+    temperature=1.0, gen_batch_size=64,
+    max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
+    checkpoint_every=500, seed=0,
+)
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        resolution=16,
-        z_dim=16,
-        embed_dim=32,
-        channels=8,  # channels at the full resolution; doubles per level towards 4x4 ...
-        max_channels=32,  # ... up to this
-        train_steps=300,
-        batch_size=32,
-        lr=2e-3,
-        recon_sigma=0.1,  # ~13 grey levels: sharp enough to draw the toy set's blob
-        kl_weight=1.0,
-        ema_decay=0.99,
-        temperature=1.0,
-        gen_batch_size=8,
-        max_train_minutes=None,
-        checkpoint_every=200,
-        seed=0,
-    ),
-    "small": dict(
-        resolution=32,
-        z_dim=64,
-        embed_dim=64,
-        channels=16,  # measured on one busy core: 0.12 s/step; 32 channels at batch 64: 0.8 s/step
-        max_channels=64,
-        train_steps=1500,
-        batch_size=32,
-        lr=1e-3,
-        recon_sigma=0.1,
-        kl_weight=1.0,
-        ema_decay=0.995,
-        temperature=1.0,
-        gen_batch_size=64,
-        max_train_minutes=None,  # sized by steps: a wall-clock budget would make the fit machine-dependent
-        checkpoint_every=500,
-        seed=0,
-    ),
+    "tiny": dict(_SMALL, resolution=16, z_dim=16, embed_dim=32, channels=8, max_channels=32, train_steps=300,
+                 lr=2e-3, ema_decay=0.99, gen_batch_size=8, checkpoint_every=200),
+    "small": dict(_SMALL),
 }
 
 
 @dataclass
-class CVAEOptions:
-    """Options of the ``cvae`` generator. ``None`` = the preset's value (see ``PRESETS``)."""
+class CVAEOptions(LearnedOptions):
+    """Options of the ``cvae`` generator. ``None`` = the preset's value (see ``PRESETS``).
+    ``LearnedOptions`` brings those the kit reads: resolution, train_steps, batch sizes,
+    max_train_minutes, checkpoint_dir / checkpoint_every and seed."""
 
     preset: Literal["tiny", "small"] = "small"
-    resolution: Optional[int] = None
     z_dim: Optional[int] = None
     embed_dim: Optional[int] = None
     channels: Optional[int] = None
     max_channels: Optional[int] = None
-    train_steps: Optional[int] = None
-    batch_size: Optional[int] = None
     lr: Optional[float] = None
     #: standard deviation of the Gaussian likelihood, in the [-1, 1] model range
     recon_sigma: Optional[float] = None
@@ -102,13 +81,6 @@ class CVAEOptions:
     ema_decay: Optional[float] = None
     #: scale of the prior noise at sampling time (< 1: closer to the mode, less diverse)
     temperature: Optional[float] = field(default=None, metadata=SAMPLING)
-    gen_batch_size: Optional[int] = field(default=None, metadata=SAMPLING)
-    #: stop training after this much wall-clock time (counted across resumed runs)
-    max_train_minutes: Optional[float] = field(default=None, metadata=RUNTIME)
-    #: where fit() saves every ``checkpoint_every`` steps and resumes from
-    checkpoint_dir: Optional[str] = field(default=None, metadata=NOT_FIT)
-    checkpoint_every: Optional[int] = field(default=None, metadata=NOT_FIT)
-    seed: Optional[int] = None
 
 
 # --------------------------------------------------------------------------- networks
@@ -200,14 +172,15 @@ def _build_vae(cfg: Mapping[str, Any], cond_dim: int):
 # --------------------------------------------------------------------------- generator
 
 
-class CVAEGenerator(LearnedGenerator):
+class CVAEGenerator(OptimizerEMAState, LearnedGenerator):
     """Conditional VAE: conditioned encoder and FiLM decoder, Gaussian likelihood, EMA weights."""
 
     name: ClassVar[str] = "cvae"
     version: ClassVar[str] = "1"  # bump when fit() changes: cached fits are then retrained
     sampling_version: ClassVar[str] = "1"  # bump when only _sample() changes
-    # demographics: the kit's ConditionEncoder adds sex / age / race to the condition vector
-    # whenever the training split has them, so the VAE is conditioned on them for free
+    # LearnedGenerator's default, spelled out. demographics: the kit's ConditionEncoder adds
+    # sex / age / race to the condition vector whenever the training split has them, so the
+    # VAE is conditioned on them for free
     capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(
         labels=True, demographics=True, mask=False, text=False, needs_training=True, native_size=None
     )
@@ -240,21 +213,9 @@ class CVAEGenerator(LearnedGenerator):
         self.optimizer = torch.optim.Adam(self.vae.parameters(), lr=float(self.cfg["lr"]))
 
     def _inference_modules(self) -> dict[str, Any]:
-        # save() writes both; the live weights are needed to resume, the EMA ones to sample
+        # save() writes both; the live weights are needed to resume, the EMA ones to sample.
+        # OptimizerEMAState checkpoints self.optimizer and the EMA's update count besides.
         return {"model": self.vae, "ema": self.ema.shadow}
-
-    def _training_state(self):
-        tensors, self._opt_meta = optimizer_to_tensors(self.optimizer)
-        return {"optimizer": tensors}
-
-    def _training_meta(self) -> dict[str, Any]:
-        # called right after _training_state(), which left the optimizer's JSON part here
-        return {"optimizer": getattr(self, "_opt_meta", None), "ema_updates": self.ema.num_updates}
-
-    def _load_training_state(self, tensors, meta) -> None:
-        if "optimizer" in tensors and meta.get("optimizer"):
-            optimizer_from_tensors(self.optimizer, tensors["optimizer"], meta["optimizer"])
-        self.ema.num_updates = int(meta.get("ema_updates", 0))
 
     def _train_step(self, step, x, c, g) -> dict[str, float]:
         import torch
