@@ -78,13 +78,17 @@ def condition_labels(batch: SyntheticBatch, n_labels: int):
     return torch.tensor([c.labels for c in batch.conditions], dtype=torch.float32).reshape(-1, n_labels)
 
 
+#: the patient groups a cell learns from (every other group is a test set)
+LEARNED_GROUPS = ("classifier-train", "generator-train", "postprocessor-train", "tuning")
+
+
 def check_leakage(groups: dict[str, list[str]]) -> None:
     """The leakage guard. Training and tuning groups may share patients among themselves (a
-    generator and a classifier both learn from the real training split); a test set may share
-    none with any group."""
+    generator, a learned post-processor and a classifier all learn from the real training
+    split); a test set may share none with any group."""
     from cxrbench.datasets import check_patient_disjoint
 
-    learned = {k: v for k, v in groups.items() if k in ("classifier-train", "generator-train", "tuning")}
+    learned = {k: v for k, v in groups.items() if k in LEARNED_GROUPS}
     seen = sorted({p for ids in learned.values() for p in ids})
     for tname, ids in groups.items():
         if tname in learned:

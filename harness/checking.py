@@ -280,6 +280,8 @@ def _preflight_postprocessor(runner, i: int, ref, num_labels: int) -> None:
         options = plugin_options(cls, ref.options, f"postprocess[{i}].options", runner.spec_source)
         cls.check_options(options, size)
         step = cls(options, device=runner.device)
+    if getattr(cls, "needs_real_train", False):
+        return  # it cannot run before prepare() has seen the real training split
     before = toy_batch(2, size, num_labels=num_labels, constant=False)
     with _guard("postprocessor", ref.name, "__call__()"):
         after = step(SyntheticBatch(before.images.clone(), list(before.conditions)))

@@ -262,14 +262,25 @@ class Postprocessor(abc.ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     Options: ClassVar[type] = NoOptions
+    #: True when the step learns from the real training split (a proxy-model filter): the
+    #: runner then calls :meth:`prepare` with it before the first batch, and counts its
+    #: patients among those that must not reach a test set
+    needs_real_train: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, *, device: str = "cpu"):
         self.options = options if options is not None else self.Options()
         self.device = device
+        #: what the last call did (counts, rates...), JSON-able; recorded with the cell
+        self.stats: dict[str, Any] = {}
 
     @classmethod
     def check_options(cls, options: Any, size: int) -> None:
         """Raise ConfigError when ``options`` cannot work at ``size`` px (see Generator)."""
+
+    def prepare(self, train: Split, *, cache_dir: Path, progress: bool | None = None) -> dict[str, Any]:
+        """Learn what the step needs from the real training split (only when
+        ``needs_real_train``); cache it under ``cache_dir``. Returns stats to record."""
+        return {}
 
     @abc.abstractmethod
     def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:

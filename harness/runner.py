@@ -27,7 +27,8 @@ from cxrbench.celldata import (
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
-from cxrbench.generation import check_images, plugin_call
+from cxrbench.generation import plugin_call
+from cxrbench.postprocessing import Chain, fill_to_size
 from cxrbench.hashing import content_key
 from cxrbench.store import RunStore, atomic_write_json
 
@@ -250,18 +251,6 @@ class Runner:
             self._generators[memo] = (generator, info)
         return self._generators[memo]
 
-    def postprocess(self, batch: SyntheticBatch) -> SyntheticBatch:
-        for i, ref in enumerate(self.spec.postprocess):
-            cls = self.plugins.load("postprocessor", ref.name)
-            step = cls(plugin_options(cls, ref.options, f"postprocess[{i}].options", self.spec_source), device=self.device)
-            before = len(batch.conditions)
-            with plugin_call("post-processor", ref.name, "__call__"):
-                batch = step(batch)
-            check_images(batch.images, None, self.spec.size, ref.name)
-            if len(batch.conditions) > before:
-                raise CxrbenchError(f"post-processor {ref.name!r} added images; a step may only keep or drop them")
-        return batch
-
     # ------------------------------------------------------------------ one cell
 
     def run_cell(self, cell: Cell, cell_id: str) -> dict:
@@ -322,21 +311,29 @@ class Runner:
                     generator, gen_info, fraction=proto.tuning_fraction, minimum=proto.tuning_minimum, **common)
                 manifest = manifest + tune_info["manifest"]
                 syn_info["stats"]["tuning_slice"] = tune_info["stats"]
+        with w.timed("postprocess_s"):
+            chain, postprocessing = Chain(self), None
+            if chain.steps:
+                if chain.needs_real_train:  # e.g. proxy-filter's classifier: the real train split
+                    w.patients["postprocessor-train"] = namespaced(source, source.train.patient_ids)
+                    chain.prepare(source.train, cache_dir=self.cache_root, progress=self.progress)
+                synthetic, topup = fill_to_size(generator, chain, synthetic, chain(synthetic),
+                                                label=cell.generator.label, seed=cell.seed)
+                postprocessing = {"topup": topup}
+                if w.tuning_slice is not None:
+                    w.tuning_slice, postprocessing["tuning_topup"] = fill_to_size(
+                        generator, chain, w.tuning_slice, chain(w.tuning_slice), label=cell.generator.label, seed=cell.seed)
+                postprocessing["steps"] = chain.record()
+        # the masks of the final set (after filtering and top-up), for storage and adherence
         masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed)
         if masks is not None and masks.get("dice_own_mask") is not None:
             log(f"{cell.generator.label}: mask adherence Dice {masks['dice_own_mask']:.3f} "
                 f"(random pairing {masks['dice_random_pairing']:.3f}, n={masks['n']})")
-        with w.timed("postprocess_s"):
-            synthetic = self.postprocess(synthetic)
-            if w.tuning_slice is not None:
-                w.tuning_slice = self.postprocess(w.tuning_slice)
         atomic_write_json(w.adir / "synthetic-manifest.json", manifest)
         w.artifacts["synthetic_manifest"] = str(w.adir / "synthetic-manifest.json")
         if len(synthetic.conditions):
-            # masks beside images, unless a post-processor dropped images (the pairing is lost)
-            kept = mask_tensor if mask_tensor is not None and len(mask_tensor) == len(synthetic.conditions) else None
-            w.artifacts["contact_sheet"] = str(contact_sheet(
-                synthetic.images, synthetic.conditions, source.label_names, w.adir / "contact-sheet.png", masks=kept))
+            w.artifacts["contact_sheet"] = str(contact_sheet(synthetic.images, synthetic.conditions, source.label_names,
+                                                             w.adir / "contact-sheet.png", masks=mask_tensor))
         w.add_part("synthetic", synthetic.images, condition_labels(synthetic, len(source.label_names)))
         w.generator_record = {
             "name": cell.generator.name, "label": cell.generator.label,
@@ -345,6 +342,7 @@ class Runner:
             "capabilities": dataclasses.asdict(type(generator).capabilities),
             "fitted_on": f"{spec.dataset.name}:train" if sees_data else None,
             **gen_info, "synthetic": syn_info["stats"], "seed_check": checked, "masks": masks,
+            "postprocessing": postprocessing,
         }
 
     def _tuning_set(self, w: CellWork) -> None:

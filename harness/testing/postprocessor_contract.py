@@ -47,7 +47,16 @@ class PostprocessorSetup:
     bad_options: tuple = ()
 
     def make(self) -> Postprocessor:
-        return self.cls(build_options(self.cls, self.options), device=self.device)
+        step = self.cls(build_options(self.cls, self.options), device=self.device)
+        if getattr(self.cls, "needs_real_train", False):
+            # a learned step (proxy-filter) first sees a real training split: the kit's toy split
+            import tempfile
+
+            from cxrbench.testing.toydata import make_toy_split
+
+            with tempfile.TemporaryDirectory() as tmp:
+                step.prepare(make_toy_split(128, self.size, seed=5), cache_dir=Path(tmp), progress=False)
+        return step
 
 
 def toy_batch(n: int, size: int, *, num_labels: int = 1, seed: int = 0, constant: bool = True) -> SyntheticBatch:

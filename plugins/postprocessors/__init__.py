@@ -9,3 +9,5 @@ def cxrbench_register_postprocessors(registry):
                  summary="histogram equalization to 256 bins (matches the real-data preprocessing)")
     registry.add("crop-border", "cxrbench.plugins.postprocessors.basic:CropBorder",
                  summary="crop a border (e.g. a watermark strip) and resize back")
+    registry.add("proxy-filter", "cxrbench.plugins.postprocessors.proxy_filter:ProxyFilter",
+                 summary="drop images a real-data proxy classifier labels against their condition")

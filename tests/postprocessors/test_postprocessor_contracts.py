@@ -20,3 +20,13 @@ class TestCropBorderDefaults(PostprocessorContractTests):
 
     postprocessor_name = "crop-border"
     size = 24
+
+
+class TestProxyFilter(PostprocessorContractTests):
+    """A learned filter: the kit prepares it on its toy split first."""
+
+    postprocessor_name = "proxy-filter"
+    postprocessor_options = {"steps": 60, "width": 8}
+    size = 16
+    may_drop = True
+    bad_options = [({"threshold": 1.0}, 16), ({"steps": 0}, 16), ({}, 4)]
