@@ -11,15 +11,7 @@ reference implementations (sklearn) in isolation.
 
 from .bootstrap import BootstrapResult, bootstrap_ci, bootstrap_distribution, percentile_ci, resample_weights
 from .delong import bonferroni, delong_covariance, delong_paired_test, delong_roc_variance
-from .metrics import (
-    THRESHOLD_METHODS,
-    aupr,
-    auroc,
-    choose_threshold,
-    threshold_metrics,
-    weighted_aupr,
-    weighted_auroc,
-)
+from .metrics import THRESHOLD_METHODS, aupr, auroc, choose_threshold, threshold_metrics, weighted_aupr, weighted_auroc
 from .report import choose_thresholds, compare_to_baseline, evaluate
 
 __all__ = [

@@ -254,40 +254,23 @@ def _maybe_filter(model, state: dict) -> dict:
 # ---------------------------------------------------------------------- the architectures
 
 
-class ResNet50(TimmClassifier):
-    """timm resnet50 (the Nano Banana study's classifier)."""
-
-    name = "resnet50"
-    arch = "resnet50"
-
-
-class ConvNeXtBase(TimmClassifier):
-    """timm convnext_base (Khosravi et al.)."""
-
-    name = "convnext_base"
-    arch = "convnext_base"
-    #: a stride-4 stem and three stride-2 downsamplings: below 32 px the last one has no input left
-    MIN_INPUT_SIZE = 32
+def _architecture(class_name: str, arch: str, name: str, doc: str, min_input_size: int | None = None) -> type:
+    """A :class:`TimmClassifier` subclass for the timm architecture ``arch``, registered as
+    ``name``. ``min_input_size`` where the architecture's downsampling needs more than the
+    base class's minimum."""
+    attrs: dict = {"__doc__": doc, "__module__": __name__, "name": name, "arch": arch}
+    if min_input_size is not None:
+        attrs["MIN_INPUT_SIZE"] = min_input_size
+    return type(class_name, (TimmClassifier,), attrs)
 
 
-class DenseNet121(TimmClassifier):
-    """timm densenet121 (CheXNet)."""
-
-    name = "densenet121"
-    arch = "densenet121"
-    #: a stride-4 stem and three pooling transitions: below 32 px the last one has no input left
-    MIN_INPUT_SIZE = 32
-
-
-class ResNet18(TimmClassifier):
-    """timm resnet18: a CPU-feasible baseline."""
-
-    name = "resnet18"
-    arch = "resnet18"
-
-
-class TinyCNN(TimmClassifier):
-    """timm ``test_resnet`` (0.37 M parameters): trains in seconds at 32-64 px on a CPU. For tests."""
-
-    name = "tiny-cnn"
-    arch = "test_resnet"
+# the registry refers to these by class name (cxrbench.plugins.BUILTINS)
+ResNet50 = _architecture("ResNet50", "resnet50", "resnet50", "timm resnet50 (the Nano Banana study's classifier).")
+# a stride-4 stem and three stride-2 downsamplings: below 32 px the last one has no input left
+ConvNeXtBase = _architecture("ConvNeXtBase", "convnext_base", "convnext_base", "timm convnext_base (Khosravi et al.).",
+                             min_input_size=32)
+# a stride-4 stem and three pooling transitions: below 32 px the last one has no input left
+DenseNet121 = _architecture("DenseNet121", "densenet121", "densenet121", "timm densenet121 (CheXNet).", min_input_size=32)
+ResNet18 = _architecture("ResNet18", "resnet18", "resnet18", "timm resnet18: a CPU-feasible baseline.")
+TinyCNN = _architecture("TinyCNN", "test_resnet", "tiny-cnn",
+                        "timm ``test_resnet`` (0.37 M parameters): trains in seconds at 32-64 px on a CPU. For tests.")
