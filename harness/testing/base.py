@@ -15,7 +15,7 @@ pytest is optional here: the classes only need it when they are collected as tes
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 try:  # only the test classes need pytest; `cxrbench check` and the pre-flight run without it
     import pytest as _pytest
@@ -158,3 +158,35 @@ class ContractKit:
             import pytest
 
             pytest.skip(str(exc))
+
+
+def add_check_tests(kit: type, checks: Sequence[Callable], *, needs_data_root: bool = False) -> None:
+    """Give the pytest kit class ``kit`` one test per check, ``test_<what>``, in ``checks``
+    order, so a check added to a kind's ``CHECKS`` is a test at once (a method the class
+    defines itself is kept). Each runs the check on ``kit.kit_setup()``; with
+    ``needs_data_root`` (the dataset kit) on ``kit_setup(dataset_root, tmp_path)``, the
+    ``dataset_root`` fixture being the kit's."""
+    for check in checks:
+        name = f"test_{check_name(check)}"
+        if name not in kit.__dict__:
+            setattr(kit, name, _root_test(check) if needs_data_root else _test(check))
+
+
+def _test(check: Callable) -> Callable:
+    def test(self, tmp_path):
+        self.run_check(check, self.kit_setup(), tmp_path)
+
+    return _named(test, check)
+
+
+def _root_test(check: Callable) -> Callable:
+    def test(self, dataset_root, tmp_path):
+        self.run_check(check, self.kit_setup(dataset_root, tmp_path), tmp_path)
+
+    return _named(test, check)
+
+
+def _named(test: Callable, check: Callable) -> Callable:
+    test.__name__ = test.__qualname__ = f"test_{check_name(check)}"
+    test.__doc__ = check_doc(check)
+    return test

@@ -24,8 +24,8 @@ from unittest import mock
 from cxrbench.contracts import BuiltClassifier, Classifier
 from cxrbench.errors import ConfigError, CxrbenchError
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, build_options, describe, load_plugin_class, one_line, options_or_default, require,
-    require_bad_options_rejected,
+    ContractKit, ContractViolation, add_check_tests, build_options, describe, load_plugin_class, one_line,
+    options_or_default, require, require_bad_options_rejected,
 )
 from cxrbench.testing.toydata import make_toy_split
 
@@ -257,23 +257,5 @@ class ClassifierContractTests(ContractKit):
         return ClassifierSetup(klass, cls.classifier_options, tuple(cls.sizes), cls.min_size, tuple(cls.bad_options),
                                cls.train_size, cls.train_steps, cls.train_batch, cls.train_lr, cls.min_train_auroc)
 
-    def test_options_accepted(self, tmp_path):
-        self.run_check(check_options_accepted, self.kit_setup(), tmp_path)
 
-    def test_bad_options_rejected(self, tmp_path):
-        self.run_check(check_bad_options_rejected, self.kit_setup(), tmp_path)
-
-    def test_build(self, tmp_path):
-        self.run_check(check_build, self.kit_setup(), tmp_path)
-
-    def test_forward_shape(self, tmp_path):
-        self.run_check(check_forward_shape, self.kit_setup(), tmp_path)
-
-    def test_same_seed_same_result(self, tmp_path):
-        self.run_check(check_same_seed_same_result, self.kit_setup(), tmp_path)
-
-    def test_trains_above_chance(self, tmp_path):
-        self.run_check(check_trains_above_chance, self.kit_setup(), tmp_path)
-
-    def test_pretrained_offline(self, tmp_path):
-        self.run_check(check_pretrained_offline, self.kit_setup(), tmp_path)
+add_check_tests(ClassifierContractTests, CHECKS)

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 from cxrbench.contracts import Dataset, ImageRecord
 from cxrbench.errors import DatasetError
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, build_options, describe, fixture, load_plugin_class, one_line,
-    options_or_default, require, skip,
+    ContractKit, ContractViolation, add_check_tests, build_options, describe, fixture, load_plugin_class,
+    one_line, options_or_default, require, skip,
 )
 
 __all__ = ["CHECKS", "DatasetContractTests", "DatasetSetup", "SPLITS", "check_image_array"]
@@ -251,38 +251,5 @@ class DatasetContractTests(ContractKit):
         return DatasetSetup(klass, self.dataset_options, Path(root) if root is not None else None, self.size,
                             self.decode_per_split, cache_root=Path(tmp_path) / "cache")
 
-    def _check(self, fn, root, tmp_path) -> None:
-        self.run_check(fn, self.kit_setup(root, tmp_path), tmp_path)
 
-    def test_options_accepted(self, dataset_root, tmp_path):
-        self._check(check_options_accepted, dataset_root, tmp_path)
-
-    def test_label_names(self, dataset_root, tmp_path):
-        self._check(check_label_names, dataset_root, tmp_path)
-
-    def test_records(self, dataset_root, tmp_path):
-        self._check(check_records, dataset_root, tmp_path)
-
-    def test_unique_keys(self, dataset_root, tmp_path):
-        self._check(check_unique_keys, dataset_root, tmp_path)
-
-    def test_splits(self, dataset_root, tmp_path):
-        self._check(check_splits, dataset_root, tmp_path)
-
-    def test_labels(self, dataset_root, tmp_path):
-        self._check(check_labels, dataset_root, tmp_path)
-
-    def test_patient_disjoint(self, dataset_root, tmp_path):
-        self._check(check_patient_disjoint, dataset_root, tmp_path)
-
-    def test_records_stable(self, dataset_root, tmp_path):
-        self._check(check_records_stable, dataset_root, tmp_path)
-
-    def test_read_image(self, dataset_root, tmp_path):
-        self._check(check_read_image, dataset_root, tmp_path)
-
-    def test_read_mask(self, dataset_root, tmp_path):
-        self._check(check_read_mask, dataset_root, tmp_path)
-
-    def test_missing_root(self, dataset_root, tmp_path):
-        self._check(check_missing_root, dataset_root, tmp_path)
+add_check_tests(DatasetContractTests, CHECKS, needs_data_root=True)

@@ -27,7 +27,8 @@ from unittest import mock
 
 from cxrbench.contracts import Condition, Generator, Split
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, build_options, describe, fixture, load_plugin_class, options_or_default, require, skip,
+    ContractKit, ContractViolation, add_check_tests, build_options, describe, fixture, load_plugin_class,
+    options_or_default, require, skip,
 )
 from cxrbench.testing.toydata import TOY_LABELS, label_probe_auroc, make_toy_images, make_toy_split
 
@@ -323,38 +324,5 @@ class GeneratorContractTests(ContractKit):
     def fit_stats(cls, _torch_threads) -> dict:
         return cls.fitted()[1]
 
-    def test_options_accepted(self, tmp_path):
-        self.run_check(check_options_accepted, self.kit_setup(), tmp_path)
 
-    def test_fit_returns_stats(self, tmp_path):
-        self.run_check(check_fit_returns_stats, self.kit_setup(), tmp_path)
-
-    def test_one_image_per_condition(self, tmp_path):
-        self.run_check(check_one_image_per_condition, self.kit_setup(), tmp_path)
-
-    def test_same_seed_same_image(self, tmp_path):
-        self.run_check(check_same_seed_same_image, self.kit_setup(), tmp_path)
-
-    def test_order_and_batching_independence(self, tmp_path):
-        self.run_check(check_order_and_batching_independence, self.kit_setup(), tmp_path)
-
-    def test_different_seeds_differ(self, tmp_path):
-        self.run_check(check_different_seeds_differ, self.kit_setup(), tmp_path)
-
-    def test_save_load_round_trip(self, tmp_path):
-        self.run_check(check_save_load_round_trip, self.kit_setup(), tmp_path)
-
-    def test_checkpoint_is_safetensors_and_json(self, tmp_path):
-        self.run_check(check_checkpoint_is_safetensors_and_json, self.kit_setup(), tmp_path)
-
-    def test_labels_honoured(self, tmp_path):
-        self.run_check(check_labels_honoured, self.kit_setup(), tmp_path)
-
-    def test_demographics_accepted(self, tmp_path):
-        self.run_check(check_demographics_accepted, self.kit_setup(), tmp_path)
-
-    def test_demographics_used_when_declared(self, tmp_path):
-        self.run_check(check_demographics_used_when_declared, self.kit_setup(), tmp_path)
-
-    def test_needs_training_refuses_before_fit(self, tmp_path):
-        self.run_check(check_needs_training_refuses_before_fit, self.kit_setup(), tmp_path)
+add_check_tests(GeneratorContractTests, CHECKS)
