@@ -303,6 +303,8 @@ def _preflight_generator(runner, variant, num_labels: int) -> None:
         cls.check_options(options, size)
     with _guard("generator", variant.name, "__init__()"):
         gen = cls(options, size=size, device=runner.device)
+        if getattr(gen, "cache_dir", False) is None:  # as fit_or_load sets it: the run's cache
+            gen.cache_dir = runner.cache_root / variant.name
     if getattr(cls.capabilities, "sees_training_data", True):
         return  # generate() needs fit() first: checked at run time (seed check) instead
     conds = [Condition(labels=tuple(float((i + j) % 2) for j in range(num_labels)), seed=7919 + i) for i in range(2)]

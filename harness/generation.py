@@ -84,6 +84,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         "size": size, "fit_seed": fit_seed,
     })
     info: dict[str, Any] = {"fit_key": fit_key, "fit_seed": fit_seed, "cached": False, "truncated": False}
+    if getattr(generator, "cache_dir", False) is None:
+        generator.cache_dir = cache_root / name  # generators that cache their own outputs (api)
     if not getattr(caps, "sees_training_data", True):
         # e.g. a hosted image model: nothing of the real dataset ever reaches it
         info.update(fitted_on=None, fit_stats={}, fit_s=0.0)
@@ -208,11 +210,13 @@ def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, vari
         all_conditions.extend(conditions)
         for i, c in zip(order.tolist(), conditions):
             manifest.append({"file": f"syn-r{replica:02d}-{i:06d}", "replica": replica, "seed": c.seed,
-                             "source_key": source_train.keys[i], "labels": list(c.labels)})
+                             "source_key": source_train.keys[i], "labels": list(c.labels), **_prompt(generator, c)})
     images = torch.cat(all_images) if all_images else torch.zeros((0, 1, size, size), dtype=torch.uint8)
     stats = {"n": len(all_conditions), "replicas": replicas, "generated_now": generated,
              "generate_s": round(gen_seconds, 3),
              "seconds_per_image": round(gen_seconds / generated, 5) if generated else None}
+    if hasattr(generator, "generation_stats"):  # e.g. api: requests, retries, failures, cost
+        stats["generator"] = jsonable(generator.generation_stats())
     return SyntheticBatch(images, all_conditions), {"stats": stats, "manifest": manifest}
 
 
@@ -234,9 +238,17 @@ def synthetic_tuning_slice(generator, gen_info: dict, *, variant_name: str, vari
     images, secs = generate_cached(generator, conditions, key=key, path=cache_root / "synthetic" / f"{variant_name}-tune-{key}.npy",
                                    size=size, label=f"{variant_label} tuning slice", progress=progress)
     manifest = [{"file": f"syn-tune-{i:06d}", "slice": "tune", "seed": c.seed, "source_key": source_train.keys[i],
-                 "labels": list(c.labels)} for i, c in zip(order.tolist(), conditions)]
+                 "labels": list(c.labels), **_prompt(generator, c)} for i, c in zip(order.tolist(), conditions)]
     stats = {"n": len(conditions), "fraction": fraction, "generate_s": round(secs, 3)}
     return SyntheticBatch(images, conditions), {"stats": stats, "manifest": manifest}
+
+
+def _prompt(generator, condition: Condition) -> dict[str, Any]:
+    """The resolved prompt of an image, for the manifest, when the generator tells it (``prompt_for``)."""
+    if not hasattr(generator, "prompt_for"):
+        return {}
+    with plugin_call("generator", type(generator).name, "prompt_for"):
+        return {"prompt": generator.prompt_for(condition)}
 
 
 def _conditions_key(conditions: list[Condition]) -> str:

@@ -18,6 +18,8 @@ BUILTINS = (
      "conditional GAN: projection discriminator, hinge loss, R1, DiffAugment"),
     ("generators", "ldm", "cxrbench.plugins.generators.ldm:LDMGenerator",
      "latent diffusion (AutoencoderKL + conditional UNet), lung-mask conditioned"),
+    ("generators", "api", "cxrbench.plugins.generators.api:ApiGenerator",
+     "hosted image model (Gemini 'Nano Banana', OpenAI images) from text prompts; key from an env variable"),
     ("datasets", "phantom", "cxrbench.plugins.datasets.phantom:PhantomDataset",
      "embedded, procedurally SIMULATED radiograph-like images (not clinical data)"),
     ("datasets", "kermany", "cxrbench.plugins.datasets.kermany:KermanyDataset",

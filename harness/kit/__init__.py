@@ -30,6 +30,7 @@ A plugin imports ``cxrbench.contracts`` (the base classes and data types),
 - :mod:`cxrbench.kit.datasets`: for dataset plugins (:func:`find_dataset_dir`,
   :func:`read_table`, :func:`read_image_file`, :func:`carve_validation`,
   :func:`split_by_patient`, :func:`default_cache_dir`);
+- :mod:`cxrbench.kit.prep`: the loaders' resize for plugins (:func:`fit_image`);
 - :mod:`cxrbench.kit.runtime`: the harness's device, precision and progress-bar choices
   (:func:`resolve_device`, :func:`autocast`, :func:`bar`, :func:`progress_enabled`).
 
@@ -85,6 +86,7 @@ from cxrbench.kit.presets import (
     explicit_options,
     resolve_config,
 )
+from cxrbench.kit.prep import fit_image
 from cxrbench.kit.runtime import autocast, bar, progress_enabled, resolve_device
 
 __all__ = [
@@ -141,6 +143,8 @@ __all__ = [
     "read_image_file",
     "read_table",
     "split_by_patient",
+    # prep
+    "fit_image",
     # runtime
     "autocast",
     "bar",
