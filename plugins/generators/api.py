@@ -335,7 +335,7 @@ class ApiGenerator(Generator):
                     self.counts["retried"] += 1
                 delay = min(o.max_backoff_s, o.backoff_s * 2 ** (attempt - 1)) * random.random()  # full jitter
                 if exc.retry_after is not None:
-                    delay = max(delay, min(float(exc.retry_after), o.max_backoff_s * 5))
+                    delay = max(delay, min(float(exc.retry_after), max(o.max_backoff_s, 300.0)))  # honoured, sanely bounded
                 stop.wait(delay)
                 continue
             with self._lock:
