@@ -11,3 +11,7 @@ def cxrbench_register_postprocessors(registry):
                  summary="crop a border (e.g. a watermark strip) and resize back")
     registry.add("proxy-filter", "cxrbench.plugins.postprocessors.proxy_filter:ProxyFilter",
                  summary="drop images a real-data proxy classifier labels against their condition")
+    registry.add("crop-watermark", "cxrbench.plugins.postprocessors.hosted:CropWatermark",
+                 summary="crop a frame and corner marks (hosted models' watermarks), detected or fixed, then fit back")
+    registry.add("resize-pad", "cxrbench.plugins.postprocessors.hosted:ResizePad",
+                 summary="aspect-preserving fit of the content with centred zero padding, as the loaders")
