@@ -127,8 +127,35 @@ def fixture(*args: Any, **kwargs: Any) -> Any:
 
 
 class ContractKit:
-    """Base of the pytest kit classes: one intra-op torch thread while a class runs, and
-    :meth:`run_check`, which turns :class:`CheckSkipped` into a pytest skip."""
+    """Base of the pytest kit classes: the plugin under test, one intra-op torch thread while a
+    class runs, and :meth:`run_check`, which turns :class:`CheckSkipped` into a pytest skip.
+
+    A kit class names its plugin kind, ``class ClassifierContractTests(ContractKit,
+    kind="classifier")``, and so has the attributes a test class sets: ``<kind>_name`` (the
+    registered name, looked up through the entry points) or ``<kind>_class`` (the class itself;
+    it takes precedence and needs no install), and ``<kind>_options`` (a dict, checked strictly
+    like a spec's, an Options instance, or None for the plugin's defaults); all None by default."""
+
+    #: the plugin kind under test ("classifier", "dataset", "generator" or "postprocessor")
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind:
+            cls.kind = kind
+            for attr in ("name", "class", "options"):
+                setattr(cls, f"{kind}_{attr}", None)
+
+    @classmethod
+    def plugin_class(cls) -> type:
+        """The class under test: ``<kind>_class``, else the one registered as ``<kind>_name``."""
+        return load_plugin_class(cls.kind, getattr(cls, f"{cls.kind}_name"), getattr(cls, f"{cls.kind}_class"),
+                                 cls.__name__)
+
+    @classmethod
+    def plugin_options(cls) -> Any:
+        """``<kind>_options`` as the test class set it."""
+        return getattr(cls, f"{cls.kind}_options")
 
     #: torch intra-op threads while the class runs (None = leave as is). One thread keeps tiny
     #: models fast on shared CI runners: with several threads, a busy machine makes every small

@@ -24,7 +24,7 @@ from unittest import mock
 from cxrbench.contracts import BuiltClassifier, Classifier
 from cxrbench.errors import ConfigError, CxrbenchError
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, add_check_tests, build_options, describe, load_plugin_class, one_line,
+    ContractKit, ContractViolation, add_check_tests, build_options, describe, one_line,
     options_or_default, require, require_bad_options_rejected,
 )
 from cxrbench.testing.toydata import make_toy_split
@@ -234,13 +234,10 @@ CHECKS = [check_options_accepted, check_bad_options_rejected, check_build, check
 # --------------------------------------------------------------------------- the pytest kit
 
 
-class ClassifierContractTests(ContractKit):
-    """Subclass in pytest and set ``classifier_name`` or ``classifier_class``."""
+class ClassifierContractTests(ContractKit, kind="classifier"):
+    """Subclass in pytest and set ``classifier_name`` or ``classifier_class`` (and
+    ``classifier_options``)."""
 
-    classifier_name: ClassVar[str | None] = None
-    classifier_class: ClassVar[type | None] = None
-    #: a dict (checked strictly, like a spec's), an Options instance, or None
-    classifier_options: ClassVar[Any] = None
     #: the sizes to check (the first one is also the training check's size unless train_size)
     sizes: ClassVar[tuple[int, ...]] = (32,)
     min_size: ClassVar[int | None] = None
@@ -253,8 +250,7 @@ class ClassifierContractTests(ContractKit):
 
     @classmethod
     def kit_setup(cls) -> ClassifierSetup:
-        klass = load_plugin_class("classifier", cls.classifier_name, cls.classifier_class, cls.__name__)
-        return ClassifierSetup(klass, cls.classifier_options, tuple(cls.sizes), cls.min_size, tuple(cls.bad_options),
+        return ClassifierSetup(cls.plugin_class(), cls.plugin_options(), tuple(cls.sizes), cls.min_size, tuple(cls.bad_options),
                                cls.train_size, cls.train_steps, cls.train_batch, cls.train_lr, cls.min_train_auroc)
 
 

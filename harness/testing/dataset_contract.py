@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from cxrbench.contracts import Dataset, ImageRecord
 from cxrbench.errors import DatasetError
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, add_check_tests, build_options, describe, fixture, load_plugin_class,
+    ContractKit, ContractViolation, add_check_tests, build_options, describe, fixture,
     one_line, options_or_default, require, skip,
 )
 
@@ -228,14 +228,11 @@ CHECKS = [check_options_accepted, check_label_names, check_records, check_unique
 # --------------------------------------------------------------------------- the pytest kit
 
 
-class DatasetContractTests(ContractKit):
-    """Subclass in pytest, set ``dataset_name`` or ``dataset_class``, and give a data root
-    (``data_root``, or override the ``dataset_root`` fixture) unless the dataset needs none."""
+class DatasetContractTests(ContractKit, kind="dataset"):
+    """Subclass in pytest, set ``dataset_name`` or ``dataset_class`` (and ``dataset_options``),
+    and give a data root (``data_root``, or override the ``dataset_root`` fixture) unless the
+    dataset needs none."""
 
-    dataset_name: ClassVar[str | None] = None
-    dataset_class: ClassVar[type | None] = None
-    #: a dict (checked strictly, like a spec's), an Options instance, or None
-    dataset_options: ClassVar[Any] = None
     data_root: ClassVar[Path | None] = None
     size: ClassVar[int] = 32
     decode_per_split: ClassVar[int] = 2
@@ -247,8 +244,7 @@ class DatasetContractTests(ContractKit):
         return self.data_root
 
     def kit_setup(self, root: Any, tmp_path: Path) -> DatasetSetup:
-        klass = load_plugin_class("dataset", self.dataset_name, self.dataset_class, type(self).__name__)
-        return DatasetSetup(klass, self.dataset_options, Path(root) if root is not None else None, self.size,
+        return DatasetSetup(self.plugin_class(), self.plugin_options(), Path(root) if root is not None else None, self.size,
                             self.decode_per_split, cache_root=Path(tmp_path) / "cache")
 
 

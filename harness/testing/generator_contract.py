@@ -27,7 +27,7 @@ from unittest import mock
 
 from cxrbench.contracts import Condition, Generator, Split
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, add_check_tests, build_options, describe, fixture, load_plugin_class,
+    ContractKit, ContractViolation, add_check_tests, build_options, describe, fixture,
     options_or_default, require, skip,
 )
 from cxrbench.testing.toydata import TOY_LABELS, label_probe_auroc, make_toy_images, make_toy_split
@@ -265,15 +265,10 @@ CHECKS = [check_options_accepted, check_fit_returns_stats, check_one_image_per_c
 # --------------------------------------------------------------------------- the pytest kit
 
 
-class GeneratorContractTests(ContractKit):
-    """Subclass in pytest and set ``generator_name`` or ``generator_class``."""
+class GeneratorContractTests(ContractKit, kind="generator"):
+    """Subclass in pytest and set ``generator_name`` or ``generator_class`` (and
+    ``generator_options``)."""
 
-    #: the registered name (looked up through cxrbench.registry.get_plugins())
-    generator_name: ClassVar[str | None] = None
-    #: or the class itself (takes precedence; needs no install)
-    generator_class: ClassVar[type | None] = None
-    #: options: a dict (checked strictly, like a spec's), an Options instance, or None
-    generator_options: ClassVar[Any] = None
     #: image size the harness asks for
     size: ClassVar[int] = 32
     device: ClassVar[str] = "cpu"
@@ -288,16 +283,16 @@ class GeneratorContractTests(ContractKit):
 
     @classmethod
     def get_generator_class(cls) -> type:
-        return load_plugin_class("generator", cls.generator_name, cls.generator_class, cls.__name__)
+        return cls.plugin_class()
 
     @classmethod
     def kit_setup(cls) -> GeneratorSetup:
-        return GeneratorSetup(cls.get_generator_class(), cls.generator_options, cls.size, cls.device, cls.toy_n,
+        return GeneratorSetup(cls.plugin_class(), cls.plugin_options(), cls.size, cls.device, cls.toy_n,
                               cls.toy_seed, cls.min_probe_auroc, cls.probe_n_per_label, tuple(cls.required_fit_stats))
 
     @classmethod
     def make_options(cls) -> Any:
-        return build_options(cls.get_generator_class(), cls.generator_options)
+        return build_options(cls.plugin_class(), cls.plugin_options())
 
     @classmethod
     def make_generator(cls) -> Generator:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from cxrbench.contracts import Condition, Postprocessor, SyntheticBatch
 from cxrbench.testing.base import (
-    ContractKit, ContractViolation, build_options, describe, load_plugin_class, options_or_default, require,
+    ContractKit, ContractViolation, add_check_tests, build_options, describe, options_or_default, require,
     require_bad_options_rejected, skip,
 )
 from cxrbench.testing.toydata import make_toy_images
@@ -217,13 +217,10 @@ CHECKS = [check_options_accepted, check_bad_options_rejected, check_returns_batc
 # --------------------------------------------------------------------------- the pytest kit
 
 
-class PostprocessorContractTests(ContractKit):
-    """Subclass in pytest and set ``postprocessor_name`` or ``postprocessor_class``."""
+class PostprocessorContractTests(ContractKit, kind="postprocessor"):
+    """Subclass in pytest and set ``postprocessor_name`` or ``postprocessor_class`` (and
+    ``postprocessor_options``)."""
 
-    postprocessor_name: ClassVar[str | None] = None
-    postprocessor_class: ClassVar[type | None] = None
-    #: a dict (checked strictly, like a spec's), an Options instance, or None
-    postprocessor_options: ClassVar[Any] = None
     size: ClassVar[int] = 32
     device: ClassVar[str] = "cpu"
     may_drop: ClassVar[bool] = False
@@ -233,27 +230,8 @@ class PostprocessorContractTests(ContractKit):
 
     @classmethod
     def kit_setup(cls) -> PostprocessorSetup:
-        klass = load_plugin_class("postprocessor", cls.postprocessor_name, cls.postprocessor_class, cls.__name__)
-        return PostprocessorSetup(klass, cls.postprocessor_options, cls.size, cls.device, cls.may_drop,
+        return PostprocessorSetup(cls.plugin_class(), cls.plugin_options(), cls.size, cls.device, cls.may_drop,
                                   cls.batch_independent, bad_options=tuple(cls.bad_options))
 
-    def test_options_accepted(self, tmp_path):
-        self.run_check(check_options_accepted, self.kit_setup(), tmp_path)
 
-    def test_bad_options_rejected(self, tmp_path):
-        self.run_check(check_bad_options_rejected, self.kit_setup(), tmp_path)
-
-    def test_returns_batch(self, tmp_path):
-        self.run_check(check_returns_batch, self.kit_setup(), tmp_path)
-
-    def test_deterministic(self, tmp_path):
-        self.run_check(check_deterministic, self.kit_setup(), tmp_path)
-
-    def test_input_not_mutated(self, tmp_path):
-        self.run_check(check_input_not_mutated, self.kit_setup(), tmp_path)
-
-    def test_empty_batch(self, tmp_path):
-        self.run_check(check_empty_batch, self.kit_setup(), tmp_path)
-
-    def test_batch_independent(self, tmp_path):
-        self.run_check(check_batch_independent, self.kit_setup(), tmp_path)
+add_check_tests(PostprocessorContractTests, CHECKS)
