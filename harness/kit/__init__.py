@@ -27,9 +27,9 @@ A plugin imports ``cxrbench.contracts`` (the base classes and data types),
 - :mod:`cxrbench.kit.learned`: :class:`LearnedGenerator`, the fit / resume / generate /
   save / load base class of learned generators, and :class:`OptimizerEMAState`, the
   checkpoint hooks of one with a single optimizer and EMA weights;
-- :mod:`cxrbench.kit.datasets`: for dataset plugins (:func:`find_dataset_dir`,
-  :func:`read_table`, :func:`read_image_file`, :func:`carve_validation`,
-  :func:`split_by_patient`, :func:`default_cache_dir`);
+- :mod:`cxrbench.kit.datasets`: for dataset plugins (:class:`FolderDataset`,
+  :func:`find_dataset_dir`, :func:`read_table`, :func:`read_image_file`,
+  :func:`carve_validation`, :func:`split_by_patient`, :func:`default_cache_dir`);
 - :mod:`cxrbench.kit.prep`: the loaders' resize for plugins (:func:`fit_image`);
 - :mod:`cxrbench.kit.runtime`: the harness's device, precision and progress-bar choices
   (:func:`resolve_device`, :func:`autocast`, :func:`bar`, :func:`progress_enabled`).
@@ -54,6 +54,7 @@ from cxrbench.kit.checkpoints import (
 )
 from cxrbench.kit.conditioning import ConditionEncoder, age_value, is_missing, race_value, sex_value
 from cxrbench.kit.datasets import (
+    FolderDataset,
     carve_validation,
     default_cache_dir,
     find_dataset_dir,
@@ -137,6 +138,7 @@ __all__ = [
     "LearnedGenerator",
     "OptimizerEMAState",
     # datasets
+    "FolderDataset",
     "carve_validation",
     "default_cache_dir",
     "find_dataset_dir",

@@ -4,6 +4,8 @@ A dataset plugin only describes its images (``records()``) and decodes one (``re
 the harness does the rest (preprocessing, the decode-once cache, fingerprinting, the
 patient-leakage check). What a plugin typically needs on the way:
 
+- :class:`FolderDataset`: a base class for a dataset read from one folder under the data root
+  (its expected layout, where the folder may be, how to tell it; images decoded from files);
 - :func:`find_dataset_dir`: the dataset's folder under the data root (the user may point the
   root at the dataset itself or at a folder holding several), with a one-line
   :class:`~cxrbench.errors.DatasetError` showing the expected layout when it is not there;
@@ -18,11 +20,12 @@ patient-leakage check). What a plugin typically needs on the way:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -78,6 +81,38 @@ def find_dataset_dir(
         f"dataset {dataset.name!r} not found under {str(root)!r} (tried {tried}); "
         f"expected layout: {dataset.describe_layout()}"
     )
+
+
+class FolderDataset(Dataset):
+    """A dataset whose files sit in one folder under the data root. A subclass sets
+
+    - ``layout``: the expected layout, on one line (:meth:`describe_layout`, so every
+      :class:`DatasetError` shows it);
+    - ``folder_candidates``: where that folder may be, relative to the data root, tried in
+      order ("" is the root itself);
+    - :meth:`is_dataset_folder`: whether a candidate folder is the dataset's;
+
+    and finds the folder with :meth:`dataset_folder`. :meth:`read_image` decodes
+    ``record.source`` (an image file's path) with :func:`read_image_file`, drafting JPEGs to the
+    ``target_size`` hint; override it for other sources.
+    """
+
+    layout: ClassVar[str] = ""
+    folder_candidates: ClassVar[Sequence[str]] = ("",)
+
+    def describe_layout(self) -> str:
+        return self.layout or super().describe_layout()
+
+    @abc.abstractmethod
+    def is_dataset_folder(self, path: Path) -> bool:
+        """Whether ``path`` (an existing folder) holds the dataset, e.g. its label table."""
+
+    def dataset_folder(self) -> Path:
+        """The dataset's folder (:func:`find_dataset_dir` over ``folder_candidates``)."""
+        return find_dataset_dir(self.root, self.folder_candidates, self.is_dataset_folder, dataset=self)
+
+    def read_image(self, record: ImageRecord) -> np.ndarray:
+        return read_image_file(record.source, self.target_size)
 
 
 # --------------------------------------------------------------------------- reading files

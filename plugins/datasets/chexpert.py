@@ -8,11 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-import numpy as np
-
-from cxrbench.contracts import Dataset, ImageRecord
+from cxrbench.contracts import ImageRecord
 from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.kit import carve_validation, find_dataset_dir, read_image_file, read_table
+from cxrbench.kit import FolderDataset, carve_validation, read_table
 
 #: the 14 CheXpert observations, in the order of the CSV columns
 CHEXPERT_LABELS = (
@@ -104,7 +102,19 @@ class CheXpertOptions:
         select_labels(self.labels, CHEXPERT_LABELS, "chexpert")
 
 
-class CheXpertDataset(Dataset):
+class CheXpertLabelledDataset(FolderDataset):
+    """A dataset labelled with the 14 CheXpert observations (or the subset ``options.labels``)
+    and with ``sex``, ``age`` and ``view`` metadata: CheXpert itself and MIMIC-CXR."""
+
+    label_names = CHEXPERT_LABELS
+    metadata_fields = ("sex", "age", "view")
+
+    def __init__(self, root, options=None):
+        super().__init__(root, options)
+        self.label_names = select_labels(self.options.labels, CHEXPERT_LABELS, self.name)
+
+
+class CheXpertDataset(CheXpertLabelledDataset):
     """CheXpert v1.0 / CheXpert-v1.0-small (Stanford), 14 observations, frontal views.
 
     Expected layout (the data root is the dataset folder, or holds it)::
@@ -131,29 +141,15 @@ class CheXpertDataset(Dataset):
 
     name = "chexpert"
     version = "1"
-    label_names = CHEXPERT_LABELS
-    metadata_fields = ("sex", "age", "view")
     default_subdir = "chexpert"
     Options = CheXpertOptions
+    layout = ("<root>/CheXpert-v1.0[-small]/{train.csv,valid.csv,train/,valid/} with columns Path, "
+              "Sex, Age, Frontal/Lateral, AP/PA and the 14 labels (root may be that folder itself)")
+    folder_candidates = ("", "CheXpert-v1.0-small", "CheXpert-v1.0", "chexpert/CheXpert-v1.0-small",
+                         "chexpert/CheXpert-v1.0", "chexpert")
 
-    def __init__(self, root, options=None):
-        super().__init__(root, options)
-        self.label_names = select_labels(self.options.labels, CHEXPERT_LABELS, "chexpert")
-
-    def describe_layout(self) -> str:
-        return (
-            "<root>/CheXpert-v1.0[-small]/{train.csv,valid.csv,train/,valid/} with columns Path, "
-            "Sex, Age, Frontal/Lateral, AP/PA and the 14 labels (root may be that folder itself)"
-        )
-
-    def _folder(self) -> Path:
-        return find_dataset_dir(
-            self.root,
-            ["", "CheXpert-v1.0-small", "CheXpert-v1.0", "chexpert/CheXpert-v1.0-small",
-             "chexpert/CheXpert-v1.0", "chexpert"],
-            lambda p: (p / "train.csv").is_file() or (p / "valid.csv").is_file(),
-            dataset=self,
-        )
+    def is_dataset_folder(self, path: Path) -> bool:
+        return (path / "train.csv").is_file() or (path / "valid.csv").is_file()
 
     @staticmethod
     def _resolver(folder: Path, first_path: str):
@@ -169,7 +165,7 @@ class CheXpertDataset(Dataset):
         return lambda p: str(folder / p), lambda p: p
 
     def records(self) -> list[ImageRecord]:
-        folder = self._folder()
+        folder = self.dataset_folder()
         names = self.label_names
         required = ["Path", "Frontal/Lateral", *names]
         out: list[ImageRecord] = []
@@ -222,6 +218,3 @@ class CheXpertDataset(Dataset):
         notes["test"] = "official valid.csv"
         self.split_notes = notes
         return out
-
-    def read_image(self, record: ImageRecord) -> np.ndarray:
-        return read_image_file(record.source, getattr(self, "target_size", None))

@@ -7,11 +7,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from cxrbench.contracts import Dataset, ImageRecord
+from cxrbench.contracts import ImageRecord
 from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.kit import carve_validation, find_dataset_dir, read_image_file
+from cxrbench.kit import FolderDataset, carve_validation
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 CLASSES = {"NORMAL": 0.0, "PNEUMONIA": 1.0}
@@ -42,7 +40,7 @@ class KermanyOptions:
             raise ConfigError(f"kermany val_fraction must be in (0, 1), not {self.val_fraction!r}")
 
 
-class KermanyDataset(Dataset):
+class KermanyDataset(FolderDataset):
     """Kermany et al. pediatric chest X-rays, labelled NORMAL or PNEUMONIA (bacterial / viral).
 
     Expected layout under the data root (the root may also be the ``chest_xray`` folder itself,
@@ -81,22 +79,14 @@ class KermanyDataset(Dataset):
     metadata_fields = ("finding",)
     default_subdir = "kermany"
     Options = KermanyOptions
-
-    def describe_layout(self) -> str:
-        return (
-            "<root>/chest_xray/{train,test}/{NORMAL,PNEUMONIA}/*.jpeg (val/ optional; the root may "
-            "also be the chest_xray folder itself or hold kermany/chest_xray)"
-        )
+    layout = ("<root>/chest_xray/{train,test}/{NORMAL,PNEUMONIA}/*.jpeg (val/ optional; the root may "
+              "also be the chest_xray folder itself or hold kermany/chest_xray)")
+    folder_candidates = ("chest_xray", "", "kermany/chest_xray", "kermany")
 
     # ------------------------------------------------------------------ records
 
-    def _folder(self) -> Path:
-        return find_dataset_dir(
-            self.root,
-            ["chest_xray", "", "kermany/chest_xray", "kermany"],
-            lambda p: (p / "train").is_dir() and (p / "test").is_dir(),
-            dataset=self,
-        )
+    def is_dataset_folder(self, path: Path) -> bool:
+        return (path / "train").is_dir() and (path / "test").is_dir()
 
     @staticmethod
     def parse_name(filename: str) -> tuple[str | None, str | None]:
@@ -111,14 +101,14 @@ class KermanyDataset(Dataset):
         return None, None
 
     def records(self) -> list[ImageRecord]:
-        folder = self._folder()
+        folder = self.dataset_folder()
         out: list[ImageRecord] = []
         unparsed: list[str] = []
         n_official_val = 0
         for split in ("train", "val", "test"):
             split_dir = folder / split
             if not split_dir.is_dir():
-                continue  # train and test exist (checked by _folder); val is optional
+                continue  # train and test exist (checked by dataset_folder); val is optional
             for cls, label in CLASSES.items():
                 cls_dir = split_dir / cls
                 if not cls_dir.is_dir():
@@ -169,11 +159,6 @@ class KermanyDataset(Dataset):
             notes["val"] = f"official val folder ({n_official_val} images)"
         self.split_notes = notes
         return out
-
-    # ------------------------------------------------------------------ decoding
-
-    def read_image(self, record: ImageRecord) -> np.ndarray:
-        return read_image_file(record.source, getattr(self, "target_size", None))
 
 
 def _with_split(record: ImageRecord, split: str) -> ImageRecord:

@@ -6,17 +6,23 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from cxrbench.contracts import Dataset, ImageRecord
+from cxrbench.contracts import ImageRecord
 from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.kit import find_dataset_dir, read_image_file, read_table
+from cxrbench.kit import read_table
 
-from .chexpert import CHEXPERT_LABELS, chexpert_labels, select_labels
+from .chexpert import CHEXPERT_LABELS, CheXpertLabelledDataset, chexpert_labels, select_labels
 
 PREFIX = "mimic-cxr-2.0.0"
 SPLIT_NAMES = {"train": "train", "validate": "val", "test": "test"}
 FRONTAL = ("PA", "AP")
+
+
+def _version_folders() -> tuple[str, ...]:
+    """Where the version folder may be under the data root ("" is the root itself)."""
+    candidates = [""]
+    for base in ("mimic-cxr-jpg", "physionet.org/files/mimic-cxr-jpg", "mimic-cxr"):
+        candidates += [f"{base}/2.1.0", f"{base}/2.0.0", base]
+    return tuple(candidates)
 
 
 def _find_csv(folder: Path, stem: str) -> Path | None:
@@ -42,7 +48,7 @@ class MimicOptions:
             raise ConfigError("mimic-cxr views must name at least one ViewPosition (e.g. PA, AP)")
 
 
-class MimicCXRDataset(Dataset):
+class MimicCXRDataset(CheXpertLabelledDataset):
     """MIMIC-CXR-JPG 2.0.0 / 2.1.0 (PhysioNet), CheXpert-labeller labels, official split.
 
     Expected layout (the data root is the version folder, or holds
@@ -69,28 +75,14 @@ class MimicCXRDataset(Dataset):
 
     name = "mimic-cxr"
     version = "1"
-    label_names = CHEXPERT_LABELS
-    metadata_fields = ("sex", "age", "view")
     default_subdir = "mimic-cxr-jpg"
     Options = MimicOptions
+    layout = (f"<root>/{{{PREFIX}-metadata,{PREFIX}-chexpert,{PREFIX}-split}}.csv[.gz] and "
+              "files/p1X/pXXXXXXXX/sYYYYYYYY/<dicom_id>.jpg (root may hold mimic-cxr-jpg/<version>/)")
+    folder_candidates = _version_folders()
 
-    def __init__(self, root, options=None):
-        super().__init__(root, options)
-        self.label_names = select_labels(self.options.labels, CHEXPERT_LABELS, "mimic-cxr")
-
-    def describe_layout(self) -> str:
-        return (
-            f"<root>/{{{PREFIX}-metadata,{PREFIX}-chexpert,{PREFIX}-split}}.csv[.gz] and "
-            "files/p1X/pXXXXXXXX/sYYYYYYYY/<dicom_id>.jpg (root may hold mimic-cxr-jpg/<version>/)"
-        )
-
-    def _folder(self) -> Path:
-        candidates = [""]
-        for base in ("mimic-cxr-jpg", "physionet.org/files/mimic-cxr-jpg", "mimic-cxr"):
-            candidates += [f"{base}/2.1.0", f"{base}/2.0.0", base]
-        return find_dataset_dir(
-            self.root, candidates, lambda p: _find_csv(p, f"{PREFIX}-metadata") is not None, dataset=self
-        )
+    def is_dataset_folder(self, path: Path) -> bool:
+        return _find_csv(path, f"{PREFIX}-metadata") is not None
 
     def _csv(self, folder: Path, stem: str) -> Path:
         found = _find_csv(folder, stem)
@@ -102,7 +94,7 @@ class MimicCXRDataset(Dataset):
         return found
 
     def records(self) -> list[ImageRecord]:
-        folder = self._folder()
+        folder = self.dataset_folder()
         names = self.label_names
         meta = read_table(self._csv(folder, f"{PREFIX}-metadata"),
                           ["dicom_id", "subject_id", "study_id", "ViewPosition"], dataset=self)
@@ -164,6 +156,3 @@ class MimicCXRDataset(Dataset):
             "demographics": "patients.csv" if demo else "absent (no sex/age)",
         }
         return out
-
-    def read_image(self, record: ImageRecord) -> np.ndarray:
-        return read_image_file(record.source, getattr(self, "target_size", None))

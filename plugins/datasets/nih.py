@@ -7,11 +7,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from cxrbench.contracts import Dataset, ImageRecord
+from cxrbench.contracts import ImageRecord
 from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.kit import carve_validation, find_dataset_dir, read_image_file, read_table
+from cxrbench.kit import FolderDataset, carve_validation, read_table
 
 #: the 14 findings; "No Finding" is not a label of its own: it is the all-zero vector
 NIH_LABELS = (
@@ -66,7 +64,7 @@ class NIHOptions:
             raise ConfigError(f"nih-cxr14 val_fraction must be in (0, 1), not {self.val_fraction!r}")
 
 
-class NIHChestXray14Dataset(Dataset):
+class NIHChestXray14Dataset(FolderDataset):
     """NIH ChestX-ray14 (112,120 frontal images of 30,805 patients), 14 text-mined findings.
 
     Expected layout (the data root is the dataset folder, or holds it under ``nih-cxr14/``)::
@@ -98,20 +96,12 @@ class NIHChestXray14Dataset(Dataset):
     metadata_fields = ("sex", "age", "view")
     default_subdir = "nih-cxr14"
     Options = NIHOptions
+    layout = ("<root>/Data_Entry_2017.csv, train_val_list.txt, test_list.txt and images/*.png or "
+              "images_*/images/*.png (root may hold nih-cxr14/)")
+    folder_candidates = ("", "nih-cxr14", "ChestX-ray14", "NIH", "nih")
 
-    def describe_layout(self) -> str:
-        return (
-            "<root>/Data_Entry_2017.csv, train_val_list.txt, test_list.txt and images/*.png or "
-            "images_*/images/*.png (root may hold nih-cxr14/)"
-        )
-
-    def _folder(self) -> Path:
-        return find_dataset_dir(
-            self.root,
-            ["", "nih-cxr14", "ChestX-ray14", "NIH", "nih"],
-            lambda p: any((p / c).is_file() for c in ENTRY_CSVS),
-            dataset=self,
-        )
+    def is_dataset_folder(self, path: Path) -> bool:
+        return any((path / c).is_file() for c in ENTRY_CSVS)
 
     def _list(self, folder: Path, name: str) -> set[str]:
         path = folder / name
@@ -138,7 +128,7 @@ class NIHChestXray14Dataset(Dataset):
         return index
 
     def records(self) -> list[ImageRecord]:
-        folder = self._folder()
+        folder = self.dataset_folder()
         csv = next(folder / c for c in ENTRY_CSVS if (folder / c).is_file())
         required = ["Image Index", "Finding Labels", "Patient ID"]
         df = read_table(csv, required, dataset=self, dtype={"Image Index": str, "Finding Labels": str})
@@ -187,6 +177,3 @@ class NIHChestXray14Dataset(Dataset):
             "labels": "14 findings; No Finding = all zero",
         }
         return out
-
-    def read_image(self, record: ImageRecord) -> np.ndarray:
-        return read_image_file(record.source, getattr(self, "target_size", None))

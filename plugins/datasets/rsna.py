@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrbench.contracts import Dataset, ImageRecord
+from cxrbench.contracts import ImageRecord
 from cxrbench.errors import ConfigError
-from cxrbench.kit import default_cache_dir, find_dataset_dir, read_table, split_by_patient
+from cxrbench.kit import FolderDataset, default_cache_dir, read_table, split_by_patient
 
 LABELS_CSV = "stage_2_train_labels.csv"
 CLASS_CSV = "stage_2_detailed_class_info.csv"
@@ -104,7 +104,7 @@ def _norm_sex(value) -> str | None:
     return v if v in ("M", "F") else None
 
 
-class RSNAPneumoniaDataset(Dataset):
+class RSNAPneumoniaDataset(FolderDataset):
     """RSNA Pneumonia Detection Challenge 2018 (stage 2 training set), with boxes as masks.
 
     Expected layout under the data root (or under ``rsna-pneumonia/`` in it)::
@@ -136,25 +136,17 @@ class RSNAPneumoniaDataset(Dataset):
     metadata_fields = ("sex", "age", "view", "class")
     default_subdir = "rsna-pneumonia"
     Options = RSNAOptions
+    layout = (f"<root>/{LABELS_CSV} (patientId,x,y,width,height,Target), optional {CLASS_CSV} "
+              f"(patientId,class) and {IMAGE_DIR}/<patientId>.dcm (root may hold rsna-pneumonia/)")
+    folder_candidates = ("", "rsna-pneumonia", "rsna-pneumonia-detection-challenge", "rsna")
 
-    def describe_layout(self) -> str:
-        return (
-            f"<root>/{LABELS_CSV} (patientId,x,y,width,height,Target), optional {CLASS_CSV} "
-            f"(patientId,class) and {IMAGE_DIR}/<patientId>.dcm (root may hold rsna-pneumonia/)"
-        )
-
-    def _folder(self) -> Path:
-        return find_dataset_dir(
-            self.root,
-            ["", "rsna-pneumonia", "rsna-pneumonia-detection-challenge", "rsna"],
-            lambda p: (p / LABELS_CSV).is_file() or (p / IMAGE_DIR).is_dir(),
-            dataset=self,
-        )
+    def is_dataset_folder(self, path: Path) -> bool:
+        return (path / LABELS_CSV).is_file() or (path / IMAGE_DIR).is_dir()
 
     # ------------------------------------------------------------------ records
 
     def records(self) -> list[ImageRecord]:
-        folder = self._folder()
+        folder = self.dataset_folder()
         df = read_table(folder / LABELS_CSV, ["patientId", "x", "y", "width", "height", "Target"], dataset=self)
         classes: dict[str, str] = {}
         if (folder / CLASS_CSV).is_file():
