@@ -29,7 +29,8 @@ A plugin imports ``cxrbench.contracts`` (the base classes and data types),
   checkpoint hooks of one with a single optimizer and EMA weights;
 - :mod:`cxrbench.kit.datasets`: for dataset plugins (:class:`FolderDataset`,
   :func:`find_dataset_dir`, :func:`read_table`, :func:`read_image_file`,
-  :func:`carve_validation`, :func:`split_by_patient`, :func:`default_cache_dir`);
+  :func:`carve_validation`, :class:`CarvedValidationOptions`, :func:`split_by_patient`,
+  :func:`default_cache_dir`);
 - :mod:`cxrbench.kit.prep`: the loaders' resize for plugins (:func:`fit_image`);
 - :mod:`cxrbench.kit.runtime`: the harness's device, precision and progress-bar choices
   (:func:`resolve_device`, :func:`autocast`, :func:`bar`, :func:`progress_enabled`).
@@ -54,6 +55,7 @@ from cxrbench.kit.checkpoints import (
 )
 from cxrbench.kit.conditioning import ConditionEncoder, age_value, is_missing, race_value, sex_value
 from cxrbench.kit.datasets import (
+    CarvedValidationOptions,
     FolderDataset,
     carve_validation,
     default_cache_dir,
@@ -138,6 +140,7 @@ __all__ = [
     "LearnedGenerator",
     "OptimizerEMAState",
     # datasets
+    "CarvedValidationOptions",
     "FolderDataset",
     "carve_validation",
     "default_cache_dir",

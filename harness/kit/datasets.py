@@ -13,7 +13,8 @@ patient-leakage check). What a plugin typically needs on the way:
 - :func:`read_image_file`: JPEG / PNG / 16-bit files to a 2-D uint8 or uint16 array, JPEGs
   decoded at a reduced size when the plugin's ``target_size`` hint allows it;
 - :func:`carve_validation` / :func:`split_by_patient`: deterministic, label-stratified splits
-  that move whole patients (no patient in two splits);
+  that move whole patients (no patient in two splits), and :class:`CarvedValidationOptions`,
+  the options of a carve from train;
 - :func:`default_cache_dir`: where the harness caches decoded data (``$CXRBENCH_CACHE``), for a
   plugin's own small sidecars when the harness gave it no ``cache_root`` hint.
 """
@@ -249,6 +250,24 @@ def _carve(
     if len(chosen) >= len(patients):
         chosen.discard(sorted(chosen)[0])
     return [dataclasses.replace(r, split=target) if r.split == source and r.patient_id in chosen else r for r in records]
+
+
+@dataclasses.dataclass
+class CarvedValidationOptions:
+    """Options of a dataset whose validation split is carved from train by patient
+    (:func:`carve_validation`): ``val_fraction`` of the train images, drawn with ``val_seed``.
+    A dataset's Options subclass it (its own fields follow these two) and name the dataset in
+    ``dataset``, for the ConfigError refusing a ``val_fraction`` outside (0, 1)."""
+
+    #: the dataset's name, as the ConfigError shows it
+    dataset: ClassVar[str] = "dataset"
+
+    val_fraction: float = 0.1
+    val_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{self.dataset} val_fraction must be in (0, 1), not {self.val_fraction!r}")
 
 
 def carve_validation(

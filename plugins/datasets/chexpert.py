@@ -10,7 +10,7 @@ from typing import Sequence
 
 from cxrbench.contracts import ImageRecord
 from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.kit import FolderDataset, carve_validation, read_table
+from cxrbench.kit import CarvedValidationOptions, FolderDataset, carve_validation, read_table
 
 #: the 14 CheXpert observations, in the order of the CSV columns
 CHEXPERT_LABELS = (
@@ -83,7 +83,7 @@ def _age(value) -> int | None:
 
 
 @dataclass
-class CheXpertOptions:
+class CheXpertOptions(CarvedValidationOptions):
     """:param val_fraction: share of the train images carved into val, by patient.
     :param val_seed: seed of that carve (recorded in ``info["splits"]``).
     :param labels: a subset of the 14 labels (default: all); the uncertainty rule then looks
@@ -91,14 +91,12 @@ class CheXpertOptions:
     :param frontal_only: keep frontal views only (the usual choice; lateral views differ).
     """
 
-    val_fraction: float = 0.1
-    val_seed: int = 0
+    dataset = "chexpert"
     labels: list[str] = field(default_factory=list)
     frontal_only: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"chexpert val_fraction must be in (0, 1), not {self.val_fraction!r}")
+        super().__post_init__()
         select_labels(self.labels, CHEXPERT_LABELS, "chexpert")
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrbench.contracts import ImageRecord
-from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.kit import FolderDataset, carve_validation
+from cxrbench.errors import DatasetError
+from cxrbench.kit import CarvedValidationOptions, FolderDataset, carve_validation
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 CLASSES = {"NORMAL": 0.0, "PNEUMONIA": 1.0}
@@ -22,7 +22,7 @@ NORMAL_NAME = re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
 
 
 @dataclass
-class KermanyOptions:
+class KermanyOptions(CarvedValidationOptions):
     """:param val_fraction: share of the train images carved into val (by patient) when the
         official ``val`` folder is missing or smaller than ``min_official_val``.
     :param val_seed: seed of that carve (recorded in ``info["splits"]``).
@@ -31,13 +31,8 @@ class KermanyOptions:
         folder is too small to select models on, and its patients are numbered like train's).
     """
 
-    val_fraction: float = 0.1
-    val_seed: int = 0
+    dataset = "kermany"
     min_official_val: int = 100
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"kermany val_fraction must be in (0, 1), not {self.val_fraction!r}")
 
 
 class KermanyDataset(FolderDataset):

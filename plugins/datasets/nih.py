@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrbench.contracts import ImageRecord
-from cxrbench.errors import ConfigError, DatasetError
-from cxrbench.kit import FolderDataset, carve_validation, read_table
+from cxrbench.errors import DatasetError
+from cxrbench.kit import CarvedValidationOptions, FolderDataset, carve_validation, read_table
 
 #: the 14 findings; "No Finding" is not a label of its own: it is the all-zero vector
 NIH_LABELS = (
@@ -51,17 +51,12 @@ def _age(value) -> int | None:
 
 
 @dataclass
-class NIHOptions:
+class NIHOptions(CarvedValidationOptions):
     """:param val_fraction: share of the official train_val images carved into val, by patient.
     :param val_seed: seed of that carve (recorded in ``info["splits"]``).
     """
 
-    val_fraction: float = 0.1
-    val_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"nih-cxr14 val_fraction must be in (0, 1), not {self.val_fraction!r}")
+    dataset = "nih-cxr14"
 
 
 class NIHChestXray14Dataset(FolderDataset):
