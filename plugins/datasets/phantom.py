@@ -102,18 +102,12 @@ class PhantomDataset(Dataset):
                 for v in range(min(views, n_images - i)):
                     image_seed = int(rng.integers(2**31))
                     view = "AP" if rng.random() < 0.3 else "PA"
-                    out.append(
-                        ImageRecord(
-                            key=f"{split}/{i:05d}",
-                            split=split,
-                            labels=(label,),
-                            patient_id=f"phantom-{split}-{p:05d}",
-                            source={"patient_seed": patient_seed, "image_seed": image_seed,
-                                    "label": label, "sex": sex, "age": age, "view": view},
-                            metadata={"sex": sex, "age": age, "view": view},
-                            has_mask=True,
-                        )
-                    )
+                    meta = {"sex": sex, "age": age, "view": view}
+                    # the source is what render_phantom draws from: the seeds, the label and the metadata
+                    source = {"patient_seed": patient_seed, "image_seed": image_seed, "label": label, **meta}
+                    out.append(ImageRecord(key=f"{split}/{i:05d}", split=split, labels=(label,),
+                                           patient_id=f"phantom-{split}-{p:05d}", source=source, metadata=meta,
+                                           has_mask=True))
                     i += 1
                 p += 1
         self.split_notes = {"source": "SIMULATED phantom images (not clinical data)",
