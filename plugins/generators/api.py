@@ -60,6 +60,16 @@ DEFAULT_FINDINGS = {"0": "clear lungs and no signs of pneumonia", "1": "bacteria
 RESIZE_MODES = ("pad", "stretch", "center-crop")
 
 
+def import_sdk(module: str, install: str):
+    """A provider's SDK, or Fatal with the line that says how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Fatal(install) from None
+
+
 class Retryable(Exception):
     """A failed request worth retrying (429, 5xx, timeout, malformed or image-less reply)."""
 

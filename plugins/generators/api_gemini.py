@@ -7,7 +7,7 @@ off (``attempts=1``): the generator retries with its own backoff, counts and Ret
 
 from __future__ import annotations
 
-from cxrbench.plugins.generators.api import Fatal, Retryable
+from cxrbench.plugins.generators.api import Fatal, Retryable, import_sdk
 
 INSTALL = "the gemini provider needs the google-genai SDK: pip install 'cxrbench[api]'"
 #: 429 bodies that no waiting fixes (the daily / billing quota, not the per-minute rate)
@@ -16,12 +16,8 @@ UNRECOVERABLE_QUOTA = ("check your plan and billing", "per day", "perday", "limi
 
 class Client:
     def __init__(self, key: str, *, base_url: str | None, timeout_s: float):
-        try:
-            from google import genai
-            from google.genai import types
-        except ImportError:
-            raise Fatal(INSTALL) from None
-        self.types = types
+        genai = import_sdk("google.genai", INSTALL)
+        self.types = types = import_sdk("google.genai.types", INSTALL)
         http = types.HttpOptions(base_url=base_url, timeout=int(timeout_s * 1000),
                                  retry_options=types.HttpRetryOptions(attempts=1))
         self.client = genai.Client(api_key=key, http_options=http)

@@ -11,18 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 
-from cxrbench.plugins.generators.api import Fatal, Retryable
+from cxrbench.plugins.generators.api import Fatal, Retryable, import_sdk
 
 INSTALL = "the openai provider needs the openai SDK: pip install 'cxrbench[api]'"
 
 
 class Client:
     def __init__(self, key: str, *, base_url: str | None, timeout_s: float):
-        try:
-            import openai
-        except ImportError:
-            raise Fatal(INSTALL) from None
-        self.openai = openai
+        self.openai = openai = import_sdk("openai", INSTALL)
         self.client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout_s, max_retries=0)
 
     def request(self, model: str, prompt: str, seed: int, params: dict) -> bytes:

@@ -16,30 +16,27 @@ from dataclasses import dataclass
 from cxrbench.contracts import Postprocessor, SyntheticBatch
 from cxrbench.errors import ConfigError
 from cxrbench.kit import fit_image
+from cxrbench.plugins.postprocessors.basic import CropBorderOptions
 
 MODES = ("detect", "fixed")
 FIT_MODES = ("pad", "stretch", "center-crop")
 
 
+#: How ``detect`` mode recognises a watermark: a frame row / column is uniform (std in grey
+#: levels at most ``frame_std``) and differs from the image's median by ``frame_contrast``; marks
+#: are searched in corner boxes (``corner`` of the side) and are ``mark_contrast`` brighter than
+#: the image's 99th percentile outside them. Fixed here, measured on the fake server's frames.
+DETECTION = {"frame_std": 6.0, "frame_contrast": 25.0, "corner": 0.15, "mark_contrast": 20.0}
+
+
 @dataclass
-class CropWatermarkOptions:
+class CropWatermarkOptions(CropBorderOptions):
+    """``top`` / ``bottom`` / ``left`` / ``right``: fractions always removed (as in ``crop-border``)."""
+
     #: ``detect``: find a uniform frame and bright corner marks per image; ``fixed``: the fractions
     mode: str = "detect"
-    #: fractions of the side always removed (both modes; ``fixed`` removes only these)
-    top: float = 0.0
-    bottom: float = 0.0
-    left: float = 0.0
-    right: float = 0.0
     #: detect: the widest frame removed per side, as a fraction of the side
     max_frame: float = 0.15
-    #: detect: a frame row / column is this uniform (std in grey levels) ...
-    frame_std: float = 6.0
-    #: ... and differs this much from the image's median
-    frame_contrast: float = 25.0
-    #: detect: corner boxes searched for marks (fraction of the side), and how much brighter
-    #: than the image's 99th percentile outside them a mark is
-    corner: float = 0.15
-    mark_contrast: float = 20.0
     #: how the crop is fitted back to size x size (the loaders' modes)
     fit: str = "pad"
 
@@ -61,8 +58,8 @@ class CropWatermark(Postprocessor):
         for side in ("top", "bottom", "left", "right"):
             if not 0 <= getattr(o, side) < 0.5:
                 raise ConfigError(f"crop-watermark: {side}={getattr(o, side)} must be in [0, 0.5)")
-        if not (0 <= o.max_frame < 0.5 and 0 < o.corner < 0.5):
-            raise ConfigError("crop-watermark: max_frame must be in [0, 0.5) and corner in (0, 0.5)")
+        if not 0 <= o.max_frame < 0.5:
+            raise ConfigError(f"crop-watermark: max_frame must be in [0, 0.5), got {o.max_frame!r}")
         if size < 8:
             raise ConfigError(f"crop-watermark: images of {size} px are too small to crop (at least 8)")
 
@@ -99,7 +96,7 @@ class CropWatermark(Postprocessor):
         med = float(np.median(x))
 
         def frame(line) -> bool:
-            return float(line.std()) <= o.frame_std and abs(float(line.mean()) - med) >= o.frame_contrast
+            return float(line.std()) <= DETECTION["frame_std"] and abs(float(line.mean()) - med) >= DETECTION["frame_contrast"]
 
         lim_h, lim_w = int(o.max_frame * h), int(o.max_frame * w)
         while t < lim_h and frame(x[t, l:r]):
@@ -112,13 +109,13 @@ class CropWatermark(Postprocessor):
             r -= 1
         # corner marks: pixels in a corner box far brighter than anything outside the boxes
         found = 0
-        c = max(2, int(round(o.corner * min(b - t, r - l))))
+        c = max(2, int(round(DETECTION["corner"] * min(b - t, r - l))))
         inner = x[t:b, l:r].copy()
         ih, iw = inner.shape
         if ih > 2 * c and iw > 2 * c:
             outside = np.ones_like(inner, dtype=bool)
             outside[:c, :c] = outside[:c, -c:] = outside[-c:, :c] = outside[-c:, -c:] = False
-            level = float(np.percentile(inner[outside], 99)) + o.mark_contrast
+            level = float(np.percentile(inner[outside], 99)) + DETECTION["mark_contrast"]
             for top_side in (True, False):
                 for left_side in (True, False):
                     rows = slice(0, c) if top_side else slice(ih - c, ih)
