@@ -26,7 +26,7 @@ def contact_sheet(images, conditions: Sequence, label_names: Sequence[str], path
         paired = torch.cat([images, (masks > 0).to(images.dtype) * 255], dim=-1)
         return contact_sheet(paired, conditions, label_names, path, per_row=per_row)
     h, w = int(images.shape[-2]), int(images.shape[-1])
-    scale = max(1, 96 // max(h, w))
+    scale = max(1, 96 // h)  # by height: an image | mask pair is twice as wide
     title_h = 14
     sheet = Image.new("L", (per_row * w * scale, len(rows) * (h * scale + title_h)), color=0)
     draw = ImageDraw.Draw(sheet)

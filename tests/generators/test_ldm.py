@@ -149,8 +149,8 @@ def test_mask_artifacts_store_every_mask_and_measure_adherence(tmp_path):
     assert stored.shape == (6, 1, 32, 32) and np.array_equal(stored, gen.conditioning_masks(conds).numpy())
     assert record["n"] == 6 and 0.0 <= record["dice_own_mask"] <= 1.0 and 0.0 <= record["dice_random_pairing"] <= 1.0
     sheet = contact_sheet(batch.images, conds, ["blob"], tmp_path / "sheet.png", masks=masks)
-    # two label rows (titled, 14 px), each 4 image|mask tiles of 32 + 32 px
-    assert Image.open(sheet).size == (4 * 64, 2 * (32 + 14))
+    # two label rows (titled, 14 px), each 4 image|mask tiles of 32 + 32 px, scaled x3
+    assert Image.open(sheet).size == (4 * 64 * 3, 2 * (32 * 3 + 14))
 
 
 def test_generators_without_masks_get_no_mask_artifacts(tmp_path):
