@@ -15,3 +15,5 @@ def cxrbench_register_postprocessors(registry):
                  summary="crop a frame and corner marks (hosted models' watermarks), detected or fixed, then fit back")
     registry.add("resize-pad", "cxrbench.plugins.postprocessors.hosted:ResizePad",
                  summary="aspect-preserving fit of the content with centred zero padding, as the loaders")
+    registry.add("lung-crop", "cxrbench.plugins.postprocessors.lung_crop:LungCrop",
+                 summary="crop to the estimated lung fields plus a margin, then fit back")

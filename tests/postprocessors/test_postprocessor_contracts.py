@@ -30,3 +30,9 @@ class TestProxyFilter(PostprocessorContractTests):
     size = 16
     may_drop = True
     bad_options = [({"threshold": 1.0}, 16), ({"steps": 0}, 16), ({}, 4)]
+
+
+class TestLungCrop(PostprocessorContractTests):
+    postprocessor_name = "lung-crop"
+    size = 32
+    bad_options = [({"margin": -0.1}, 32), ({"min_area": 1.0}, 32)]
