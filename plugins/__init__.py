@@ -1,7 +1,7 @@
 """Built-in cxrbench plugins. They register through the `cxrbench` entry-point group exactly
 as third-party plugins do (see pyproject.toml), one module per extension kind.
 
-The generators, datasets and classifiers are listed once, in :data:`BUILTINS`; each kind's
+The generators, datasets, classifiers and post-processors are listed once, in :data:`BUILTINS`; each kind's
 package registers its rows with :func:`register_builtins`. Registration is by lazy
 ``"module:Class"`` reference, so `cxrbench plugins` imports no plugin module (nor torch).
 """
@@ -44,6 +44,18 @@ BUILTINS = (
      "timm resnet18: a CPU-feasible baseline classifier"),
     ("classifiers", "tiny-cnn", "cxrbench.plugins.classifiers.timm_models:TinyCNN",
      "tiny timm resnet for tests (seconds on a CPU)"),
+    ("postprocessors", "equalize", "cxrbench.plugins.postprocessors.basic:Equalize",
+     "histogram equalization to 256 bins (matches the real-data preprocessing)"),
+    ("postprocessors", "crop-border", "cxrbench.plugins.postprocessors.basic:CropBorder",
+     "crop a border (e.g. a watermark strip) and resize back"),
+    ("postprocessors", "proxy-filter", "cxrbench.plugins.postprocessors.proxy_filter:ProxyFilter",
+     "drop images a real-data proxy classifier labels against their condition"),
+    ("postprocessors", "crop-watermark", "cxrbench.plugins.postprocessors.hosted:CropWatermark",
+     "crop a frame and corner marks (hosted models' watermarks), detected or fixed, then fit back"),
+    ("postprocessors", "resize-pad", "cxrbench.plugins.postprocessors.hosted:ResizePad",
+     "aspect-preserving fit of the content with centred zero padding, as the loaders"),
+    ("postprocessors", "lung-crop", "cxrbench.plugins.postprocessors.lung_crop:LungCrop",
+     "crop to the estimated lung fields plus a margin, then fit back"),
 )
 
 

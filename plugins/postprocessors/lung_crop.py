@@ -29,15 +29,16 @@ class LungCropOptions:
 class LungCrop(Postprocessor):
     """Crop to the estimated lung fields (+ margin) and fit back, image by image."""
 
-    name = "lung-crop"
     Options = LungCropOptions
+    name = "lung-crop"
+    #: the range each option must lie in (both ends allowed)
+    RANGES = {"margin": (0.0, 1.0), "min_area": (0.0, 0.99)}
 
     @classmethod
     def check_options(cls, options, size: int) -> None:
-        if not 0 <= options.margin <= 1:
-            raise ConfigError(f"lung-crop: margin={options.margin} must be in [0, 1]")
-        if not 0 <= options.min_area < 1:
-            raise ConfigError(f"lung-crop: min_area={options.min_area} must be in [0, 1)")
+        bad = {k: getattr(options, k) for k, (low, high) in cls.RANGES.items() if not low <= getattr(options, k) <= high}
+        if bad:
+            raise ConfigError(f"lung-crop: {bad} out of range; allowed: {cls.RANGES}")
 
     def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
         import numpy as np
