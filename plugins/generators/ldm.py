@@ -49,7 +49,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  block_out_channels=(32, 64), layers_per_block=1, attention=False, norm_num_groups=8,
                  train_steps=300, batch_size=32, lr=3e-3, warmup_steps=20, ema_decay=0.99,
                  sampler="ddim", sampling_steps=20, cfg_scale=2.0, gen_batch_size=16, checkpoint_every=200),
-    # sized by FLOPs against ddpm "small" (~1.2 s/step at 2 free cores); the UNet stage draws
+    # measured on the 2-core CPU shared with 2-3 other jobs: 1.1-1.4 s/step, 1,732 s for the fit
+    # (phantom); the UNet stage draws
     # latents from posteriors encoded once, so it costs what a 16 px pixel model would
     "small": dict(_SHARED, resolution=64, vae_channels=(8, 16, 32), vae_steps=500, vae_lr=1e-3, vae_batch_size=16,
                   block_out_channels=(32, 64, 128), layers_per_block=1, attention=True, norm_num_groups=16,
@@ -178,6 +179,8 @@ class LDMGenerator(DiffusionGenerator):
         masks = 1 if cfg["mask_conditioning"] else 0
         self.net = build_cond_unet(cfg, cond_dim, in_channels=lat + masks, out_channels=lat,
                               sample_size=self._unet_grid(cfg)).to(self.device)
+        # the latent grid, fixed from here on (with vae_path, _unet_grid reads its config.json)
+        self.grid = self._unet_grid(cfg)
         self.ema = EMA(self.net, float(cfg["ema_decay"]))
         self.scheduler = self._noise_scheduler()
         self._alphas_cumprod = self.scheduler.alphas_cumprod.to(self.device)
@@ -240,7 +243,7 @@ class LDMGenerator(DiffusionGenerator):
         stats = super().fit(train, progress=progress)
         vae_steps, unet_steps = self._stage_steps()
         extra = {"mask_source": self.mask_source, "vae_steps": vae_steps, "unet_steps": unet_steps,
-                 "latent_grid": self._unet_grid(self.cfg), "latent_scale": float(self.model.latent_scale)}
+                 "latent_grid": self.grid, "latent_scale": float(self.model.latent_scale)}
         self.train_stats.update(extra)
         return {**stats, **extra}
 
@@ -252,7 +255,7 @@ class LDMGenerator(DiffusionGenerator):
     def _mask_channel(self, mask_pm1):
         import torch.nn.functional as F
 
-        return F.adaptive_avg_pool2d(mask_pm1, self._unet_grid(self.cfg))
+        return F.adaptive_avg_pool2d(mask_pm1, self.grid)
 
     def _train_step(self, step, x, c, g) -> dict[str, float]:
         import torch
@@ -337,7 +340,7 @@ class LDMGenerator(DiffusionGenerator):
     def _sample(self, c, seeds: Sequence[int], extra=None):
         import torch
 
-        grid = self._unet_grid(self.cfg)
+        grid = self.grid
         z = self._denoise(c, seeds, (int(self.vae.config.latent_channels), grid, grid), extra=extra)
         self.vae.eval()
         with torch.no_grad(), autocast(self.device):

@@ -45,13 +45,13 @@ class LungCrop(Postprocessor):
         import torch
 
         images = batch.images.clone()
-        size, boxes, kept = int(images.shape[-1]), [], 0
+        size, boxes, unchanged = int(images.shape[-1]), [], 0
         for i in range(images.shape[0]):
             img = images[i, 0].cpu().numpy()
             mask = estimate_lung_mask(img)
             if mask.mean() < self.options.min_area:
                 boxes.append(None)  # no trustworthy lung fields: unchanged
-                kept += 1
+                unchanged += 1
                 continue
             rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
             t, b, l, r = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
@@ -59,5 +59,5 @@ class LungCrop(Postprocessor):
             t, b, l, r = max(0, t - dy), min(img.shape[0], b + dy), max(0, l - dx), min(img.shape[1], r + dx)
             boxes.append([t, b, l, r])
             images[i, 0] = torch.from_numpy(fit_image(img[t:b, l:r], size, resize="pad"))
-        self.stats = {"n": len(boxes), "unchanged": kept, "lung_boxes": boxes, "box": "top, bottom, left, right (px)"}
+        self.stats = {"n": len(boxes), "unchanged": unchanged, "lung_boxes": boxes, "box": "top, bottom, left, right (px)"}
         return SyntheticBatch(images, list(batch.conditions))

@@ -78,14 +78,13 @@ class ProxyFilter(Postprocessor):
                                          "size": int(train.images.shape[-1]), "version": self.version},
                                         sort_keys=True).encode()).hexdigest()[:16]
         path = Path(cache_dir) / "proxy-filter" / f"proxy-{key}.safetensors"
-        self.net = _proxy_net(labels.shape[1], int(self.options.width))
+        o = self.options
+        torch.manual_seed(int(o.seed))
+        self.net = _proxy_net(labels.shape[1], int(o.width))
         if path.is_file():
             self.net.load_state_dict(load_tensors(path))
             self.net.eval()
             return {"proxy": str(path), "cached": True}
-        o = self.options
-        torch.manual_seed(int(o.seed))
-        self.net = _proxy_net(labels.shape[1], int(o.width))
         opt = torch.optim.AdamW(self.net.parameters(), lr=float(o.lr))
         known = ~labels.isnan()
         targets = torch.nan_to_num(labels, nan=0.0)
