@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from cxrbench.errors import CxrbenchError, PluginError
+from cxrbench.errors import CxrbenchError, DatasetError, PluginError
 
 KIT_MODULES = {
     "generator": "cxrbench.testing.generator_contract",
@@ -218,7 +218,12 @@ def preflight(runner, cells) -> None:
     with _rng_preserved():
         label_names = _preflight_dataset(runner, spec.dataset)
         for ref in spec.external:
-            _preflight_dataset(runner, ref)
+            try:
+                _preflight_dataset(runner, ref)
+            except PreflightError as exc:
+                # an optional external set whose data is absent is skipped by the run (logged there)
+                if not (ref.optional and isinstance(exc.__cause__, DatasetError)):
+                    raise
         _preflight_classifier(runner, len(label_names))
         for i, ref in enumerate(spec.postprocess):
             _preflight_postprocessor(runner, i, ref, len(label_names))

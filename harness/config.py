@@ -48,6 +48,9 @@ class DatasetRef(PluginRef):
     #: external test sets: "test" (its official test split) or "all" (every image: allowed only
     #: when no model that is tested on it has seen any of its patients)
     test: typing.Literal["test", "all"] = "test"
+    #: external test sets: when its data is not under the data root, skip it with a logged line
+    #: (and say so in every record) instead of failing the run, e.g. RSNA "when present"
+    optional: bool = False
 
 
 @dataclass
@@ -343,8 +346,8 @@ def _check_datasets(spec: BenchmarkSpec, classes: dict[str, type], source: str) 
     """Label maps resolve, and test: all / labels: appear only where they mean something."""
     from cxrbench.labelmaps import resolve_label_map
 
-    if spec.dataset.labels or spec.dataset.test != "test":
-        raise ConfigError(f"{source}: dataset: 'labels' and 'test' apply to external datasets only "
+    if spec.dataset.labels or spec.dataset.test != "test" or spec.dataset.optional:
+        raise ConfigError(f"{source}: dataset: 'labels', 'test' and 'optional' apply to external datasets only "
                           "(the training dataset's labels are the classifier's)")
     src_cls = classes["dataset"]
     src_labels = dataset_labels(src_cls, plugin_options(src_cls, spec.dataset.options, "dataset.options", source))

@@ -58,6 +58,8 @@ class CellWork:
     patients: dict[str, list[str]] = field(default_factory=dict)
     source: Any = None
     externals: list = field(default_factory=list)
+    #: optional external test sets whose data was not found: name and reason, in the record
+    skipped_externals: list = field(default_factory=list)
     train_name: str = ""
     train_ds: Any = None
     train_split: Any = None
@@ -274,7 +276,15 @@ class Runner:
         """The real training split of this protocol (labels in the source dataset's space)."""
         spec, proto = self.spec, w.cell.protocol
         w.source = self.dataset(spec.dataset)
-        w.externals = [(external_name(spec, i), self.dataset(ref), ref) for i, ref in enumerate(spec.external)]
+        w.externals = []
+        for i, ref in enumerate(spec.external):
+            try:
+                w.externals.append((external_name(spec, i), self.dataset(ref), ref))
+            except DatasetError as exc:
+                if not ref.optional:
+                    raise
+                w.skipped_externals.append({"name": external_name(spec, i), "reason": str(exc)})
+                log(f"external[{i}] {ref.name}: skipped (optional, its data is not here): {exc}")
         if proto.external_training:
             if not w.externals:
                 raise CxrbenchError(f"{proto.id} needs a second dataset: add it under 'external:' in the spec")
@@ -441,6 +451,7 @@ class Runner:
             "dataset": {"name": spec.dataset.name, "fingerprint": w.source.fingerprint, "info": jsonable(w.source.info)},
             "external": [{"name": n, "fingerprint": d.fingerprint, "test": r.test, "labels": dict(r.labels),
                           "info": jsonable(d.info)} for n, d, r in w.externals],
+            "external_skipped": w.skipped_externals,
             "generator": w.generator_record,
             "training_set": {
                 "dataset": w.train_name, "n": len(kinds), "n_real": kinds.count("real"),

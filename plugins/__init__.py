@@ -52,6 +52,8 @@ BUILTINS = (
      "drop images a real-data proxy classifier labels against their condition"),
     ("postprocessors", "crop-watermark", "cxrbench.plugins.postprocessors.hosted:CropWatermark",
      "crop a frame and corner marks (hosted models' watermarks), detected or fixed, then fit back"),
+    ("postprocessors", "grayscale", "cxrbench.plugins.postprocessors.hosted:Grayscale",
+     "grey-level normalisation of hosted renderings: negatives inverted, percentile stretch"),
     ("postprocessors", "resize-pad", "cxrbench.plugins.postprocessors.hosted:ResizePad",
      "aspect-preserving fit of the content with centred zero padding, as the loaders"),
     ("postprocessors", "lung-crop", "cxrbench.plugins.postprocessors.lung_crop:LungCrop",

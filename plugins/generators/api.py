@@ -23,7 +23,8 @@ sends it, and the reply's image is decoded, made grayscale and fitted to the req
   Pillow, made grayscale with ITU-R 601 luma and fitted to ``size`` x ``size`` aspect-preserving
   (``resize: pad``, centred zero padding; or ``stretch`` / ``center-crop``) by the dataset
   loaders' own code (:func:`cxrbench.kit.fit_image`, no equalization). Watermark
-  cropping and re-padding are post-processors (``crop-watermark``, ``resize-pad``).
+  cropping, grey-level normalisation and re-padding are post-processors (``crop-watermark``,
+  ``grayscale``, ``resize-pad``).
 - **Record**: :meth:`generation_stats` (requested, produced, cached, retried, failed,
   seconds per image, estimated cost from ``price_per_image``) lands in the cell's synthetic
   stats, and :meth:`prompt_for` puts the resolved prompt of every image in its manifest.

@@ -1,12 +1,15 @@
-"""Post-processors for images from hosted models: `crop-watermark` and `resize-pad`.
+"""Post-processors for images from hosted models: `crop-watermark`, `grayscale` and `resize-pad`.
 
 Hosted models return RGB images with a frame or a corner mark (a watermark); the Nano Banana
 study found cropping it decisive. Both steps work image by image (batch-independent) and fit the
 result back to size x size with the dataset loaders' own resize (:func:`cxrbench.kit.fit_image`),
 so synthetic images are shaped exactly like real ones.
 
-There is no `grayscale` step: images cross every boundary as uint8 (N, 1, H, W), so the RGB ->
-gray conversion happens inside the `api` generator (ITU-R 601 luma, the loaders' conversion).
+Images cross every boundary as uint8 (N, 1, H, W), so the RGB -> gray channel collapse happens
+when the `api` generator decodes a reply (ITU-R 601 luma, the loaders' conversion). What is left
+for the `grayscale` step is what that collapse cannot fix: a tinted rendering (sepia, blue) keeps
+a compressed range of grey levels, and a "negative" rendering has bright air. `grayscale` stretches
+each image to the full range and turns negatives back into radiographs.
 """
 
 from __future__ import annotations
@@ -132,6 +135,71 @@ class CropWatermark(Postprocessor):
                     else:
                         l, r = (l + depth_x, r) if left_side else (l, r - depth_x)
         return (int(t), int(b), int(l), int(r)), found
+
+
+#: ``grayscale``'s polarity test: a radiograph's border ring (air, shoulders) is darker than its
+#: centre (mediastinum). Measured on 400 real Kermany train images at 64 px: border minus centre
+#: mean -58 grey levels (median), -8.5 at most, positive for none; a negative shows the opposite.
+POLARITY = {"border": 0.08, "centre": 0.5}
+
+
+@dataclass
+class GrayscaleOptions:
+    #: grey levels below / above these percentiles of each image are clipped and the rest
+    #: stretched linearly to 0..255 (a tinted, washed-out rendering gets a radiograph's range)
+    low_percentile: float = 0.5
+    high_percentile: float = 99.5
+    #: invert an image whose border ring is brighter than its centre (see POLARITY)
+    fix_polarity: bool = True
+
+
+class Grayscale(Postprocessor):
+    """Per-image grey-level normalisation of hosted renderings: negatives inverted (optional),
+    then a percentile window stretched to 0..255. A constant image is left unchanged. The window
+    of every image and which ones were inverted are in ``stats``."""
+
+    name = "grayscale"
+    Options = GrayscaleOptions
+
+    @classmethod
+    def check_options(cls, options, size: int) -> None:
+        lo, hi = options.low_percentile, options.high_percentile
+        if not 0 <= lo < hi <= 100:
+            raise ConfigError(f"grayscale: need 0 <= low_percentile < high_percentile <= 100, got {lo} and {hi}")
+
+    @staticmethod
+    def is_negative(img) -> bool:
+        """True when the border ring is brighter on average than the central box."""
+        import numpy as np
+
+        h, w = img.shape
+        b = max(1, int(round(POLARITY["border"] * min(h, w))))
+        ring = np.ones((h, w), dtype=bool)
+        ring[b:h - b, b:w - b] = False
+        ch, cw = int(h * (1 - POLARITY["centre"]) / 2), int(w * (1 - POLARITY["centre"]) / 2)
+        centre = img[ch:h - ch, cw:w - cw]
+        return float(img[ring].mean()) > float(centre.mean())
+
+    def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
+        import numpy as np
+        import torch
+
+        o = self.options
+        images = batch.images.clone()
+        windows, inverted = [], []
+        for i in range(images.shape[0]):
+            img = images[i, 0].cpu().numpy().astype(np.float32)
+            if o.fix_polarity and self.is_negative(img):
+                img = 255.0 - img
+                inverted.append(i)
+            lo, hi = (float(v) for v in np.percentile(img, [o.low_percentile, o.high_percentile]))
+            windows.append([round(lo, 2), round(hi, 2)])
+            if hi > lo:  # a constant image has no range to stretch
+                img = (img - lo) * (255.0 / (hi - lo))
+            images[i, 0] = torch.from_numpy(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+        self.stats = {"n": len(windows), "inverted": inverted, "windows": windows,
+                      "window": "grey levels at low_percentile, high_percentile before stretching"}
+        return SyntheticBatch(images, list(batch.conditions))
 
 
 @dataclass

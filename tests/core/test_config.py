@@ -79,6 +79,8 @@ def test_cli_validate_misspelt_key_exits_nonzero_without_traceback(tmp_path):
     ({"external": [{"name": "nih-cxr14"}]}, r"label 'pneumonia' of the training dataset maps to nothing in nih-cxr14"),
     ({"external": [{"name": "phantom", "test": "everything"}]}, r"external\[0\]\.test: 'everything' is not allowed"),
     ({"dataset": {"name": "phantom", "test": "all"}}, r"apply to external datasets only"),
+    ({"dataset": {"name": "phantom", "optional": True}}, r"'optional' apply to external datasets only"),
+    ({"external": [{"name": "phantom", "optional": "maybe"}]}, r"external\[0\]\.optional"),
 ])
 def test_validate_refuses_what_every_run_would_fail(extra, message):
     from cxrbench.config import validate_plugins

@@ -73,7 +73,9 @@ def test_nano_banana_end_to_end_on_the_fake_server(tmp_path, monkeypatch, capfd)
     gen = record["generator"]
     stats = gen["synthetic"]["generator"]
     assert stats["provider"] == "gemini" and stats["produced"] > 0 and stats["failed"] == 0 and stats["retried"] > 0
-    assert [s["name"] for s in gen["postprocessing"]["steps"]] == ["crop-watermark", "resize-pad"]
+    assert [s["name"] for s in gen["postprocessing"]["steps"]] == ["crop-watermark", "grayscale", "resize-pad"]
+    # RSNA is optional and its data is not under this data root: skipped, and the record says so
+    assert [s["name"] for s in record["external_skipped"]] == ["rsna-pneumonia"]
     assert gen["fitted_on"] is None and gen["options"]["api_key_env"] == ENV
     manifest = json.loads(next((tmp_path / "run").rglob("synthetic-manifest.json")).read_text())
     assert manifest and all("a frontal chest X-ray of a child with" in m["prompt"] for m in manifest)

@@ -1,5 +1,5 @@
-"""`crop-watermark` and `resize-pad` (plugins/postprocessors/hosted.py): the contract kit, and
-what they do on images with a frame, a corner mark and padding."""
+"""`crop-watermark`, `grayscale` and `resize-pad` (plugins/postprocessors/hosted.py): the contract
+kit, and what they do on images with a frame, a corner mark, padding, a tint or a negative."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,9 @@ import torch
 
 from cxrbench.contracts import Condition, SyntheticBatch
 from cxrbench.kit import fit_image
-from cxrbench.plugins.postprocessors.hosted import CropWatermark, CropWatermarkOptions, ResizePad, ResizePadOptions
+from cxrbench.plugins.postprocessors.hosted import (
+    CropWatermark, CropWatermarkOptions, Grayscale, GrayscaleOptions, ResizePad, ResizePadOptions,
+)
 from cxrbench.testing import PostprocessorContractTests
 
 
@@ -28,6 +30,47 @@ class TestResizePad(PostprocessorContractTests):
     postprocessor_options = {"background": 5, "equalize": True}
     size = 16
     bad_options = [({"background": 255}, 16)]
+
+
+class TestGrayscale(PostprocessorContractTests):
+    postprocessor_name = "grayscale"
+    postprocessor_options = {"low_percentile": 1.0, "high_percentile": 99.0}
+    size = 16
+    bad_options = [({"low_percentile": 50, "high_percentile": 50}, 16), ({"high_percentile": 101}, 16)]
+
+
+def phantoms(n=6, size=64):
+    """Phantom radiographs rendered by the phantom dataset (dark air, bright mediastinum)."""
+    from cxrbench.plugins.datasets.phantom import PhantomDataset, PhantomOptions
+
+    ds = PhantomDataset(None, PhantomOptions(n_train=max(n, 2), n_val=2, n_test=2, render_size=size))
+    return [ds.read_image(r) for r in ds.records() if r.split == "train"][:n]
+
+
+def test_grayscale_turns_a_tinted_rendering_and_a_negative_back_into_the_radiograph():
+    originals = phantoms()
+    # a tint after the luma: the same picture squeezed into grey levels 90..170; a negative: inverted
+    tinted = [np.rint(90 + img.astype(np.float32) * (80 / 255)).astype(np.uint8) for img in originals]
+    negative = [255 - img for img in originals]
+    step = Grayscale(GrayscaleOptions(low_percentile=0.0, high_percentile=100.0))
+    out = step(batch(*originals, *tinted, *negative)).images[:, 0].numpy().astype(int)
+    n = len(originals)
+    assert step.stats["inverted"] == list(range(2 * n, 3 * n))  # only the negatives, all of them
+    for i, img in enumerate(originals):
+        ref = step(batch(img)).images[0, 0].numpy().astype(int)  # the original, stretched alone
+        assert out[i].min() == 0 and out[i].max() == 255
+        assert np.abs(out[n + i] - ref).max() <= 4  # undone up to the tint's 80-level quantisation
+        assert np.abs(out[2 * n + i] - ref).max() <= 1  # the negative is the radiograph again
+        assert np.corrcoef(out[n + i].ravel(), img.ravel())[0, 1] > 0.999
+
+
+def test_grayscale_leaves_polarity_alone_when_told_and_a_constant_image_unchanged():
+    img = phantoms(n=1)[0]
+    kept = Grayscale(GrayscaleOptions(fix_polarity=False))
+    out = kept(batch(255 - img, np.full((64, 64), 77, np.uint8))).images[:, 0].numpy()
+    assert kept.stats["inverted"] == []
+    assert np.corrcoef(out[0].ravel().astype(float), (255 - img).ravel().astype(float))[0, 1] > 0.99
+    assert (out[1] == 77).all()
 
 
 def radiograph(size=64, seed=0):
