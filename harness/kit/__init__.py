@@ -32,6 +32,9 @@ A plugin imports ``cxrbench.contracts`` (the base classes and data types),
   :func:`carve_validation`, :class:`CarvedValidationOptions`, :func:`split_by_patient`,
   :func:`default_cache_dir`);
 - :mod:`cxrbench.kit.prep`: the loaders' resize for plugins (:func:`fit_image`);
+- :mod:`cxrbench.kit.reference`: :class:`ReferenceClassifier` (and :class:`ReferenceOptions`),
+  the small CNN trained on a real training split that `proxy-filter`, label fidelity and the
+  domain-feature metrics share;
 - :mod:`cxrbench.kit.runtime`: the harness's device, precision and progress-bar choices
   (:func:`resolve_device`, :func:`autocast`, :func:`bar`, :func:`progress_enabled`).
 
@@ -78,6 +81,7 @@ from cxrbench.kit.images import (
     to_model_range,
 )
 from cxrbench.kit.learned import LearnedGenerator, OptimizerEMAState
+from cxrbench.kit.reference import ReferenceClassifier, ReferenceOptions
 from cxrbench.kit.presets import (
     NOT_FIT,
     RUNTIME,
@@ -139,6 +143,9 @@ __all__ = [
     # learned
     "LearnedGenerator",
     "OptimizerEMAState",
+    # reference
+    "ReferenceClassifier",
+    "ReferenceOptions",
     # datasets
     "CarvedValidationOptions",
     "FolderDataset",

@@ -6,22 +6,21 @@ from the condition it was generated for is dropped. The rejection rate per label
 recorded, and the runner tops the set back up with new seeds (bounded, see
 ``harness/postprocessing.py``), so the protocol still trains on the requested number of images.
 
-The proxy is a small CNN trained here for a fixed number of steps (step-defined, seeded) and
-cached by (training-data fingerprint, options, size) under the run's cache, so every cell and
-every top-up round reuses one proxy.
+The proxy is the kit's reference classifier (:mod:`cxrbench.kit.reference`): a small CNN trained
+here for a fixed number of steps (step-defined, seeded) and cached by (training-data fingerprint,
+training options, size) under the run's cache. With the default options it is the very network
+the harness's label-fidelity and domain-feature metrics use, so a run trains it once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from cxrbench.contracts import Postprocessor, Split, SyntheticBatch
 from cxrbench.errors import ConfigError, PluginError
-from cxrbench.kit import bar, data_fingerprint, load_tensors, save_tensors, step_generator, to_model_range, write_json
+from cxrbench.kit.reference import ReferenceClassifier, ReferenceOptions
 
 
 @dataclass
@@ -36,21 +35,11 @@ class ProxyFilterOptions:
     seed: int = 0
 
 
-def _proxy_net(num_labels: int, width: int):
-    from torch import nn
-
-    def block(i, o):
-        return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2)]
-
-    return nn.Sequential(*block(1, width), *block(width, 2 * width), *block(2 * width, 4 * width),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_labels))
-
-
 class ProxyFilter(Postprocessor):
     """Keep the synthetic images a real-data proxy classifier agrees with."""
 
     name: ClassVar[str] = "proxy-filter"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     Options: ClassVar[type] = ProxyFilterOptions
     needs_real_train: ClassVar[bool] = True
 
@@ -70,52 +59,17 @@ class ProxyFilter(Postprocessor):
 
     # ---- the proxy
     def prepare(self, train: Split, *, cache_dir: Path, progress: bool | None = None) -> dict[str, Any]:
-        import torch
-        import torch.nn.functional as F
-
-        labels = train.labels.float()
-        key = hashlib.sha256(json.dumps({"data": data_fingerprint(train), "options": asdict(self.options),
-                                         "size": int(train.images.shape[-1]), "version": self.version},
-                                        sort_keys=True).encode()).hexdigest()[:16]
-        path = Path(cache_dir) / "proxy-filter" / f"proxy-{key}.safetensors"
         o = self.options
-        torch.manual_seed(int(o.seed))
-        self.net = _proxy_net(labels.shape[1], int(o.width))
-        if path.is_file():
-            self.net.load_state_dict(load_tensors(path))
-            self.net.eval()
-            return {"proxy": str(path), "cached": True}
-        opt = torch.optim.AdamW(self.net.parameters(), lr=float(o.lr))
-        known = ~labels.isnan()
-        targets = torch.nan_to_num(labels, nan=0.0)
-        self.net.train()
-        pbar = bar(total=int(o.steps), desc="proxy-filter: training the proxy classifier", unit="step", enabled=progress)
-        for step in range(int(o.steps)):
-            g = step_generator(int(o.seed), step)
-            idx = torch.randint(len(train), (int(o.batch_size),), generator=g)
-            x = to_model_range(train.images[idx])
-            x = torch.where(torch.rand(x.shape[0], 1, 1, 1, generator=g) < 0.5, x, x.flip(-1))  # hflip
-            loss = F.binary_cross_entropy_with_logits(self.net(x), targets[idx], weight=known[idx].float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            pbar.update(1)
-        pbar.close()
-        self.net.eval()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_tensors(path, self.net.state_dict())
-        write_json(path.with_suffix(".json"), {"options": asdict(o), "fitted_on": train.name, "n": len(train)})
-        return {"proxy": str(path), "cached": False, "final_loss": float(loss.detach())}
+        self.net = ReferenceClassifier(ReferenceOptions(steps=o.steps, batch_size=o.batch_size, lr=o.lr,
+                                                        width=o.width, seed=o.seed))
+        info = self.net.fit(train, cache_dir=cache_dir, progress=progress, desc="proxy-filter")
+        return {"proxy": info["path"], **info}
 
     def probabilities(self, images):
         """Proxy probabilities (N, L) of uint8 images (N, 1, H, W)."""
-        import torch
-
         if self.net is None:
             raise PluginError("proxy-filter: prepare(train) must run before filtering (the runner calls it)")
-        with torch.no_grad():
-            return torch.cat([torch.sigmoid(self.net(to_model_range(images[i : i + 256])))
-                              for i in range(0, images.shape[0], 256)]) if len(images) else torch.zeros((0, 1))
+        return self.net.probabilities(images)
 
     # ---- the filter
     def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:

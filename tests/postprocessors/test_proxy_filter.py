@@ -50,7 +50,10 @@ def test_the_proxy_is_cached_by_data_and_options(prepared):
     assert not info["cached"]
     again = ProxyFilter(ProxyFilterOptions(steps=150, width=8))
     assert again.prepare(make_toy_split(256, SIZE, seed=1), cache_dir=cache, progress=False)["cached"]
-    other = ProxyFilter(ProxyFilterOptions(steps=150, width=8, threshold=0.7))  # other options: other proxy
+    # the threshold does not change the network; training options do
+    stricter = ProxyFilter(ProxyFilterOptions(steps=150, width=8, threshold=0.7))
+    assert stricter.prepare(make_toy_split(256, SIZE, seed=1), cache_dir=cache, progress=False)["cached"]
+    other = ProxyFilter(ProxyFilterOptions(steps=150, width=8, seed=1))
     assert not other.prepare(make_toy_split(256, SIZE, seed=1), cache_dir=cache, progress=False)["cached"]
 
 
