@@ -34,23 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a benchmark (a spec file and/or flags) and store one record per cell")
-    run.add_argument("--spec", help="benchmark spec (YAML, see benchmarks/); flags below override it")
-    run.add_argument("--generator", action="append", help="generator name (repeatable); default: the spec's, else 'real'")
-    run.add_argument("--protocol", action="append",
-                     help="protocol name, e.g. synthetic-only or supplemented.v1 (repeatable); default: the spec's")
-    run.add_argument("--ratio", action="append", type=float, help="synthetic-to-real ratio r (repeatable: a sweep)")
-    run.add_argument("--schedule", help="classifier schedule of the protocol: quick | standard | paper")
-    run.add_argument("--dataset", help=f"dataset plugin; default: the spec's, else '{DEFAULT_DATASET}' (embedded, offline)")
-    run.add_argument("--data-root", help="folder with the dataset (default: $CXRBENCH_DATA_ROOT, then the spec)")
-    run.add_argument("--classifier", help=f"classifier plugin; default: the spec's, else '{DEFAULT_CLASSIFIER}'")
-    run.add_argument("--postprocess", action="append", help="post-processor name, in chain order (repeatable)")
-    run.add_argument("--out", help="run directory (default: runs/<spec name>)")
-    run.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the spec's, else auto)")
-    run.add_argument("--seed", action="append", type=int, help="seed (repeatable)")
-    run.add_argument("--size", type=int, help="image size in px")
-    run.add_argument("--cache-dir", help="content-addressed cache (default: $CXRBENCH_CACHE or ~/.cache/cxrbench)")
-    run.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (default 1000)")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_run_arguments(run)
+    quality = sub.add_parser("quality", help="fidelity / diversity / memorization / label-fidelity report of each "
+                                              "generator's synthetic set (ratio 1), without training a classifier")
+    _add_run_arguments(quality)
 
     plugins = sub.add_parser("plugins", help="list every plugin: name, kind, version, package")
     plugins.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset"])
@@ -75,6 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of `run`, shared by `quality` (the same spec and overrides)."""
+    p.add_argument("--spec", help="benchmark spec (YAML, see benchmarks/); flags below override it")
+    p.add_argument("--generator", action="append", help="generator name (repeatable); default: the spec's, else 'real'")
+    p.add_argument("--protocol", action="append",
+                     help="protocol name, e.g. synthetic-only or supplemented.v1 (repeatable); default: the spec's")
+    p.add_argument("--ratio", action="append", type=float, help="synthetic-to-real ratio r (repeatable: a sweep)")
+    p.add_argument("--schedule", help="classifier schedule of the protocol: quick | standard | paper")
+    p.add_argument("--dataset", help=f"dataset plugin; default: the spec's, else '{DEFAULT_DATASET}' (embedded, offline)")
+    p.add_argument("--data-root", help="folder with the dataset (default: $CXRBENCH_DATA_ROOT, then the spec)")
+    p.add_argument("--classifier", help=f"classifier plugin; default: the spec's, else '{DEFAULT_CLASSIFIER}'")
+    p.add_argument("--postprocess", action="append", help="post-processor name, in chain order (repeatable)")
+    p.add_argument("--out", help="run directory (default: runs/<spec name>)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the spec's, else auto)")
+    p.add_argument("--seed", action="append", type=int, help="seed (repeatable)")
+    p.add_argument("--size", type=int, help="image size in px")
+    p.add_argument("--cache-dir", help="content-addressed cache (default: $CXRBENCH_CACHE or ~/.cache/cxrbench)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (default 1000)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DISABLE_ENV] = ",".join(given + args.disable_plugin)
     try:
         commands = {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "check": cmd_check,
-                    "show": cmd_show}
+                    "show": cmd_show, "quality": cmd_quality}
         return commands[args.command](args)
     except CxrbenchError as exc:
         print(f"cxrbench: error: {exc}", file=sys.stderr)
@@ -205,6 +213,19 @@ def cmd_run(args) -> int:
         print(f"failed cells are recorded with their error in {out}/cells/; fix and re-run to retry only them",
               file=sys.stderr)
     return min(n_failed, 100)
+
+
+def cmd_quality(args) -> int:
+    if args.no_progress:
+        os.environ["CXRBENCH_PROGRESS"] = "0"
+    spec, source = resolve_run_spec(args)
+    out = Path(args.out or os.path.join(DEFAULT_OUT, spec.name, "quality"))
+    from cxrbench.quality.command import quality_reports
+
+    quality_reports(spec, source, out=out, data_root=args.data_root,
+                    cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                    progress=False if args.no_progress else None)
+    return 0
 
 
 def cmd_show(args) -> int:

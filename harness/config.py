@@ -76,6 +76,30 @@ class EvaluationSettings:
     threshold: str = "youden"
 
 
+QUALITY_FEATURES = ("domain", "xrv", "inception")
+
+
+@dataclass
+class QualitySettings:
+    """What every cell measures on its synthetic set besides AUROC (``harness/quality/``)."""
+
+    enabled: bool = True
+    #: feature networks, in order; one that is not on disk is recorded as skipped with its reason
+    features: list[str] = field(default_factory=lambda: ["domain", "xrv", "inception"])
+    #: k of precision / recall / density / coverage (Naeem et al. 2020)
+    k: int = 5
+    #: MS-SSIM pairs drawn per label value (for the synthetic and for the real set)
+    pairs: int = 200
+    #: a synthetic image is a near copy when closer to a training image than this quantile of the
+    #: training images' own leave-one-out nearest distances
+    near_copy_quantile: float = 0.01
+    #: the closest synthetic / training pairs saved side by side in the cell folder
+    worst_pairs: int = 8
+    #: training steps of the reference CNN (domain features, label fidelity); the default equals
+    #: proxy-filter's, so both use one cached network
+    reference_steps: int = 400
+
+
 @dataclass
 class BenchmarkSpec:
     name: str
@@ -92,6 +116,7 @@ class BenchmarkSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
     #: allow-list of plugin distributions ("name" or "name==version") for a reproducible run
     plugins: list[str] | None = None
     #: preprocessing of the real images: resize ("pad" | "stretch" | "center-crop"), equalize
@@ -280,6 +305,13 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
         raise ConfigError(f"{source}: evaluation.confidence: must be in [0.5, 1)")
     if spec.evaluation.threshold not in ("youden", "f1"):
         raise ConfigError(f"{source}: evaluation.threshold: allowed: 'youden', 'f1'")
+    q = spec.quality
+    unknown = [f for f in q.features if f not in QUALITY_FEATURES]
+    if unknown:
+        raise ConfigError(f"{source}: quality.features: unknown {unknown}; allowed: {', '.join(QUALITY_FEATURES)}")
+    if q.k < 1 or q.pairs < 1 or q.worst_pairs < 0 or q.reference_steps < 1 or not 0 < q.near_copy_quantile < 1:
+        raise ConfigError(f"{source}: quality: need k >= 1, pairs >= 1, worst_pairs >= 0, reference_steps >= 1, "
+                          "0 < near_copy_quantile < 1")
     allowed_prep = {"resize", "equalize", "on_unreadable"}
     for key in spec.preprocessing:
         if key not in allowed_prep:

@@ -172,7 +172,19 @@ def generate_cached(generator, conditions: list[Condition], *, key: str, path: P
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, images.numpy())
     os.replace(tmp, path)
-    return images, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    # what making them cost, for every later cell that reuses them (cost per image in the record)
+    atomic_write_json(path.with_suffix(".json"), {"seconds": round(seconds, 4), "n": len(conditions)})
+    return images, seconds
+
+
+def recorded_seconds(path: Path) -> float | None:
+    """Seconds it took to generate the cached images at ``path`` (None if not recorded)."""
+    side = Path(path).with_suffix(".json")
+    try:
+        return float(json.loads(side.read_text())["seconds"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def sampling_key(generator) -> str:
@@ -191,7 +203,7 @@ def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, vari
     replicas = math.ceil(total / n_real) if n_real else 0
     caps = type(generator).capabilities
     all_images, all_conditions, manifest = [], [], []
-    gen_seconds, generated = 0.0, 0
+    gen_seconds, generated, made_seconds = 0.0, 0, 0.0
     skey = sampling_key(generator)
     for replica in range(replicas):
         count = min(n_real, total - replica * n_real)
@@ -206,6 +218,8 @@ def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, vari
         if secs:
             gen_seconds += secs
             generated += len(conditions)
+        made = secs or recorded_seconds(cache_root / "synthetic" / f"{variant_name}-{key}.npy")
+        made_seconds = None if made is None or made_seconds is None else made_seconds + made
         all_images.append(images)
         all_conditions.extend(conditions)
         for i, c in zip(order.tolist(), conditions):
@@ -214,7 +228,10 @@ def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, vari
     images = torch.cat(all_images) if all_images else torch.zeros((0, 1, size, size), dtype=torch.uint8)
     stats = {"n": len(all_conditions), "replicas": replicas, "generated_now": generated,
              "generate_s": round(gen_seconds, 3),
-             "seconds_per_image": round(gen_seconds / generated, 5) if generated else None}
+             "seconds_per_image": round(gen_seconds / generated, 5) if generated else None,
+             # when (possibly another run) made them: the cost per image even when reused from the cache
+             "seconds_per_image_made": round(made_seconds / len(all_conditions), 5)
+             if made_seconds is not None and all_conditions else None}
     if hasattr(generator, "generation_stats"):  # e.g. api: requests, retries, failures, cost
         stats["generator"] = jsonable(generator.generation_stats())
     return SyntheticBatch(images, all_conditions), {"stats": stats, "manifest": manifest}
@@ -297,8 +314,8 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
-        return obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):  # NaN / inf: JSON has neither
         return None
     return obj
 

@@ -143,17 +143,16 @@ class Runner:
         self.device = resolve_device(self.device_request)
         self.cache_root = self.cache_dir or _default_cache_root()
         cells = expand_cells(self.spec)
-        context = self._context_key()
         summary = RunSummary(self.store.out)
         atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
-        todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{context}")]
+        todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{self._context_key(c)}")]
         if todo and self.preflight:
             from cxrbench.checking import preflight
 
             preflight(self, todo)  # a broken plugin stops the run here, before anything trains
         for n, cell in enumerate(cells, 1):
-            cell_id = f"{cell.id}__{context}"
+            cell_id = f"{cell.id}__{self._context_key(cell)}"
             if self.store.is_finished(cell_id):
                 log(f"[{n}/{len(cells)}] {cell.id}: finished before, skipped")
                 summary.skipped.append(cell_id)
@@ -177,14 +176,17 @@ class Runner:
         self._write_summary()
         return summary
 
-    def _context_key(self) -> str:
+    def _context_key(self, cell: Cell) -> str:
         """Everything run-level a cell's result depends on; part of every cell id, so a
-        changed dataset, size or classifier never reuses an old record."""
+        changed dataset, size or classifier never reuses an old record. The post-processing
+        chain is part of it only for cells that use a generator: a real-only baseline is the
+        same with or without `--postprocess proxy-filter`, and is reused."""
         s = self.spec
+        chain = to_dict(s.postprocess) if cell.protocol.uses_generator else []
         return content_key(
             {
                 "dataset": to_dict(s.dataset), "external": to_dict(s.external), "size": s.size,
-                "classifier": to_dict(s.classifier), "postprocess": to_dict(s.postprocess),
+                "classifier": to_dict(s.classifier), "postprocess": chain,
                 "evaluation": to_dict(s.evaluation), "preprocessing": s.preprocessing,
                 "data_root": str(self._dataset_root(s.dataset)),
             },
@@ -302,6 +304,7 @@ class Runner:
         from cxrbench.generation import (
             mask_artifacts, options_record, seed_check, synthetic_training_set, synthetic_tuning_slice,
         )
+        from cxrbench.quality.cost import cost_record
         from cxrbench.sheets import contact_sheet
 
         cell, spec, source, proto = w.cell, self.spec, w.source, w.cell.protocol
@@ -352,8 +355,29 @@ class Runner:
             "capabilities": dataclasses.asdict(type(generator).capabilities),
             "fitted_on": f"{spec.dataset.name}:train" if sees_data else None,
             **gen_info, "synthetic": syn_info["stats"], "seed_check": checked, "masks": masks,
-            "postprocessing": postprocessing,
+            "postprocessing": postprocessing, "cost": cost_record(gen_info, syn_info["stats"], self.device),
         }
+        with w.timed("quality_s"):
+            w.generator_record["quality"] = self.quality(synthetic, source, w.adir, cell)
+
+    def quality(self, synthetic, source, adir: Path, cell) -> dict:
+        """Fidelity, diversity, memorization and label fidelity of the final synthetic set."""
+        from cxrbench.quality.synthetic import synthetic_quality
+
+        if not self.spec.quality.enabled:
+            return {"skipped": "quality.enabled is false in the spec"}
+        labels = condition_labels(synthetic, len(source.label_names))
+        report = synthetic_quality(synthetic.images, labels, source.train, settings=self.spec.quality,
+                                   cache_dir=self.cache_root, out_dir=adir, seed=cell.seed, val=source.val,
+                                   device=self.device, progress=self.progress)
+        dom = report["features"].get("domain", {})
+        if "fd" in dom:
+            p = dom["prdc"]
+            log(f"{cell.generator.label}: domain FD {dom['fd']:.3g}, precision {p['precision']:.3f}, recall "
+                f"{p['recall']:.3f}, coverage {p['coverage']:.3f}, label agreement "
+                f"{report['label_fidelity'].get('synthetic', {}).get('agreement', float('nan')):.3f} "
+                f"({report['seconds']:.1f} s{', cached' if report.get('cached') else ''})")
+        return report
 
     def _tuning_set(self, w: CellWork) -> None:
         """The real validation split, or (synthetic-only.v2) the held-out synthetic slice."""
@@ -484,7 +508,7 @@ class Runner:
         if not cell.protocol.uses_generator:
             return None
         base = Cell(protocols.get("real-only"), cell.schedule, 0.0, cell.seed)
-        record = self.store.load(f"{base.id}__{self._context_key()}")
+        record = self.store.load(f"{base.id}__{self._context_key(base)}")
         return record if record and record.get("status") == "ok" else None
 
     def _record_header(self, cell: Cell, cell_id: str) -> dict:

@@ -75,8 +75,9 @@ class ReferenceClassifier:
         key = self.key(train)
         path = Path(cache_dir) / self.cache_name / f"{self.cache_name}-{key}.safetensors"
         self.identity = f"reference-cnn-v{VERSION}:{train.name}:{int(train.images.shape[-1])}px:{key}"
-        torch.manual_seed(int(o.seed))
-        self.net = reference_net(labels.shape[1], int(o.width))
+        with torch.random.fork_rng(devices=[]):  # seeded init without moving the caller's RNG
+            torch.manual_seed(int(o.seed))
+            self.net = reference_net(labels.shape[1], int(o.width))
         if path.is_file():
             self.net.load_state_dict(load_tensors(path))
             self.net.eval()

@@ -131,3 +131,19 @@ def test_mixed_external_trains_on_second_dataset_and_tests_on_both(tmp_path):
     assert ts["dataset"] == "phantom-ext1" and ts["n_real"] == 80 and ts["n_synthetic"] == 60
     assert set(mixed["metrics"]) == {"phantom:test", "phantom-ext1:test"}
     assert mixed["generator"]["fitted_on"] == "phantom:train"
+
+
+def test_a_post_processing_chain_reuses_the_real_only_baseline_and_reruns_generator_cells(tmp_path):
+    data = {**SPEC, "generators": [{"name": "noise"}], "protocols": [{"name": "synthetic-only.v2", "schedule": "quick"}]}
+    first = Runner(spec_from_data(data, "t"), out=tmp_path / "run", cache_dir=tmp_path / "cache",
+                   device="cpu", progress=False).run()
+    assert sorted(c.split("__")[0] for c in first.ok) == ["real-only.v1", "synthetic-only.v2"]
+    chained = {**data, "postprocess": [{"name": "equalize"}]}
+    second = Runner(spec_from_data(chained, "t"), out=tmp_path / "run", cache_dir=tmp_path / "cache",
+                    device="cpu", progress=False).run()
+    # the baseline does not depend on the chain: reused; the generator cell does: run again
+    assert [c.split("__")[0] for c in second.skipped] == ["real-only.v1"]
+    assert [c.split("__")[0] for c in second.ok] == ["synthetic-only.v2"]
+    rec = json.loads((tmp_path / "run" / "cells" / f"{second.ok[0]}.json").read_text())
+    assert [s["name"] for s in rec["generator"]["postprocessing"]["steps"]] == ["equalize"]
+    assert rec["comparisons"], "the chained cell is compared with the reused baseline"
