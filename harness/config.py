@@ -254,20 +254,12 @@ def to_dict(obj: Any) -> Any:
 
 
 def load_spec(path: str | Path) -> BenchmarkSpec:
-    """Read and strictly validate a spec file (structure and types only; see validate_plugins)."""
-    import yaml
+    """Read and strictly validate a spec file (structure and types only; see validate_plugins).
+    The file itself is read strictly too (harness/specfile.py: UTF-8, no duplicate keys, bounded
+    size, depth and alias expansion)."""
+    from cxrbench.specfile import read_spec_yaml
 
-    path = Path(path)
-    source = str(path)
-    if not path.is_file():
-        raise ConfigError(f"{source}: spec file not found; see benchmarks/ for examples")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    return spec_from_data(data, source)
+    return spec_from_data(read_spec_yaml(path), str(path))
 
 
 def spec_from_data(data: Any, source: str = "<spec>") -> BenchmarkSpec:
@@ -281,8 +273,28 @@ def spec_from_data(data: Any, source: str = "<spec>") -> BenchmarkSpec:
     return spec
 
 
+#: a spec's name becomes its default run folder: a plain name, never a path
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
+MAX_SEED = 2**32 - 1
+
+
 def _check_values(spec: BenchmarkSpec, source: str) -> None:
+    import re
+
     from cxrbench import protocols
+
+    if not re.fullmatch(NAME_PATTERN, spec.name) or ".." in spec.name:
+        raise ConfigError(f"{source}: name: {spec.name!r} is not a plain name (letters, digits, '.', '_', '-'; "
+                          "no path); it names the run folder")
+    if not re.fullmatch(DEVICE_PATTERN, spec.device):
+        raise ConfigError(f"{source}: device: {spec.device!r} is not allowed; allowed: auto, cpu, mps, cuda, cuda:N")
+    bad_seeds = [s for s in spec.seeds if not 0 <= s <= MAX_SEED]
+    if bad_seeds:
+        raise ConfigError(f"{source}: seeds: {bad_seeds[0]} is out of range; allowed: 0..{MAX_SEED}")
+    if spec.evaluation.bootstrap_resamples < 10:
+        raise ConfigError(f"{source}: evaluation.bootstrap_resamples: {spec.evaluation.bootstrap_resamples} "
+                          "gives no meaningful interval; use at least 10 (1000 is the default)")
 
     if not (8 <= spec.size <= 1024):
         raise ConfigError(f"{source}: size: {spec.size} is out of range; allowed: 8..1024 px "
@@ -316,6 +328,12 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
     for key in spec.preprocessing:
         if key not in allowed_prep:
             raise ConfigError(f"{source}: preprocessing.{key}: unknown key; allowed: {', '.join(sorted(allowed_prep))}")
+    from cxrbench.preprocessing import Preprocessing  # its own checks, at validate time
+
+    try:
+        from_mapping(Preprocessing, dict(spec.preprocessing), "preprocessing", source)
+    except ConfigError as exc:
+        raise ConfigError(exc if str(exc).startswith(source) else f"{source}: {exc}") from None
 
 
 def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
@@ -397,4 +415,10 @@ def plugin_options(cls: type, options: dict[str, Any], where: str, source: str) 
         if options:
             raise ConfigError(f"{source}: {where}: {cls.__name__} takes no options")
         return None
-    return from_mapping(options_cls, options, where, source)
+    try:
+        return from_mapping(options_cls, options, where, source)
+    except ConfigError as exc:
+        if str(exc).startswith(source):
+            raise
+        # a check in the plugin's own Options (e.g. __post_init__): name the file and the key
+        raise ConfigError(f"{source}: {where}: {exc}") from None
