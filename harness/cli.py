@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print the results table of a run directory")
     show.add_argument("run_dir")
+
+    board = sub.add_parser("leaderboard", help="tables (Markdown, CSV, LaTeX), a static HTML page and plots of one or "
+                                                "more run directories, one row per configuration over seeds")
+    board.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR", help="a run directory (the --out of a run)")
+    board.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty or an earlier leaderboard)")
+    board.add_argument("--schema", metavar="FILE", help="display schema YAML (default: the one shipped, "
+                                                        "cxrbench/leaderboard/default-schema.yaml)")
     return parser
 
 
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DISABLE_ENV] = ",".join(given + args.disable_plugin)
     try:
         commands = {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "check": cmd_check,
-                    "show": cmd_show, "quality": cmd_quality}
+                    "show": cmd_show, "quality": cmd_quality, "leaderboard": cmd_leaderboard}
         return commands[args.command](args)
     except CxrbenchError as exc:
         print(f"cxrbench: error: {exc}", file=sys.stderr)
@@ -232,6 +239,19 @@ def cmd_show(args) -> int:
     if not (Path(args.run_dir) / "cells").is_dir():
         raise CxrbenchError(f"{args.run_dir}: not a run directory (no cells/ inside); give the --out of a run")
     print_table(Path(args.run_dir))
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from cxrbench.leaderboard import build_leaderboard
+
+    summary = build_leaderboard(args.results_dirs, Path(args.out), schema=args.schema)
+    statuses = ", ".join(f"{n} {s}" for s, n in summary["statuses"].items()) or "none"
+    print(f"{summary['rows']} row(s) from {summary['records']} record(s) ({statuses}) -> {args.out}")
+    for name in ("index.html", "leaderboard.md", "leaderboard.csv", "leaderboard.tex"):
+        print(f"  {Path(args.out) / name}")
+    for note in summary["notes"]:
+        print(f"note: {note}")
     return 0
 
 

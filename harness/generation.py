@@ -28,6 +28,7 @@ from typing import Any
 from cxrbench.contracts import Condition, SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError
 from cxrbench.hashing import content_key, derive_seed
+from cxrbench.integrity import entry_lock, manifest
 from cxrbench.store import atomic_write_json
 
 DEMOGRAPHIC_FIELDS = ("sex", "age", "race")
@@ -91,53 +92,52 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         info.update(fitted_on=None, fit_stats={}, fit_s=0.0)
         return info
     ckpt = cache_root / "generators" / f"{name}-{fit_key}"
-    done, pointer = ckpt / DONE_FILE, ckpt / TRUNCATED_FILE
-    budget = effective.get("max_train_minutes")
-    if caps.needs_training and done.is_file():
-        with plugin_call("generator", name, "load"):
-            generator.load(ckpt)
-        info.update(json.loads(done.read_text()), cached=True)
-        log(f"generator {name}: loaded fitted checkpoint {ckpt}")
-        return info
-    if caps.needs_training and pointer.is_file():
-        trunc = json.loads(pointer.read_text())
-        # The same (or a smaller) budget would stop at the same place again: reuse that model.
-        # A larger budget, or none, resumes training from the checkpoint below instead.
-        if budget is not None and trunc.get("max_train_minutes") is not None and budget <= trunc["max_train_minutes"]:
-            tdir = Path(trunc["dir"])
-            with plugin_call("generator", name, "load"):
-                generator.load(tdir)
-            info.update(json.loads((tdir / DONE_FILE).read_text()), cached=True)
-            log(f"generator {name}: loaded TRUNCATED fit ({trunc['steps']} of {trunc['steps_requested']} steps) {tdir}")
+    with entry_lock(ckpt, f"the {name} fit"):  # concurrent runs fit it once; the others load it
+        done, pointer = ckpt / DONE_FILE, ckpt / TRUNCATED_FILE
+        budget = effective.get("max_train_minutes")
+        if caps.needs_training and done.is_file() and _load_fitted(generator, name, ckpt, info):
             return info
-    seed_everything(fit_seed)
-    start = time.perf_counter()
-    if caps.needs_training:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        if hasattr(generator, "checkpoint_dir"):
-            generator.checkpoint_dir = ckpt / "resume"  # resumable plugins checkpoint here
-    with plugin_call("generator", name, "fit"):
-        stats = generator.fit(train, progress=progress) or {}
-    info["fit_stats"] = jsonable(stats)
-    info["fit_s"] = round(time.perf_counter() - start, 3)
-    if stats.get("truncated"):
-        steps, asked = stats.get("steps"), stats.get("steps_requested")
-        info.update(truncated=True, fit_key=f"{fit_key}-truncated-{steps}")
-        log(f"generator {name}: fit STOPPED by its time budget after {steps} of {asked} steps; "
-            "its results are marked truncated (raise max_train_minutes, or drop it, to finish)")
-    if caps.needs_training:
-        target = ckpt if not info["truncated"] else cache_root / "generators" / f"{name}-{info['fit_key']}"
-        target.mkdir(parents=True, exist_ok=True)
-        with plugin_call("generator", name, "save"):
-            generator.save(target)
-        record = {"fit_stats": info["fit_stats"], "fit_s": info["fit_s"], "truncated": info["truncated"],
-                  "fit_key": info["fit_key"], "fit_seed": fit_seed}
-        atomic_write_json(target / DONE_FILE, record)
-        if info["truncated"]:
-            atomic_write_json(pointer, {"dir": str(target), "steps": stats.get("steps"),
-                                        "steps_requested": stats.get("steps_requested"),
-                                        "max_train_minutes": budget})
-    return info
+        if caps.needs_training and pointer.is_file():
+            trunc = json.loads(pointer.read_text())
+            # The same (or a smaller) budget would stop at the same place again: reuse that model.
+            # A larger budget, or none, resumes training from the checkpoint below instead.
+            if budget is not None and trunc.get("max_train_minutes") is not None and budget <= trunc["max_train_minutes"]:
+                tdir = Path(trunc["dir"])
+                with plugin_call("generator", name, "load"):
+                    generator.load(tdir)
+                info.update(json.loads((tdir / DONE_FILE).read_text()), cached=True)
+                log(f"generator {name}: loaded TRUNCATED fit ({trunc['steps']} of {trunc['steps_requested']} steps) {tdir}")
+                return info
+        seed_everything(fit_seed)
+        start = time.perf_counter()
+        if caps.needs_training:
+            ckpt.mkdir(parents=True, exist_ok=True)
+            if hasattr(generator, "checkpoint_dir"):
+                generator.checkpoint_dir = ckpt / "resume"  # resumable plugins checkpoint here
+        with plugin_call("generator", name, "fit"):
+            stats = generator.fit(train, progress=progress) or {}
+        info["fit_stats"] = jsonable(stats)
+        info["fit_s"] = round(time.perf_counter() - start, 3)
+        if stats.get("truncated"):
+            steps, asked = stats.get("steps"), stats.get("steps_requested")
+            info.update(truncated=True, fit_key=f"{fit_key}-truncated-{steps}")
+            log(f"generator {name}: fit STOPPED by its time budget after {steps} of {asked} steps; "
+                "its results are marked truncated (raise max_train_minutes, or drop it, to finish)")
+        if caps.needs_training:
+            target = ckpt if not info["truncated"] else cache_root / "generators" / f"{name}-{info['fit_key']}"
+            target.mkdir(parents=True, exist_ok=True)
+            with plugin_call("generator", name, "save"):
+                generator.save(target)
+            record = {"fit_stats": info["fit_stats"], "fit_s": info["fit_s"], "truncated": info["truncated"],
+                      "fit_key": info["fit_key"], "fit_seed": fit_seed,
+                      # size and sha256 of every saved file: checked before every load
+                      "manifest": manifest([p for p in target.iterdir() if p.is_file()], target)}
+            atomic_write_json(target / DONE_FILE, record)
+            if info["truncated"]:
+                atomic_write_json(pointer, {"dir": str(target), "steps": stats.get("steps"),
+                                            "steps_requested": stats.get("steps_requested"),
+                                            "max_train_minutes": budget})
+        return info
 
 
 def condition_for(split, i: int, seed: int, replica: Any, caps) -> Condition:
@@ -150,16 +150,71 @@ def condition_for(split, i: int, seed: int, replica: Any, caps) -> Condition:
                      replica=replica if isinstance(replica, int) else -1)
 
 
+def _load_fitted(generator, name: str, ckpt: Path, info: dict) -> bool:
+    """Load a finished fit after checking its files against their manifest; a bad checkpoint is
+    moved aside (and refitted by the caller), never trusted and never a permanent failure."""
+    from cxrbench.integrity import quarantine, verify
+
+    done = ckpt / DONE_FILE
+    try:
+        record = json.loads(done.read_text())
+        problem = verify(record.get("manifest") or {}, ckpt)
+        if problem:
+            raise CxrbenchError(problem)
+        with plugin_call("generator", name, "load"):
+            generator.load(ckpt)
+    except (OSError, ValueError, CxrbenchError) as exc:
+        quarantine(ckpt, " ".join(str(exc).split())[:300])
+        return False
+    info.update(record, cached=True)
+    info.pop("manifest", None)
+    log(f"generator {name}: loaded fitted checkpoint {ckpt}")
+    return True
+
+
 def generate_cached(generator, conditions: list[Condition], *, key: str, path: Path, size: int,
                     label: str, progress: bool | None):
-    """Images for ``conditions``, from ``path`` when cached; returns (images, seconds spent)."""
+    """Images for ``conditions``, from ``path`` when cached (and whole); returns (images, seconds
+    spent). One process generates a given set at a time; the others wait and read it."""
+    from cxrbench.integrity import entry_lock
+
+    with entry_lock(path, f"synthetic set {label}"):
+        cached = _read_synthetic(path, len(conditions), size)
+        if cached is not None:
+            return cached, 0.0
+        return _generate_and_store(generator, conditions, path=path, size=size, label=label, progress=progress)
+
+
+def _read_synthetic(path: Path, n: int, size: int):
+    """The cached set at ``path`` if it is whole (checksum and shape); a bad one is moved aside."""
     import numpy as np
     import torch
 
+    from cxrbench.integrity import quarantine, sha256_file
+
+    if not path.is_file():
+        return None
+    side = path.with_suffix(".json")
+    try:
+        meta = json.loads(side.read_text()) if side.is_file() else {}
+        if meta.get("sha256") and sha256_file(path) != meta["sha256"]:
+            raise ValueError("the file does not match its checksum")
+        images = np.load(path, allow_pickle=False)
+        if images.dtype != np.uint8 or images.shape != (n, 1, size, size):
+            raise ValueError(f"holds {images.dtype} {images.shape}, expected uint8 {(n, 1, size, size)}")
+    except (OSError, ValueError, EOFError) as exc:
+        quarantine(path, " ".join(str(exc).split())[:200], also=(side,))
+        return None
+    return torch.from_numpy(images)
+
+
+def _generate_and_store(generator, conditions, *, path: Path, size: int, label: str, progress: bool | None):
+    import numpy as np
+    import torch
+
+    from cxrbench.integrity import sha256_file
     from cxrbench.progress import bar
 
-    if path.is_file():
-        return torch.from_numpy(np.load(path)), 0.0
     start = time.perf_counter()
     chunks, batch = [], 256
     for lo in bar(range(0, len(conditions), batch), desc=f"generate {label}", unit="batch", enabled=progress):
@@ -171,10 +226,12 @@ def generate_cached(generator, conditions: list[Condition], *, key: str, path: P
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, images.numpy())
-    os.replace(tmp, path)
     seconds = time.perf_counter() - start
-    # what making them cost, for every later cell that reuses them (cost per image in the record)
-    atomic_write_json(path.with_suffix(".json"), {"seconds": round(seconds, 4), "n": len(conditions)})
+    # the sidecar first (checksum; and what making them cost, for every later cell that reuses
+    # them), then the set: a set on disk always has its checksum beside it
+    atomic_write_json(path.with_suffix(".json"), {"seconds": round(seconds, 4), "n": len(conditions),
+                                                  "sha256": sha256_file(tmp)})
+    os.replace(tmp, path)
     return images, seconds
 
 

@@ -144,6 +144,11 @@ class Runner:
         self.cache_root = self.cache_dir or _default_cache_root()
         cells = expand_cells(self.spec)
         summary = RunSummary(self.store.out)
+        from cxrbench.integrity import clean_stale_temps
+
+        stale = clean_stale_temps(self.store.out, self.cache_root)
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) left by interrupted runs (e.g. {stale[0]})")
         atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
         todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{self._context_key(c)}")]
@@ -151,13 +156,32 @@ class Runner:
             from cxrbench.checking import preflight
 
             preflight(self, todo)  # a broken plugin stops the run here, before anything trains
+        # Another run of the same spec into the same folder may be computing a cell right now:
+        # leave it, do the others, then wait for it and reuse its record (never computed twice).
+        deferred = []
         for n, cell in enumerate(cells, 1):
-            cell_id = f"{cell.id}__{self._context_key(cell)}"
+            if not self._run_locked(n, len(cells), cell, summary, blocking=False):
+                deferred.append((n, cell))
+        for n, cell in deferred:
+            log(f"[{n}/{len(cells)}] {cell.id}: another run is computing it; waiting")
+            self._run_locked(n, len(cells), cell, summary, blocking=True)
+        self._write_summary()
+        return summary
+
+    def _run_locked(self, n: int, total: int, cell: Cell, summary: RunSummary, *, blocking: bool) -> bool:
+        """Run (or reuse) one cell under its lock; False when another run holds it (non-blocking)."""
+        from cxrbench.integrity import CellLock
+
+        cell_id = f"{cell.id}__{self._context_key(cell)}"
+        lock = CellLock(self.store.record_path(cell_id))
+        if not lock.acquire(blocking):
+            return False
+        try:
             if self.store.is_finished(cell_id):
-                log(f"[{n}/{len(cells)}] {cell.id}: finished before, skipped")
+                log(f"[{n}/{total}] {cell.id}: finished before, skipped")
                 summary.skipped.append(cell_id)
-                continue
-            log(f"[{n}/{len(cells)}] {cell.id}: running")
+                return True
+            log(f"[{n}/{total}] {cell.id}: running")
             start = time.perf_counter()
             try:
                 record = self.run_cell(cell, cell_id)
@@ -168,13 +192,14 @@ class Runner:
                 record = self._failed_record(cell, cell_id, exc)
                 summary.failed.append(cell_id)
                 where = self.store.record_path(cell_id)
-                log(f"[{n}/{len(cells)}] {cell.id}: FAILED: {type(exc).__name__}: {exc} (traceback in {where})")
+                log(f"[{n}/{total}] {cell.id}: FAILED: {type(exc).__name__}: {exc} (traceback in {where})")
             record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
             self.store.write(cell_id, record)
             if record["status"] == "ok":
-                log(f"[{n}/{len(cells)}] {cell.id}: {_headline(record)}")
-        self._write_summary()
-        return summary
+                log(f"[{n}/{total}] {cell.id}: {_headline(record)}")
+            return True
+        finally:
+            lock.release()
 
     def _context_key(self, cell: Cell) -> str:
         """Everything run-level a cell's result depends on; part of every cell id, so a
@@ -362,22 +387,9 @@ class Runner:
 
     def quality(self, synthetic, source, adir: Path, cell) -> dict:
         """Fidelity, diversity, memorization and label fidelity of the final synthetic set."""
-        from cxrbench.quality.synthetic import synthetic_quality
+        from cxrbench.quality.cell import cell_quality
 
-        if not self.spec.quality.enabled:
-            return {"skipped": "quality.enabled is false in the spec"}
-        labels = condition_labels(synthetic, len(source.label_names))
-        report = synthetic_quality(synthetic.images, labels, source.train, settings=self.spec.quality,
-                                   cache_dir=self.cache_root, out_dir=adir, seed=cell.seed, val=source.val,
-                                   device=self.device, progress=self.progress)
-        dom = report["features"].get("domain", {})
-        if "fd" in dom:
-            p = dom["prdc"]
-            log(f"{cell.generator.label}: domain FD {dom['fd']:.3g}, precision {p['precision']:.3f}, recall "
-                f"{p['recall']:.3f}, coverage {p['coverage']:.3f}, label agreement "
-                f"{report['label_fidelity'].get('synthetic', {}).get('agreement', float('nan')):.3f} "
-                f"({report['seconds']:.1f} s{', cached' if report.get('cached') else ''})")
-        return report
+        return cell_quality(self, synthetic, source, adir, cell)
 
     def _tuning_set(self, w: CellWork) -> None:
         """The real validation split, or (synthetic-only.v2) the held-out synthetic slice."""

@@ -1,0 +1,138 @@
+"""Cache integrity: checksummed entries, corrupt ones moved aside and rebuilt, one builder at a
+time, and no leftovers from killed writes.
+
+A cache that is trusted blindly turns one bad file (a disk error, a killed copy, a tampered
+checkpoint) into a permanent failure of every later run. Here every entry written by the harness
+carries a manifest (size and sha256 of each file); an entry that fails its check, or that cannot
+be loaded, is renamed ``<name>.corrupt-<time>`` (kept for inspection, never read again) and
+rebuilt, with a warning naming the file. Builders hold an exclusive lock on ``<entry>.lock`` so
+two runs that need the same entry build it once; the second waits, then reads the finished one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+#: temporary names left by interrupted writes (atomic_write_* and the dataset cache), cleaned
+#: up when older than STALE_AFTER_S (a live write of a cache entry takes seconds, not an hour)
+TEMP_PATTERNS = (".*.tmp-*", "*.tmp", "*.tmp.npy", "*.tmp.json", ".*.json.*", "*.json.tmp")
+STALE_AFTER_S = 3600.0
+
+
+def warn(message: str) -> None:
+    print(f"[cxrbench] WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest(paths: list[Path], root: Path) -> dict[str, list]:
+    """``{relative path: [size, sha256]}`` of ``paths`` (for a DONE record or a sidecar)."""
+    return {str(Path(p).relative_to(root)): [Path(p).stat().st_size, sha256_file(p)] for p in sorted(paths)}
+
+
+def verify(entries: dict[str, list], root: Path) -> str | None:
+    """None when every file matches its manifest entry, else what is wrong (one line)."""
+    for rel, (size, digest) in sorted(entries.items()):
+        p = Path(root) / rel
+        if not p.is_file():
+            return f"{p} is missing"
+        if p.stat().st_size != size:
+            return f"{p} has {p.stat().st_size} bytes, expected {size}"
+        if sha256_file(p) != digest:
+            return f"{p} does not match its checksum"
+    return None
+
+
+def quarantine(path: Path, why: str, *, also: tuple[Path, ...] = ()) -> Path:
+    """Rename a bad cache entry (and its sidecars ``also``) aside, kept for inspection and never
+    read again, and say so in one line."""
+    path = Path(path)
+    stamp = f"corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    target = path.with_name(f"{path.name}.{stamp}")
+    os.replace(path, target)
+    for side in also:
+        if Path(side).exists():
+            os.replace(side, Path(side).with_name(f"{Path(side).name}.{stamp}"))
+    warn(f"cache entry {path} is corrupt ({why}); moved aside to {target.name} and rebuilding it")
+    return target
+
+
+@contextmanager
+def entry_lock(path: Path, what: str = "") -> Iterator[None]:
+    """Exclusive lock on ``<path>.lock`` while an entry is checked or built (POSIX flock: released
+    by the kernel if the holder dies, so a killed run never leaves a stuck lock)."""
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[cxrbench] waiting: another process is building {what or path}", file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class CellLock:
+    """Non-blocking-first exclusive lock on ``<record>.lock``: a run that finds a cell being
+    computed by another run goes on with other cells and comes back to it later."""
+
+    def __init__(self, path: Path):
+        self.path = Path(f"{path}.lock")
+        self.fh = None
+
+    def acquire(self, blocking: bool) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            self.fh.close()
+            self.fh = None
+            return False
+
+    def release(self) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+def clean_stale_temps(*roots: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete what interrupted writes left under ``roots`` (files and ``.tmp-`` folders older
+    than ``older_than_s``); returns what was removed."""
+    import shutil
+
+    now, removed = time.time(), []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for pattern in TEMP_PATTERNS:
+            for p in root.rglob(pattern):
+                if ".corrupt-" in p.name or p.name.endswith(".lock"):
+                    continue
+                try:
+                    if now - p.stat().st_mtime < older_than_s:
+                        continue
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+                    removed.append(p)
+                except OSError:
+                    pass  # raced with another cleaner, or not ours to delete: leave it
+    return removed

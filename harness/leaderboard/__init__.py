@@ -1,0 +1,152 @@
+"""The leaderboard: every cell record of one or more results folders as tables, a page and plots.
+
+:func:`build_leaderboard` reads ``RESULTS_DIR/cells/*.json`` of each folder, builds one row per
+configuration over its seeds (:func:`cxrbench.leaderboard.build.build_rows`) and writes into
+``out``::
+
+    leaderboard.md / .csv / .tex   the table (Markdown, CSV with unrounded numbers, LaTeX)
+    index.html                     one static page: sortable, filterable, inline CSS/JS only
+    plots/*.png, plots/*.svg       AUROC vs ratio, domain FD vs AUROC, cost vs AUROC
+    records/<folder>/cells/*.json  a verbatim copy of every record read
+    assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row
+
+The output is a pure function of the inputs: no dates, no absolute paths, everything sorted, so
+building twice gives byte-identical files. A results folder is named by its last path component
+(``-2``, ``-3``... when two share one, in the order of their full paths). ``out`` must be empty,
+missing, or an earlier leaderboard (whose files are replaced).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cxrbench.errors import CxrbenchError
+
+TABLE_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html")
+OWNED_DIRS = ("records", "assets", "plots")
+
+
+def build_leaderboard(results_dirs, out, schema=None) -> dict:
+    """Build the leaderboard of ``results_dirs`` into ``out``; ``schema``: a Schema, a YAML path or
+    None (the default). Returns a summary: rows, records, sources, statuses, files, notes."""
+    from cxrbench.aggregate import AGGREGATE_METHOD
+    from cxrbench.leaderboard import plots, render
+    from cxrbench.leaderboard.build import build_rows, display_columns
+    from cxrbench.leaderboard.schema import Schema, load_schema
+
+    schema = schema if isinstance(schema, Schema) else load_schema(schema)
+    sources = name_sources(results_dirs)
+    items, notes = load_records(sources)
+    rows = build_rows(items, schema)
+    out = Path(out)
+    _prepare(out)
+    for rel, _ in items:
+        _copy(sources[rel.split("/", 1)[0]] / rel.split("/", 1)[1], out / "records" / rel)
+    notes += _copy_assets(rows, sources, out)
+    columns = display_columns(rows, schema)
+    figures, plot_notes = plots.write_plots(rows, out / "plots")
+    notes += _network_notes(rows) + plot_notes + [f"AUROC / AUPR over seeds: {AGGREGATE_METHOD}"]
+    for rel in sorted(p for r in rows for p in r["ignored_records"]):
+        notes.append(f"{rel}: a second copy of a cell already counted; not counted again")
+    texts = {
+        "leaderboard.md": render.render_markdown(rows, columns, notes),
+        "leaderboard.csv": render.render_csv(rows, columns),
+        "leaderboard.tex": render.render_latex(rows, columns),
+        "index.html": render.render_html(rows, columns, notes, figures, sorted(sources)),
+    }
+    for name, text in texts.items():
+        (out / name).write_text(text, encoding="utf-8")
+    statuses: dict[str, int] = {}
+    for r in rows:
+        kind = r["status"].split(":")[0].split(" (")[0]
+        statuses[kind] = statuses.get(kind, 0) + 1
+    return {
+        "rows": len(rows), "records": len(items), "sources": sorted(sources),
+        "statuses": dict(sorted(statuses.items())),
+        "files": sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()),
+        "plots": [f["name"] for f in figures], "notes": notes,
+    }
+
+
+def name_sources(results_dirs) -> dict[str, Path]:
+    """{name: folder}: each folder's last path component, made unique in the order of full paths."""
+    folders = sorted({Path(d).resolve() for d in results_dirs})
+    if not folders:
+        raise CxrbenchError("leaderboard: give at least one results folder (the --out of a run)")
+    named: dict[str, Path] = {}
+    for folder in folders:
+        if not (folder / "cells").is_dir():
+            raise CxrbenchError(f"{folder}: not a results folder (no cells/ inside); give the --out of a run")
+        base, n = folder.name or "results", 1
+        name = base
+        while name in named:
+            n += 1
+            name = f"{base}-{n}"
+        named[name] = folder
+    return named
+
+
+def load_records(sources: dict[str, Path]) -> tuple[list[tuple[str, dict]], list[str]]:
+    """[(relative path, record)] of every readable cells/*.json, and a note per unreadable one."""
+    items, notes = [], []
+    for name in sorted(sources):
+        for path in sorted((sources[name] / "cells").glob("*.json")):
+            rel = f"{name}/cells/{path.name}"
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                notes.append(f"{rel}: unreadable record skipped ({type(exc).__name__})")
+                continue
+            if not isinstance(record, dict) or "cell" not in record:
+                notes.append(f"{rel}: not a cell record (no 'cell' key); skipped")
+                continue
+            items.append((rel, record))
+    return items, notes
+
+
+def _prepare(out: Path) -> None:
+    """Make ``out`` ready: refuse a non-empty folder that is not a leaderboard, clear our own files."""
+    if out.exists() and not out.is_dir():
+        raise CxrbenchError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not all((out / f).is_file() for f in TABLE_FILES):
+        raise CxrbenchError(f"{out}: not empty and not an earlier leaderboard; give an empty or new --out folder")
+    for d in OWNED_DIRS:
+        if (out / d).is_dir():
+            shutil.rmtree(out / d)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def _copy_assets(rows: list[dict], sources: dict[str, Path], out: Path) -> list[str]:
+    """Copy each row's images into ``out/assets`` and set ``row["assets"]`` to their relative
+    paths. Looked for beside the record first (a copied results folder keeps them there), then
+    where the record says (the run may have written them into another folder)."""
+    notes = []
+    for row in rows:
+        row["assets"] = {}
+        for kind, art in sorted((row.get("artifacts") or {}).items()):
+            folder, rel = art["record"].split("/", 1)
+            cell_dir = rel[: -len(".json")] if rel.endswith(".json") else rel
+            candidates = [sources[folder] / cell_dir / art["name"]] if folder in sources else []
+            if art.get("given"):
+                candidates.append(Path(art["given"]))
+            found = next((c for c in candidates if c.is_file()), None)
+            if found is None:
+                notes.append(f"{art['record']}: {kind.replace('_', ' ')} {art['name']} not found; not shown")
+                continue
+            target = f"assets/{folder}/{cell_dir}/{art['name']}"
+            _copy(found, out / target)
+            row["assets"][kind] = target
+    return notes
+
+
+def _network_notes(rows: list[dict]) -> list[str]:
+    nets = sorted({(k, v) for r in rows for k, v in (r.get("feature_networks") or {}).items()})
+    return [f"feature network {name!r}: {identity} (fidelity numbers of different networks never share a column)"
+            for name, identity in nets]

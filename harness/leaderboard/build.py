@@ -1,0 +1,256 @@
+"""Leaderboard rows from cell records: a pure function of the records and the schema.
+
+:func:`build_rows` groups the records of one configuration (everything but the seed), pools its
+seeds with :func:`cxrbench.aggregate.aggregate` (Rubin's rules; one row per test set) and adds the
+mean over its ok seeds of every ``record.*`` column (quality, cost). The contract:
+
+* Rows never mix datasets, sizes, classifiers, protocol versions, schedules or feature networks
+  (the ``identity`` of a quality feature block): those are part of the grouping key, and
+  :func:`display_columns` splits a fidelity column by network when rows differ in it.
+* Nothing is dropped silently: a configuration whose seeds all failed is a ``failed`` row, one
+  with fewer ok seeds than recorded says ``incomplete: k/n seeds ok``, a truncated generator fit
+  or a failed seed check says so in ``status``. A record seen twice (the same ``cell_id`` in two
+  results folders) is counted once; the other copy is listed under ``ignored_records``.
+* Each row lists the relative paths of the records it came from, ordered by seed.
+* The order is deterministic: by the schema's ``group_by`` fields, then its sort column in the
+  direction of ``higher_is_better`` (missing values last), then generator label, ratio, chain.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from cxrbench.aggregate import aggregate, config_key, is_truncated
+from cxrbench.cli import _chain, _classifier
+from cxrbench.leaderboard.schema import Column, Schema, load_schema
+
+#: group keys that belong to a record (the rest, test_set, come from the aggregate row)
+_RECORD_LEVEL = ("dataset", "size", "classifier", "protocol", "schedule", "generator", "chain", "ratio", "context")
+
+
+def build_rows(records: Iterable[Mapping | tuple[str, Mapping]], schema: Schema | None = None) -> list[dict]:
+    """Leaderboard rows. ``records``: cell records, each a dict (its path is then taken as
+    ``cells/<cell_id>.json``) or a ``(relative_path, record)`` pair. See the module doc."""
+    schema = schema or load_schema()
+    items, ignored = _dedupe(records)
+    groups: dict[tuple, list[tuple[str, dict]]] = {}
+    for path, rec in items:
+        groups.setdefault(_record_key(rec, schema), []).append((path, rec))
+    rows = []
+    for key in sorted(groups, key=_orderable):
+        for members in _split_by_network(groups[key]):
+            rows.extend(_rows_of_group(members, schema, ignored))
+    return sorted(rows, key=lambda r: _row_order(r, schema))
+
+
+@dataclass(frozen=True)
+class DisplayColumn:
+    """A schema column as shown: ``network`` set when a fidelity column is split by feature network."""
+
+    id: str
+    header: str
+    column: Column
+    network: str | None = None
+
+    def value(self, row: dict):
+        if self.network is not None:
+            net = self.column.feature_network
+            if (row.get("feature_networks") or {}).get(net) != self.network:
+                return None
+        return row["values"].get(self.column.id)
+
+
+def display_columns(rows: list[dict], schema: Schema) -> list[DisplayColumn]:
+    """The schema's columns; one whose numbers come from a feature network is split into one
+    column per network identity (its header naming it) when the rows were measured with more
+    than one, so numbers from different networks never share a column."""
+    out = []
+    for col in schema.columns:
+        net = col.feature_network
+        identities = sorted({(r.get("feature_networks") or {}).get(net) for r in rows} - {None}) if net else []
+        if len(identities) <= 1:
+            out.append(DisplayColumn(col.id, col.header, col))
+            continue
+        out.extend(DisplayColumn(f"{col.id}@{ident}", f"{col.header} [{ident}]", col, ident) for ident in identities)
+    return out
+
+
+def sort_value(value):
+    """What a value sorts by: a pooled interval by its mean; None stays None (sorted last)."""
+    if isinstance(value, Mapping):
+        value = value.get("mean")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def record_fields(rec: Mapping) -> dict:
+    """The row fields that a single record determines."""
+    cell = rec.get("cell") or {}
+    spec = rec.get("spec") or {}
+    protocol, label, ratio, schedule, context = config_key(rec)
+    return {
+        "dataset": (spec.get("dataset") or {}).get("name") or (rec.get("dataset") or {}).get("name"),
+        "size": spec.get("size"), "classifier": _classifier(rec), "protocol": protocol, "schedule": schedule,
+        "generator": label, "chain": _chain(rec), "ratio": ratio, "context": context, "seed": cell.get("seed"),
+    }
+
+
+def feature_networks(rec: Mapping) -> dict[str, str]:
+    """{feature block name: network identity} of a record's quality report (empty without one)."""
+    feats = (((rec.get("generator") or {}).get("quality") or {}).get("features")) or {}
+    return {name: block["identity"] for name, block in sorted(feats.items())
+            if isinstance(block, Mapping) and block.get("identity")}
+
+
+def _dedupe(records) -> tuple[list[tuple[str, dict]], dict[str, list[str]]]:
+    """One copy per cell_id (an ok one first, then the first path); ``ignored``: cell_id -> the rest."""
+    by_id: dict[str, list[tuple[str, dict]]] = {}
+    for i, item in enumerate(records):
+        path, rec = (item if isinstance(item, tuple) else
+                     (f"cells/{item.get('cell_id') or f'record-{i}'}.json", item))
+        by_id.setdefault(str(rec.get("cell_id") or path), []).append((path, rec))
+    items, ignored = [], {}
+    for cell_id in sorted(by_id):
+        copies = sorted(by_id[cell_id], key=lambda pr: (pr[1].get("status") != "ok", pr[0]))
+        items.append(copies[0])
+        if len(copies) > 1:
+            ignored[cell_id] = [p for p, _ in copies[1:]]
+    return items, ignored
+
+
+def _record_key(rec: Mapping, schema: Schema) -> tuple:
+    fields = record_fields(rec)
+    extra = tuple(fields[k] for k in schema.group_by if k in _RECORD_LEVEL)
+    return (fields["dataset"], fields["size"], fields["classifier"], *config_key(rec), extra)
+
+
+def _split_by_network(members: list[tuple[str, dict]]) -> list[list[tuple[str, dict]]]:
+    """Split one configuration by the feature networks of its quality reports. A record without a
+    report (a failed seed, an older record) joins the configuration's network when it has exactly one."""
+    parts: dict[tuple, list] = {}
+    for path, rec in members:
+        parts.setdefault(tuple(feature_networks(rec).items()), []).append((path, rec))
+    measured = [k for k in parts if k]
+    if len(measured) == 1 and () in parts:
+        parts[measured[0]] = parts.pop(()) + parts[measured[0]]
+    return [parts[k] for k in sorted(parts)]
+
+
+def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dict) -> list[dict]:
+    members = sorted(members, key=lambda pr: (_orderable(pr[1].get("cell", {}).get("seed")), pr[0]))
+    recs = [r for _, r in members]
+    ok = [r for r in recs if r.get("status") == "ok"]
+    first = record_fields(recs[0])
+    networks = next((feature_networks(r) for r in recs if feature_networks(r)), {})
+    record_values = {c.id: _mean_over(ok, c.path) for c in schema.columns if c.kind == "record"}
+    out = []
+    for agg in aggregate(recs):
+        row = {k: first[k] for k in _RECORD_LEVEL}
+        row.update({
+            "test_set": agg["test_set"], "feature_networks": networks,
+            "feature_network": ", ".join(f"{k}={v}" for k, v in networks.items()) or None,
+            "seeds": f"{len(ok)}/{len(recs)}", "seed_list": agg["seeds"], "failed_seeds": agg["failed_seeds"],
+            "status": _status(recs, ok, agg), "vs_real_only": _vs_text(agg["vs_real_only"]),
+            "aggregate": agg, "records": [p for p, _ in members],
+            "ignored_records": sorted(p for r in recs for p in ignored.get(str(r.get("cell_id")), [])),
+            "artifacts": _artifacts(members),
+        })
+        row["values"] = {c.id: (record_values[c.id] if c.kind == "record" else
+                                _get(row if c.kind == "row" else agg, c.path)) for c in schema.columns}
+        out.append(row)
+    return out
+
+
+def _status(recs: list[dict], ok: list[dict], agg: dict) -> str:
+    if not ok:
+        err = next((r.get("error") or {} for r in recs if r.get("error")), {})
+        msg = str(err.get("message") or "").strip().splitlines()
+        detail = f": {err.get('type', 'error')}: {msg[0][:100]}" if msg else ""
+        return f"failed ({len(recs)}/{len(recs)} seeds){detail}"
+    flags = []
+    if len(ok) < len(recs):
+        flags.append(f"incomplete: {len(ok)}/{len(recs)} seeds ok (failed: seed "
+                     f"{', '.join(str(s) for s in agg['failed_seeds'])})")
+    scored = ((agg.get("metrics") or {}).get("auroc") or {}).get("n_seeds", len(ok))
+    if scored < len(ok):
+        flags.append(f"incomplete: {scored}/{len(ok)} ok seeds scored on this test set")
+    truncated = [r for r in recs if is_truncated(r)]
+    if truncated:
+        stats = ((truncated[0].get("generator") or {}).get("fit_stats")) or {}
+        flags.append(f"truncated fit ({len(truncated)} seed(s); {stats.get('steps')}/{stats.get('steps_requested')} "
+                     "steps)")
+    if any(not ((r.get("generator") or {}).get("seed_check") or {}).get("ok", True) for r in recs):
+        flags.append("seed check failed")
+    return "; ".join(flags) or "ok"
+
+
+def _vs_text(paired: dict) -> str | None:
+    if not paired:
+        return None
+    n = paired["n_seeds"]
+    return f"worse {paired['seeds_worse']}/{n}, better {paired['seeds_better']}/{n}"
+
+
+def _artifacts(members: list[tuple[str, dict]]) -> dict:
+    """Images that represent the row (those of its first ok seed that has them): the record's
+    relative path, the file name and the path its record gave (absolute, possibly elsewhere)."""
+    out = {}
+    for path, rec in members:
+        if rec.get("status") != "ok":
+            continue
+        sheet = (rec.get("artifacts") or {}).get("contact_sheet")
+        if sheet and "contact_sheet" not in out:
+            out["contact_sheet"] = {"record": path, "name": str(sheet).replace("\\", "/").rsplit("/", 1)[-1],
+                                    "given": str(sheet)}
+        pairs = (((rec.get("generator") or {}).get("quality") or {}).get("memorization") or {}).get("worst_pairs_png")
+        if pairs and "worst_pairs" not in out:
+            # written into the cell's artifact folder, the folder of its other artifacts
+            beside = next((str(a) for a in (rec.get("artifacts") or {}).values() if isinstance(a, str)), None)
+            name = str(pairs).rsplit("/", 1)[-1]
+            folder = beside.replace("\\", "/").rsplit("/", 1)[0] if beside else None
+            out["worst_pairs"] = {"record": path, "name": name, "given": f"{folder}/{name}" if folder else None}
+    return out
+
+
+def _get(obj, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(obj, Mapping) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def _mean_over(records: list[dict], path: tuple[str, ...]):
+    """The mean of a numeric value over the records that have it; text: the distinct values."""
+    values = [v for v in (_get(r, path) for r in records) if v is not None]
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if values and len(numbers) == len(values):
+        finite = [x for x in numbers if math.isfinite(x)]
+        return sum(finite) / len(finite) if finite else None
+    texts = sorted({str(v).lower() if isinstance(v, bool) else str(v) for v in values if not isinstance(v, Mapping)})
+    return ", ".join(texts) if texts else None
+
+
+def _orderable(value):
+    """A sort key that orders None last and never compares a number with a string."""
+    if isinstance(value, tuple):
+        return tuple(_orderable(v) for v in value)
+    if value is None:
+        return (2, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _row_order(row: dict, schema: Schema) -> tuple:
+    col = schema.column(schema.sort.column)
+    metric = sort_value(row["values"].get(col.id))
+    if isinstance(metric, float) and col.higher_is_better:
+        metric = -metric  # descending: the best first
+    return (tuple(_orderable(row.get(k)) for k in schema.group_by), _orderable(metric),
+            _orderable((row["generator"], row["ratio"], row["chain"], row["context"], row["test_set"])))

@@ -1,0 +1,144 @@
+"""Leaderboard figures (matplotlib, Agg canvas, no pyplot state), each as PNG and SVG.
+
+* ``auroc-vs-ratio``: AUROC against the supplementation ratio r per generator, with the 95% CI
+  as a band (Khosravi et al.'s figure), from ``supplemented*`` rows; a matching real-only row is
+  drawn at r = 0. One panel per dataset / size / classifier / protocol / schedule / test set.
+* ``fd-vs-auroc``: domain FD against AUROC (CI as error bars), one point per row with both.
+* ``cost-vs-auroc``: generation seconds per image against AUROC.
+
+A figure without data is not written; :func:`write_plots` returns a note saying why instead.
+Files are byte-for-byte reproducible: fixed size and dpi, a fixed SVG hash salt, no dates or
+software tags in the metadata, everything drawn in the rows' (deterministic) order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FIGSIZE = (7.0, 4.5)
+DPI = 100
+_RC = {"svg.hashsalt": "cxrbench-leaderboard", "svg.fonttype": "path", "font.family": "DejaVu Sans",
+       "path.simplify": True, "axes.grid": True, "grid.alpha": 0.3}
+#: AUROC lies in [0, 1]; a few-seed t interval can reach past it and would flatten the plot
+AUROC_LIMITS = (-0.02, 1.02)
+_PNG_META = {"Software": None}
+_SVG_META = {"Date": None, "Creator": None}
+#: row fields that keep comparisons apart (a panel / a series each)
+_CONTEXT = ("dataset", "size", "classifier", "schedule", "test_set")
+
+
+def write_plots(rows: list[dict], out_dir: Path, fd_column: str = "domain_fd",
+                cost_column: str = "seconds_per_image") -> tuple[list[dict], list[str]]:
+    """Write the figures into ``out_dir``; return ([{name, title, png, svg}], notes). Paths in
+    the result are relative to ``out_dir``'s parent (the leaderboard folder)."""
+    import matplotlib
+
+    out_dir = Path(out_dir)
+    written, notes = [], []
+    with matplotlib.rc_context(_RC):
+        for name, title, draw in (
+            ("auroc-vs-ratio", "AUROC vs supplementation ratio", _auroc_vs_ratio),
+            ("fd-vs-auroc", "Domain FD vs AUROC", lambda fig, rows: _scatter(fig, rows, fd_column, "domain FD")),
+            ("cost-vs-auroc", "Generation cost vs AUROC",
+             lambda fig, rows: _scatter(fig, rows, cost_column, "seconds per image")),
+        ):
+            fig = _figure()
+            why_not = draw(fig, rows)
+            if why_not:
+                notes.append(f"plot {name} skipped: {why_not}")
+                continue
+            fig.suptitle(title)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fig.savefig(out_dir / f"{name}.png", dpi=DPI, metadata=_PNG_META)
+            fig.savefig(out_dir / f"{name}.svg", metadata=_SVG_META)
+            rel = out_dir.name
+            written.append({"name": name, "title": title, "png": f"{rel}/{name}.png", "svg": f"{rel}/{name}.svg"})
+    return written, notes
+
+
+def _plain(value) -> str:
+    """Plugin-given text as literal text: an unescaped ``$`` pair would start matplotlib's mathtext."""
+    return str(value).replace("$", r"\$")
+
+
+def _figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _auroc(row: dict):
+    a = ((row.get("aggregate") or {}).get("metrics") or {}).get("auroc")
+    return a if a and a.get("mean") is not None else None
+
+
+def _context(row: dict) -> tuple:
+    return tuple(row.get(k) for k in _CONTEXT)
+
+
+def _auroc_vs_ratio(fig, rows: list[dict]) -> str | None:
+    supplemented = [r for r in rows if str(r.get("protocol") or "").startswith("supplemented") and _auroc(r)]
+    if not supplemented:
+        return "no supplemented rows with an AUROC (run a `supplemented` protocol with several ratios)"
+    panels: dict[tuple, list[dict]] = {}
+    for r in supplemented:
+        panels.setdefault(_context(r) + (r["protocol"],), []).append(r)
+    keys = sorted(panels, key=lambda k: tuple(str(x) for x in k))
+    axes = fig.subplots(1, len(keys), squeeze=False, sharey=True)[0]
+    for ax, key in zip(axes, keys):
+        baseline = next((r for r in rows if r.get("protocol", "").startswith("real-only") and _auroc(r)
+                         and _context(r) == key[:-1]), None)
+        series: dict[tuple, list[dict]] = {}
+        for r in panels[key]:
+            series.setdefault((r["generator"], r["chain"]), []).append(r)
+        for (label, chain), members in sorted(series.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+            pts = sorted(((float(r["ratio"]), _auroc(r)) for r in members), key=lambda p: p[0])
+            if baseline:
+                pts.insert(0, (0.0, _auroc(baseline)))
+            x = [p[0] for p in pts]
+            y = [p[1]["mean"] for p in pts]
+            lo = [(p[1].get("ci") or [p[1]["mean"]] * 2)[0] for p in pts]
+            hi = [(p[1].get("ci") or [p[1]["mean"]] * 2)[1] for p in pts]
+            name = label if chain in (None, "-") else f"{label} ({chain})"
+            (line,) = ax.plot(x, y, marker="o", label=_plain(name))
+            ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color(), linewidth=0)
+        ax.set_xlabel("synthetic-to-real ratio r" + (" (r = 0: real-only)" if baseline else ""))
+        ax.set_title(_plain(" / ".join(str(k) for k in key if k is not None)), fontsize=8)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("AUROC (mean over seeds, 95% CI)")
+    axes[0].set_ylim(*AUROC_LIMITS)
+    return None
+
+
+def _scatter(fig, rows: list[dict], column: str, xlabel: str) -> str | None:
+    pts = []
+    for r in rows:
+        x, a = (r.get("values") or {}).get(column), _auroc(r)
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and a:
+            pts.append((float(x), a, r))
+    if not pts:
+        return f"no row has both {column!r} and an AUROC (older records have no quality/cost report)"
+    ax = fig.subplots()
+    groups: dict[tuple, list] = {}
+    for p in pts:
+        groups.setdefault(_context(p[2]) + (p[2]["protocol"],), []).append(p)
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        g = groups[key]
+        ys = [p[1]["mean"] for p in g]
+        err = [[p[1]["mean"] - (p[1].get("ci") or [p[1]["mean"]])[0] for p in g],
+               [(p[1].get("ci") or [0, p[1]["mean"]])[1] - p[1]["mean"] for p in g]]
+        ax.errorbar([p[0] for p in g], ys, yerr=err, fmt="o", capsize=3,
+                    label=_plain(" / ".join(str(k) for k in key if k is not None)))
+        for x, y, (_, _, r) in zip([p[0] for p in g], ys, g):
+            ax.annotate(_plain(r["generator"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    xs = [p[0] for p in pts]
+    if min(xs) > 0 and max(xs) / min(xs) > 100:
+        ax.set_xscale("log")  # FD and seconds per image span orders of magnitude between generators
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("AUROC (mean over seeds, 95% CI)")
+    ax.set_ylim(*AUROC_LIMITS)
+    ax.legend(fontsize=7)
+    return None

@@ -1,0 +1,213 @@
+"""The leaderboard rows as Markdown, CSV, LaTeX and one static HTML page (strings; no file I/O).
+
+* Markdown: tabulate's ``github`` table (``|`` in a value escaped), then notes.
+* CSV: every number unrounded (``repr``), so parsing it back gives the aggregate's floats; a pooled
+  interval column ``X`` becomes ``X_mean, X_sd, X_ci_low, X_ci_high``; a ``records`` column lists
+  the record paths of the row (``;``-separated).
+* LaTeX: tabulate's ``latex_booktabs``, which escapes ``_ % & # $ { } ~ ^ \\``.
+* HTML: ``index.html`` with its CSS and JS inlined (page.css, page.js beside this file) and a
+  Content-Security-Policy that allows only those two by hash, so it works offline from a file://
+  URL and a string that slipped through unescaped still could not run. Every string from a record,
+  a plugin or the schema goes through :func:`html.escape`; links are relative and URL-quoted.
+
+All output depends only on the rows, the columns and the notes (no dates, no absolute paths).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import math
+from pathlib import Path
+from urllib.parse import quote
+
+from cxrbench.leaderboard.build import DisplayColumn, sort_value
+
+_HERE = Path(__file__).parent
+#: the HTML filter selects, in order: a row field each
+FILTERS = ("dataset", "protocol", "classifier", "size")
+
+
+def format_value(fmt: str, value) -> str:
+    """A cell as text: ``-`` for a missing value; see the formats in default-schema.yaml."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    kind, _, digits = fmt.partition(":")
+    n = int(digits or 0)
+    if kind == "mean_sd_ci":
+        if not isinstance(value, dict) or value.get("mean") is None:
+            return "-"
+        text = f"{value['mean']:.{n}f}"
+        if value.get("sd") is not None:
+            text += f" +/- {value['sd']:.{n}f}"
+        if value.get("ci"):
+            text += f" [{value['ci'][0]:.{n}f}, {value['ci'][1]:.{n}f}]"
+        return text
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or kind == "text":
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    return {"int": lambda: str(int(round(value))), "fixed": lambda: f"{value:.{n}f}",
+            "signed": lambda: f"{value:+.{n}f}", "sig": lambda: f"{value:.{n}g}",
+            "percent": lambda: f"{100 * value:.{n}f}%"}[kind]()
+
+
+def table_cells(rows: list[dict], columns: list[DisplayColumn]) -> list[list[str]]:
+    return [[format_value(c.column.format, c.value(r)) for c in columns] for r in rows]
+
+
+def render_markdown(rows: list[dict], columns: list[DisplayColumn], notes: list[str]) -> str:
+    from tabulate import tabulate
+
+    cells = [[v.replace("|", "\\|").replace("\n", " ") for v in line] for line in table_cells(rows, columns)]
+    table = tabulate(cells, headers=[c.header for c in columns], tablefmt="github", disable_numparse=True)
+    lines = ["# cxrbench leaderboard", "", table, ""]
+    lines += ["## Notes", ""] + [f"- {n}" for n in notes] if notes else []
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_latex(rows: list[dict], columns: list[DisplayColumn]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(table_cells(rows, columns), headers=[c.header for c in columns], tablefmt="latex_booktabs",
+                    disable_numparse=True) + "\n"
+
+
+def csv_header(columns: list[DisplayColumn]) -> list[str]:
+    out = []
+    for c in columns:
+        if c.column.format.startswith("mean_sd_ci"):
+            out += [f"{c.id}_mean", f"{c.id}_sd", f"{c.id}_ci_low", f"{c.id}_ci_high"]
+        else:
+            out.append(c.id)
+    return out + ["records"]
+
+
+def render_csv(rows: list[dict], columns: list[DisplayColumn]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(csv_header(columns))
+    for r in rows:
+        line = []
+        for c in columns:
+            v = c.value(r)
+            if c.column.format.startswith("mean_sd_ci"):
+                v = v if isinstance(v, dict) else {}
+                ci = v.get("ci") or [None, None]
+                line += [_raw(v.get("mean")), _raw(v.get("sd")), _raw(ci[0]), _raw(ci[1])]
+            else:
+                line.append(_raw(v))
+        writer.writerow(line + [";".join(r["records"])])
+    return buf.getvalue()
+
+
+def _raw(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    return repr(float(v)) if isinstance(v, float) else str(v)  # float(): numpy's repr is np.float64(...)
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _href(rel_path: str) -> str:
+    return _e(quote(rel_path, safe="/"))
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str], plots: list[dict],
+                sources: list[str]) -> str:
+    """The page. ``plots``: [{"png", "svg", "title"}] relative paths; ``sources``: results folder names."""
+    css = (_HERE / "page.css").read_text()
+    js = (_HERE / "page.js").read_text()
+    csp = (f"default-src 'none'; img-src 'self' file: data:; style-src {_csp_hash(css)}; "
+           f"script-src {_csp_hash(js)}")
+    n_records = sum(len(r["records"]) for r in rows)
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           "<title>cxrbench leaderboard</title>", f"<style>{css}</style>", "</head>", "<body>",
+           "<h1>cxrbench leaderboard</h1>",
+           f"<p>{len(rows)} rows from {n_records} cell records in {_e(', '.join(sources))}. Click a column header "
+           "to sort (again to reverse); AUROC is the mean over seeds +/- sd with its 95% CI (Rubin's rules).</p>",
+           '<div class="filters">']
+    for key in FILTERS:
+        values = sorted({_filter_value(r, key) for r in rows}, key=lambda v: (len(v) if key == "size" else 0, v))
+        options = "".join(f'<option value="{_e(v)}">{_e(v)}</option>' for v in values)
+        out.append(f'<label>{_e(key)}<select data-filter="{_e(key)}" id="filter-{_e(key)}">'
+                   f'<option value="">all</option>{options}</select></label>')
+    out += ['<span id="row-count"></span>', "</div>", '<div class="table-wrap">', '<table id="leaderboard">',
+            "<thead><tr>"]
+    for c in columns:
+        numeric = c.column.format != "text"
+        first = "descending" if c.column.higher_is_better else "ascending"
+        out.append(f'<th scope="col" tabindex="0" data-col="{_e(c.id)}" data-type="{"number" if numeric else "text"}" '
+                   f'data-first="{first}">{_e(c.header)}</th>')
+    out += ['<th scope="col" tabindex="0" data-col="contact_sheet" data-type="text" data-first="ascending">'
+            "Contact sheet</th>",
+            '<th scope="col" tabindex="0" data-col="records" data-type="text" data-first="ascending">Records</th>',
+            "</tr></thead>", "<tbody>"]
+    for i, r in enumerate(rows):
+        out.append(_html_row(i, r, columns))
+    out += ["</tbody></table></div>"]
+    if plots:
+        out.append("<h2>Plots</h2>")
+        for p in plots:
+            out.append(f'<figure><a href="{_href(p["svg"])}"><img src="{_href(p["png"])}" alt="{_e(p["title"])}">'
+                       f'</a><figcaption>{_e(p["title"])} (<a href="{_href(p["svg"])}">SVG</a>)</figcaption></figure>')
+    if notes:
+        out += ["<h2>Notes</h2>", '<ul class="notes">'] + [f"<li>{_e(n)}</li>" for n in notes] + ["</ul>"]
+    out += [f"<script>{js}</script>", "</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def _filter_value(row: dict, key: str) -> str:
+    return "-" if row.get(key) is None else str(row[key])
+
+
+def _html_row(index: int, row: dict, columns: list[DisplayColumn]) -> str:
+    status = row["status"]
+    cls = "status-ok" if status == "ok" else ("status-failed" if status.startswith("failed") else "status-warn")
+    attrs = "".join(f' data-f-{key}="{_e(_filter_value(row, key))}"' for key in FILTERS)
+    cells = []
+    for c in columns:
+        value = c.value(row)
+        text = format_value(c.column.format, value).replace(" +/- ", " \u00b1 ")
+        numeric = c.column.format != "text"
+        key = sort_value(value)
+        if numeric:  # a number or nothing: the page sorts this column with parseFloat
+            data = repr(key) if isinstance(key, float) else ""
+        else:
+            data = "" if key is None else str(key)
+        klass = "num" if numeric else ("status" if c.column.source == "row.status" else "")
+        cells.append(f'<td{f" class={chr(34)}{klass}{chr(34)}" if klass else ""} data-value="{_e(data)}">'
+                     f"{_e(text)}</td>")
+    assets = row.get("assets") or {}
+    sheet = assets.get("contact_sheet")
+    if sheet:
+        cells.append(f'<td class="sheet" data-value="{_e(sheet)}"><a href="{_href(sheet)}"><img src="{_href(sheet)}" '
+                     f'alt="contact sheet of {_e(row["generator"])}"></a>'
+                     + (f' <a href="{_href(assets["worst_pairs"])}">worst pairs</a>'
+                        if assets.get("worst_pairs") else "") + "</td>")
+    else:
+        cells.append('<td class="sheet" data-value="">-</td>')
+    links = " ".join(f'<a href="{_href("records/" + p)}">{_e(_seed_name(p))}</a>' for p in row["records"])
+    cells.append(f'<td class="records" data-value="{_e(row["records"][0] if row["records"] else "")}">{links}</td>')
+    return f'<tr class="{cls}" data-order="{index}"{attrs}>' + "".join(cells) + "</tr>"
+
+
+def _seed_name(path: str) -> str:
+    """``seed3`` for ``.../<protocol>__..__seed3__<context>.json``; else the file name."""
+    name = path.rsplit("/", 1)[-1]
+    parts = [p for p in name.split("__") if p.startswith("seed")]
+    return parts[-1] if parts else name

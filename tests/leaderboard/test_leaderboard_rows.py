@@ -1,0 +1,160 @@
+"""Leaderboard rows and the display schema: what shares a row, what a row says about its seeds,
+which way it sorts, and that a bad schema is a one-line error naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from cxrbench.errors import ConfigError
+from cxrbench.leaderboard.build import build_rows, display_columns
+from cxrbench.leaderboard.schema import DEFAULT_SCHEMA, load_schema, schema_from_data
+
+
+@pytest.fixture(scope="module")
+def rows(mixed_records):
+    return build_rows(mixed_records, load_schema())
+
+
+def by_label(rows, label, protocol="synthetic-only.v2"):
+    found = [r for r in rows if r["generator"] == label and r["protocol"] == protocol]
+    assert len(found) == 1, [(r["generator"], r["protocol"]) for r in rows]
+    return found[0]
+
+
+def test_protocol_versions_never_share_a_row(rows):
+    noise = [r for r in rows if r["generator"] == "noise" and r["protocol"].startswith("synthetic-only")]
+    assert sorted(r["protocol"] for r in noise) == ["synthetic-only.v1", "synthetic-only.v2"]
+    for r in noise:
+        assert all(p.split("/")[-1].startswith(r["protocol"] + "__") for p in r["records"]), r["records"]
+        assert r["seeds"] == "2/2" and r["status"] == "ok"
+
+
+def test_each_row_lists_its_records_by_seed(rows):
+    row = by_label(rows, "noise")
+    assert row["records"] == sorted(row["records"], key=lambda p: int(p.split("__seed")[1].split("__")[0]))
+    assert [p.split("__seed")[1][0] for p in row["records"]] == ["0", "1"]
+    assert all(p.startswith("mixed-run/cells/") and p.endswith(".json") for p in row["records"])
+
+
+def test_failed_truncated_and_incomplete_are_shown_with_their_status(rows):
+    broken = by_label(rows, "broken")
+    assert broken["status"].startswith("failed (2/2 seeds): RuntimeError: simulated failure in fit")
+    assert "second line" not in broken["status"] and broken["seeds"] == "0/2"
+    assert broken["values"]["auroc"] is None and len(broken["records"]) == 2
+    trunc = by_label(rows, "trunc")
+    assert "truncated fit (2 seed(s); 5/100 steps)" in trunc["status"]
+    flaky = by_label(rows, "flaky")
+    assert flaky["seeds"] == "2/3" and flaky["status"].startswith("incomplete: 2/3 seeds ok (failed: seed 2)")
+    assert flaky["values"]["auroc"]["n_seeds"] == 2 and len(flaky["records"]) == 3
+
+
+def test_quality_and_cost_are_means_over_ok_seeds(rows, mixed_records):
+    row = by_label(rows, "noise")
+    recs = [rec for path, rec in mixed_records if path in row["records"]]
+    fds = [r["generator"]["quality"]["features"]["domain"]["fd"] for r in recs]
+    assert row["values"]["domain_fd"] == pytest.approx(sum(fds) / len(fds), rel=1e-12)
+    assert row["values"]["device"] == "cpu"
+    real_only = next(r for r in rows if r["protocol"] == "real-only.v1")
+    assert real_only["values"]["domain_fd"] is None and real_only["values"]["seconds_per_image"] is None
+
+
+def test_older_records_without_quality_or_cost_show_a_dash(mixed_records):
+    from cxrbench.leaderboard.render import render_markdown
+
+    old = []
+    for path, rec in mixed_records:
+        rec = copy.deepcopy(rec)
+        if rec.get("generator"):
+            rec["generator"].pop("quality", None)
+            rec["generator"].pop("cost", None)
+        old.append((path, rec))
+    schema = load_schema()
+    rows = build_rows(old, schema)
+    assert all(r["values"]["domain_fd"] is None and r["feature_network"] is None for r in rows)
+    assert "| -" in render_markdown(rows, display_columns(rows, schema), [])
+
+
+def test_a_different_feature_network_gets_its_own_row_and_column(mixed_records):
+    changed = []
+    for path, rec in mixed_records:
+        rec = copy.deepcopy(rec)
+        if rec["cell"]["protocol"] == "synthetic-only.v1" and rec.get("generator"):
+            rec["generator"]["quality"]["features"]["domain"]["identity"] = "reference-cnn-v9:other"
+        changed.append((path, rec))
+    schema = load_schema()
+    rows = build_rows(changed, schema)
+    cols = {c.id: c for c in display_columns(rows, schema)}
+    assert "domain_fd" not in cols
+    split = [c for c in cols if c.startswith("domain_fd@")]
+    assert len(split) == 2 and any("[reference-cnn-v9:other]" in cols[c].header for c in split)
+    v1 = by_label(rows, "noise", "synthetic-only.v1")
+    assert cols["domain_fd@reference-cnn-v9:other"].value(v1) == v1["values"]["domain_fd"]
+    other = next(c for c in split if "v9" not in c)
+    assert cols[other].value(v1) is None  # never in the other network's column
+
+
+def test_sort_direction_follows_higher_is_better(mixed_records):
+    data = yaml.safe_load(DEFAULT_SCHEMA.read_text())
+
+    def v2_order(higher):
+        d = copy.deepcopy(data)
+        next(c for c in d["columns"] if c["id"] == "auroc")["higher_is_better"] = higher
+        rows = build_rows(mixed_records, schema_from_data(d, "t"))
+        return [r["values"]["auroc"]["mean"] if r["values"]["auroc"] else None
+                for r in rows if r["protocol"] == "synthetic-only.v2"]
+
+    best_first, worst_first = v2_order(True), v2_order(False)
+    scored = [x for x in best_first if x is not None]
+    assert scored == sorted(scored, reverse=True) and len(scored) >= 4
+    assert [x for x in worst_first if x is not None] == sorted(scored)
+    assert best_first[-1] is None and worst_first[-1] is None  # the failed row last either way
+
+
+def test_the_same_input_in_any_order_gives_the_same_rows(mixed_records):
+    schema = load_schema()
+    assert build_rows(list(reversed(mixed_records)), schema) == build_rows(mixed_records, schema)
+
+
+def test_a_cell_in_two_folders_counts_once(mixed_records):
+    doubled = mixed_records + [(p.replace("mixed-run/", "copy/"), r) for p, r in mixed_records]
+    rows = build_rows(doubled, load_schema())
+    noise = by_label(rows, "noise")
+    assert noise["seeds"] == "2/2" and len(noise["ignored_records"]) == 2
+
+
+@pytest.mark.parametrize("edit, where, what", [
+    (lambda d: d["columns"][0].update(sourc="row.generator"), "columns[0].sourc", "unknown key"),
+    (lambda d: d.update(colour="red"), "colour", "unknown key"),
+    (lambda d: d["columns"][11].update(source="aggregate.metrics.auprc.mean"), "columns[11].source",
+     "unknown column source"),
+    (lambda d: d["columns"][15].update(source="record.generatr.quality.fd"), "columns[15].source",
+     "unknown column source"),
+    (lambda d: d["columns"][0].update(source="row.nope"), "columns[0].source", "unknown column source"),
+    (lambda d: d["columns"][0].update(format="fixed"), "columns[0].format", "unknown format"),
+    (lambda d: d.update(sort={"column": "nope"}), "sort.column", "not a column id"),
+    (lambda d: d["group_by"].remove("classifier"), "group_by", "must include classifier"),
+    (lambda d: d.update(schema_version=2), "schema_version", "not supported"),
+    (lambda d: d["columns"][0].update(higher_is_better="yes"), "columns[0].higher_is_better", "expected"),
+])
+def test_a_bad_schema_is_a_one_line_error_naming_the_key(edit, where, what):
+    data = yaml.safe_load(DEFAULT_SCHEMA.read_text())
+    edit(data)
+    with pytest.raises(ConfigError) as info:
+        schema_from_data(data, "my-schema.yaml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"my-schema.yaml: {where}:") and what in message, message
+
+
+def test_the_cli_prints_a_bad_schema_as_one_line(tmp_path, mixed_run, capsys):
+    from cxrbench.cli import main
+
+    data = yaml.safe_load(DEFAULT_SCHEMA.read_text())
+    data["columns"][2]["source"] = "row.rate"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    code = main(["leaderboard", str(mixed_run), "--out", str(tmp_path / "lb"), "--schema", str(tmp_path / "s.yaml")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "columns[2].source" in err and "row.rate" in err
+    assert not (tmp_path / "lb").exists()
