@@ -1,0 +1,35 @@
+"""The committed leaderboard (leaderboard/<name>/) is reproducible: rebuilding it from its own
+committed records (and the images beside them) gives byte-identical tables, page and plots."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cxrbench.leaderboard import build_leaderboard
+
+PUBLISHED = sorted(p for p in (Path(__file__).resolve().parents[2] / "leaderboard").glob("*/records") if p.is_dir())
+
+
+def test_a_leaderboard_is_published():
+    assert PUBLISHED, "leaderboard/<name>/records/ is missing: build it with `cxrbench leaderboard`"
+
+
+@pytest.mark.parametrize("records", PUBLISHED, ids=[p.parent.name for p in PUBLISHED])
+def test_rebuilding_from_the_committed_records_reproduces_every_file(records, tmp_path):
+    published = records.parent
+    sources = []
+    for folder in sorted(p for p in records.iterdir() if p.is_dir()):
+        run = tmp_path / "runs" / folder.name  # the results folder as `cxrbench run` left it
+        shutil.copytree(folder, run)
+        assets = published / "assets" / folder.name
+        if assets.is_dir():
+            shutil.copytree(assets, run, dirs_exist_ok=True)
+        sources.append(run)
+    out = tmp_path / "rebuilt"
+    build_leaderboard(sources, out)
+    committed = sorted(p.relative_to(published) for p in published.rglob("*") if p.is_file())
+    rebuilt = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert rebuilt == committed
+    for rel in committed:
+        assert (out / rel).read_bytes() == (published / rel).read_bytes(), rel
