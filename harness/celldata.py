@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cxrbench.config import BenchmarkSpec
 from cxrbench.contracts import SyntheticBatch
-from cxrbench.errors import CxrbenchError, LeakageError
+from cxrbench.errors import CxrbenchError, DatasetError, LeakageError
 
 
 def external_name(spec: BenchmarkSpec, i: int) -> str:
@@ -98,3 +98,25 @@ def check_leakage(groups: dict[str, list[str]]) -> None:
         except LeakageError as exc:
             who = [k for k, v in learned.items() if set(v) & set(ids)]
             raise LeakageError(f"test set {tname} shares patients with {', '.join(who)}: {exc}") from None
+
+
+def check_loaded(name: str, loaded) -> None:
+    """Say what loading dropped, and refuse a training split without both classes of its label."""
+    from cxrbench.generation import log
+
+    skipped = (loaded.info.get("skipped") or {}).get("count", 0)
+    if skipped:
+        log(f"dataset {name}: skipped {skipped} unreadable image(s) (paths and errors in every record: "
+            f"dataset.info.skipped)")
+    labels = loaded.train.labels
+    for j, label in enumerate(loaded.label_names):
+        known = labels[:, j][~labels[:, j].isnan()]
+        values = set(known.unique().tolist()) if len(known) else set()
+        if values != {0.0, 1.0}:
+            missing = "no image" if not values else f"only {'positive' if values == {1.0} else 'negative'} images"
+            msg = (f"dataset {name}: the training split has {missing} for label {label!r}; "
+                   "a classifier cannot learn it (check the class folders / label columns)")
+            if len(loaded.label_names) == 1:
+                raise DatasetError(msg)
+            loaded.info.setdefault("warnings", []).append(msg)
+            log(f"WARNING: {msg}")

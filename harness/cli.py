@@ -179,8 +179,6 @@ def resolve_run_spec(args):
     if args.protocol:
         schedule = spec.protocols[0].schedule if spec.protocols else DEFAULT_SCHEDULE
         spec.protocols = [ProtocolRef(name=p, schedule=schedule) for p in args.protocol]
-    if args.ratio:
-        spec.protocols = [dataclasses.replace(p, ratios=list(args.ratio)) for p in spec.protocols]
     if args.schedule:
         spec.protocols = [dataclasses.replace(p, schedule=args.schedule) for p in spec.protocols]
     if args.postprocess:
@@ -193,6 +191,15 @@ def resolve_run_spec(args):
         spec.evaluation.bootstrap_resamples = args.bootstrap
     if not args.spec and args.generator and not args.protocol:
         spec.protocols = [ProtocolRef(name="synthetic-only", schedule=DEFAULT_SCHEDULE)]
+    if args.ratio:  # to every protocol that takes a ratio (those with a generator); never dropped
+        from cxrbench import protocols
+
+        takes = [protocols.get(p.name, source).uses_generator for p in spec.protocols]
+        if not any(takes):
+            raise CxrbenchError(f"--ratio: none of the protocols ({', '.join(p.name for p in spec.protocols)}) "
+                                "takes a ratio; add --protocol synthetic-only or supplemented")
+        spec.protocols = [dataclasses.replace(p, ratios=list(args.ratio)) if t else p
+                          for p, t in zip(spec.protocols, takes)]
     # Re-validate the merged result with the same strict rules as a file.
     from cxrbench.config import spec_from_data, to_dict, validate_plugins
 

@@ -21,7 +21,7 @@ from typing import Any
 from cxrbench import __version__, protocols
 from cxrbench.cells import Cell, GeneratorVariant, expand_cells
 from cxrbench.celldata import (
-    all_images, check_leakage, condition_labels, external_name, namespaced, read_scores, recipe_fields,
+    all_images, check_leakage, check_loaded, condition_labels, external_name, namespaced, read_scores, recipe_fields,
     write_predictions,
 )
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
@@ -156,6 +156,8 @@ class Runner:
             from cxrbench.checking import preflight
 
             preflight(self, todo)  # a broken plugin stops the run here, before anything trains
+        if todo:  # decode the training dataset once, up front: a bad file is one line, not N failed cells
+            self.dataset(self.spec.dataset)
         # Another run of the same spec into the same folder may be computing a cell right now:
         # leave it, do the others, then wait for it and reuse its record (never computed twice).
         deferred = []
@@ -253,6 +255,7 @@ class Runner:
                 cache_dir=self.cache_root, progress=self.progress,
             )
             loaded.info.setdefault("load_s", round(time.perf_counter() - start, 3))
+            check_loaded(ref.name, loaded)
             self._datasets[key] = loaded
         return self._datasets[key]
 
