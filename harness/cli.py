@@ -89,6 +89,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="content-addressed cache (default: $CXRBENCH_CACHE or ~/.cache/cxrbench)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; recorded in every "
+                                              "record); 1 per process when several runs share a CPU")
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -209,6 +211,9 @@ def resolve_run_spec(args):
 
 
 def cmd_run(args) -> int:
+    from cxrbench.device import prepare_cpu_threads
+
+    prepare_cpu_threads(args.threads)  # before torch is imported
     if args.no_progress:
         os.environ["CXRBENCH_PROGRESS"] = "0"  # also reaches bars deep inside plugins
     spec, source = resolve_run_spec(args)
@@ -230,6 +235,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_quality(args) -> int:
+    from cxrbench.device import prepare_cpu_threads
+
+    prepare_cpu_threads(args.threads)
     if args.no_progress:
         os.environ["CXRBENCH_PROGRESS"] = "0"
     spec, source = resolve_run_spec(args)
