@@ -60,7 +60,8 @@ def quality_reports(spec, source: str, *, out: Path, data_root, cache_dir, progr
             if chain.needs_real_train:
                 chain.prepare(source_ds.train, cache_dir=runner.cache_root, progress=progress)
             synthetic, _ = fill_to_size(generator, chain, synthetic, chain(synthetic), label=label, seed=seed)
-        folder = Path(out) / f"{label}-seed{seed}"
+        slug = "".join(c if c.isalnum() or c in "._-=" else "-" for c in label).strip(".") or "generator"
+        folder = Path(out) / f"{slug}-seed{seed}"  # a label is plugin/spec text: never a path
         report = runner.quality(synthetic, source_ds, folder, cell)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "quality.json").write_text(json.dumps(report, indent=1, sort_keys=True))
