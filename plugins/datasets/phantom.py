@@ -21,6 +21,10 @@ RENDER_VERSION = "1"
 SPLITS = ("train", "val", "test")
 
 
+#: per split (the images of a run are decoded into memory)
+MAX_IMAGES = 200_000
+
+
 @dataclass
 class PhantomOptions:
     """:param n_train, n_val, n_test: number of images per split.
@@ -42,6 +46,9 @@ class PhantomOptions:
         for name in ("n_train", "n_val", "n_test"):
             if int(getattr(self, name)) < 2:
                 raise ConfigError(f"phantom {name} must be at least 2, not {getattr(self, name)!r}")
+            # rendered in memory: a million 128 px images is already 16 GB
+            if int(getattr(self, name)) > MAX_IMAGES:
+                raise ConfigError(f"phantom {name} must be at most {MAX_IMAGES:,}, not {getattr(self, name)!r}")
         if not 0.0 <= self.prevalence <= 1.0:
             raise ConfigError(f"phantom prevalence must be in [0, 1], not {self.prevalence!r}")
         if not 32 <= int(self.render_size) <= 1024:
