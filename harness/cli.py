@@ -89,6 +89,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="content-addressed cache (default: $CXRBENCH_CACHE or ~/.cache/cxrbench)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples for confidence intervals (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the grid (cells, fits, synthetic replicas) and what is cached; run nothing")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; recorded in every "
                                               "record); 1 per process when several runs share a CPU")
 
@@ -224,6 +226,11 @@ def cmd_run(args) -> int:
         spec, out=out, data_root=args.data_root, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         progress=False if args.no_progress else None, spec_source=source,
     )
+    if args.dry_run:
+        from cxrbench.plan import plan, print_plan
+
+        print_plan(plan(runner))
+        return 0
     summary = runner.run()
     print_table(out, current=set(summary.ok + summary.failed + summary.skipped))
     n_failed = len(summary.failed)

@@ -69,6 +69,19 @@ def fit_relevant(options_cls: Any, effective: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in effective.items() if k not in skip}
 
 
+def fit_key_of(generator, *, name: str, version: str, train, fingerprint: str, size: int) -> tuple[str, int]:
+    """(fit key, fit seed): what the fitted model depends on, and nothing else (no wall time)."""
+    effective = generator.effective_options()
+    fit_seed = int(effective.get("seed") or 0) if isinstance(effective.get("seed"), int) else 0
+    fit_key = content_key({
+        "generator": name, "version": version,
+        "options": fit_relevant(getattr(type(generator), "Options", None), effective),
+        "train": fingerprint, "train_keys": content_key(train.keys) if train is not None else None,
+        "size": size, "fit_seed": fit_seed,
+    })
+    return fit_key, fit_seed
+
+
 def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, size: int,
                 cache_root: Path, progress: bool | None) -> dict[str, Any]:
     """Fit ``generator`` on the real train split, or load the cached fit; return the fit info
@@ -78,12 +91,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
     cls = type(generator)
     caps = cls.capabilities
     effective = generator.effective_options()
-    fit_seed = int(effective.get("seed") or 0) if isinstance(effective.get("seed"), int) else 0
-    fit_key = content_key({
-        "generator": name, "version": version, "options": fit_relevant(getattr(cls, "Options", None), effective),
-        "train": fingerprint, "train_keys": content_key(train.keys) if train is not None else None,
-        "size": size, "fit_seed": fit_seed,
-    })
+    fit_key, fit_seed = fit_key_of(generator, name=name, version=version, train=train,
+                                   fingerprint=fingerprint, size=size)
     info: dict[str, Any] = {"fit_key": fit_key, "fit_seed": fit_seed, "cached": False, "truncated": False}
     if getattr(generator, "cache_dir", False) is None:
         generator.cache_dir = cache_root / name  # generators that cache their own outputs (api)
@@ -249,27 +258,38 @@ def sampling_key(generator) -> str:
                         "sampling_version": type(generator).sampling_version})
 
 
-def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, variant_label: str, ratio: float,
-                           seed: int, source_train, size: int, cache_root: Path, progress: bool | None):
-    """r x the real training split's conditions, one replica at a time, each cached by content."""
+def replica_plan(generator, gen_info: dict, *, ratio: float, seed: int,
+                 source_train) -> list[tuple[int, Any, list[Condition], str]]:
+    """(replica, training-example order, conditions, cache key) of each replica of r x the real
+    training split (the last, partial replica takes a seeded subset of the conditions)."""
     import numpy as np
-    import torch
 
     n_real = len(source_train)
     total = int(round(ratio * n_real))
-    replicas = math.ceil(total / n_real) if n_real else 0
     caps = type(generator).capabilities
-    all_images, all_conditions, manifest = [], [], []
-    gen_seconds, generated, made_seconds = 0.0, 0, 0.0
     skey = sampling_key(generator)
-    for replica in range(replicas):
+    plan = []
+    for replica in range(math.ceil(total / n_real) if n_real else 0):
         count = min(n_real, total - replica * n_real)
-        # The last, partial replica takes a seeded subset of the training conditions.
         order = np.random.default_rng(derive_seed(seed, "subset", replica)).permutation(n_real)[:count]
         order.sort()
         conditions = [condition_for(source_train, int(i), seed, replica, caps) for i in order]
         key = content_key({"fit": gen_info["fit_key"], "sampling": skey, "replica": replica,
                            "conditions": _conditions_key(conditions)})
+        plan.append((replica, order, conditions, key))
+    return plan
+
+
+def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, variant_label: str, ratio: float,
+                           seed: int, source_train, size: int, cache_root: Path, progress: bool | None):
+    """r x the real training split's conditions, one replica at a time, each cached by content."""
+    import torch
+
+    all_images, all_conditions, manifest = [], [], []
+    gen_seconds, generated, made_seconds = 0.0, 0, 0.0
+    plan = replica_plan(generator, gen_info, ratio=ratio, seed=seed, source_train=source_train)
+    replicas = len(plan)
+    for replica, order, conditions, key in plan:
         images, secs = generate_cached(generator, conditions, key=key, path=cache_root / "synthetic" / f"{variant_name}-{key}.npy",
                                        size=size, label=f"{variant_label} replica {replica}", progress=progress)
         if secs:

@@ -210,9 +210,13 @@ class Runner:
         same with or without `--postprocess proxy-filter`, and is reused."""
         s = self.spec
         chain = to_dict(s.postprocess) if cell.protocol.uses_generator else []
+
+        def ref(r):  # `optional` only decides whether a missing set is skipped: not a result input
+            return {k: v for k, v in to_dict(r).items() if k != "optional"}
+
         return content_key(
             {
-                "dataset": to_dict(s.dataset), "external": to_dict(s.external), "size": s.size,
+                "dataset": ref(s.dataset), "external": [ref(r) for r in s.external], "size": s.size,
                 "classifier": to_dict(s.classifier), "postprocess": chain,
                 "evaluation": to_dict(s.evaluation), "preprocessing": s.preprocessing,
                 "data_root": str(self._dataset_root(s.dataset)),
@@ -332,6 +336,7 @@ class Runner:
         from cxrbench.generation import (
             mask_artifacts, options_record, seed_check, synthetic_training_set, synthetic_tuning_slice,
         )
+        from cxrbench.quality.cell import cell_quality
         from cxrbench.quality.cost import cost_record
         from cxrbench.sheets import contact_sheet
 
@@ -386,13 +391,7 @@ class Runner:
             "postprocessing": postprocessing, "cost": cost_record(gen_info, syn_info["stats"], self.device),
         }
         with w.timed("quality_s"):
-            w.generator_record["quality"] = self.quality(synthetic, source, w.adir, cell)
-
-    def quality(self, synthetic, source, adir: Path, cell) -> dict:
-        """Fidelity, diversity, memorization and label fidelity of the final synthetic set."""
-        from cxrbench.quality.cell import cell_quality
-
-        return cell_quality(self, synthetic, source, adir, cell)
+            w.generator_record["quality"] = cell_quality(self, synthetic, source, w.adir, cell)
 
     def _tuning_set(self, w: CellWork) -> None:
         """The real validation split, or (synthetic-only.v2) the held-out synthetic slice."""

@@ -38,6 +38,7 @@ def quality_reports(spec, source: str, *, out: Path, data_root, cache_dir, progr
     from cxrbench.device import resolve_device
     from cxrbench.generation import synthetic_training_set
     from cxrbench.postprocessing import Chain, fill_to_size
+    from cxrbench.quality.cell import cell_quality
     from cxrbench.runner import Runner, _default_cache_root, log
 
     runner = Runner(spec, out=out, data_root=data_root, cache_dir=cache_dir, progress=progress, spec_source=source)
@@ -62,7 +63,7 @@ def quality_reports(spec, source: str, *, out: Path, data_root, cache_dir, progr
             synthetic, _ = fill_to_size(generator, chain, synthetic, chain(synthetic), label=label, seed=seed)
         slug = "".join(c if c.isalnum() or c in "._-=" else "-" for c in label).strip(".") or "generator"
         folder = Path(out) / f"{slug}-seed{seed}"  # a label is plugin/spec text: never a path
-        report = runner.quality(synthetic, source_ds, folder, cell)
+        report = cell_quality(runner, synthetic, source_ds, folder, cell)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "quality.json").write_text(json.dumps(report, indent=1, sort_keys=True))
         rows.append(_row(label, seed, report))

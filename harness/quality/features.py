@@ -98,7 +98,6 @@ def xrv_extractor(device: str = "cpu") -> Extractor | str:
         return "skipped: torchxrayvision is not installed (pip install torchxrayvision, then put its weights on disk)"
     if not xrv_weights_path().is_file():
         return f"skipped: torchxrayvision weights not found, put {XRV_FILE} at {xrv_weights_path().parent}"
-    import torch
     import torch.nn.functional as F
 
     model = xrv.models.DenseNet(weights=XRV_WEIGHTS).to(device).eval()

@@ -1,0 +1,81 @@
+"""`cxrbench run --dry-run`: the grid a spec expands to and what of it is already cached.
+
+Nothing is fitted, generated or trained. The training dataset is loaded (from its decoded cache
+when there is one) because fit keys depend on its fingerprint. For every cell: finished (its
+record is stored) or to run; for every generator fit: cached, resumable from a training
+checkpoint (at which step), or to fit; for every synthetic replica the cells need: cached or to
+generate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def plan(runner) -> dict:
+    """The grid of ``runner``'s spec with the cache status of each cell, fit and replica."""
+    from cxrbench.cells import expand_cells
+    from cxrbench.config import plugin_options
+    from cxrbench.device import resolve_device
+    from cxrbench.generation import DONE_FILE, fit_key_of, replica_plan
+    from cxrbench.runner import _default_cache_root
+
+    runner.device = resolve_device(runner.device_request)
+    runner.cache_root = runner.cache_dir or _default_cache_root()
+    spec, cache = runner.spec, runner.cache_root
+    cells = expand_cells(spec)
+    out = {"cells": [], "fits": {}, "replicas": {}}
+    for cell in cells:
+        cid = f"{cell.id}__{runner._context_key(cell)}"
+        out["cells"].append({"cell": cell.id, "status": "finished" if runner.store.is_finished(cid) else "to run"})
+    users = [c for c in cells if c.generator is not None and c.protocol.uses_generator]
+    if not users:
+        return out
+    source = runner.dataset(spec.dataset)
+    for cell in users:
+        v = cell.generator
+        cls = runner.plugins.load("generator", v.name)
+        generator = cls(plugin_options(cls, v.options, f"generators[{v.label}].options", runner.spec_source),
+                        size=spec.size, device=runner.device)
+        key, _ = fit_key_of(generator, name=v.name, version=runner.plugins.generators.get(v.name).version,
+                            train=source.train, fingerprint=source.fingerprint, size=spec.size)
+        ckpt = cache / "generators" / f"{v.name}-{key}"
+        if not getattr(cls.capabilities, "needs_training", True):
+            status = "no fit needed"
+        elif (ckpt / DONE_FILE).is_file():
+            status = "cached"
+        elif (ckpt / "resume" / "train_state.json").is_file():
+            step = json.loads((ckpt / "resume" / "train_state.json").read_text()).get("step")
+            status = f"to fit (resumes at step {step})"
+        else:
+            status = "to fit"
+        out["fits"][v.label] = {"generator": v.name, "fit_key": key, "status": status}
+        for replica, _, conds, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
+                                                      source_train=source.train):
+            path = Path(cache) / "synthetic" / f"{v.name}-{rkey}.npy"
+            out["replicas"][f"{v.label} seed {cell.seed} replica {replica}"] = {
+                "images": len(conds), "status": "cached" if path.is_file() else "to generate"}
+    return out
+
+
+def print_plan(p: dict) -> None:
+    from tabulate import tabulate
+
+    def count(rows, status):
+        return sum(1 for r in rows if r["status"].startswith(status))
+
+    print(tabulate([[c["cell"], c["status"]] for c in p["cells"]], headers=["cell", "status"]))
+    if p["fits"]:
+        print()
+        print(tabulate([[k, v["generator"], v["status"]] for k, v in p["fits"].items()],
+                       headers=["generator fit", "plugin", "status"]))
+    if p["replicas"]:
+        print()
+        print(tabulate([[k, v["images"], v["status"]] for k, v in p["replicas"].items()],
+                       headers=["synthetic replica", "images", "status"]))
+    fits, reps = list(p["fits"].values()), list(p["replicas"].values())
+    print(f"\n{len(p['cells'])} cell(s): {count(p['cells'], 'finished')} finished, {count(p['cells'], 'to run')} to run; "
+          f"{len(fits)} fit(s): {count(fits, 'cached')} cached, {count(fits, 'to fit')} to fit; "
+          f"{len(reps)} replica(s): {count(reps, 'cached')} cached, {count(reps, 'to generate')} to generate "
+          "(dry run: nothing was run)")
