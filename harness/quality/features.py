@@ -72,7 +72,7 @@ def inception_extractor(device: str = "cpu") -> Extractor | str:
     """clean-fid's Inception features, or why not (a one-line reason)."""
     found = next((p for p in inception_candidates() if p.is_file()), None)
     if found is None:
-        return (f"skipped: Inception weights not found, put {INCEPTION_FILE} ({INCEPTION_URL}) at "
+        return (f"Inception weights not found, put {INCEPTION_FILE} ({INCEPTION_URL}) at "
                 f"{inception_candidates()[0]} or set CXRBENCH_INCEPTION_WEIGHTS")
     import numpy as np
     import torch
@@ -95,9 +95,9 @@ def xrv_extractor(device: str = "cpu") -> Extractor | str:
     try:
         import torchxrayvision as xrv
     except ImportError:
-        return "skipped: torchxrayvision is not installed (pip install torchxrayvision, then put its weights on disk)"
+        return "torchxrayvision is not installed (pip install torchxrayvision, then put its weights on disk)"
     if not xrv_weights_path().is_file():
-        return f"skipped: torchxrayvision weights not found, put {XRV_FILE} at {xrv_weights_path().parent}"
+        return f"torchxrayvision weights not found, put {XRV_FILE} at {xrv_weights_path().parent}"
     import torch.nn.functional as F
 
     model = xrv.models.DenseNet(weights=XRV_WEIGHTS).to(device).eval()
@@ -112,7 +112,7 @@ def xrv_extractor(device: str = "cpu") -> Extractor | str:
 
 
 def load_extractor(name: str, *, reference, device: str) -> Extractor | str:
-    """The extractor called ``name``, or a one-line ``skipped: ...`` reason."""
+    """The extractor called ``name``, or a one-line reason (recorded as ``{"skipped": reason}``)."""
     if name == "domain":
         return domain_extractor(reference)
     if name == "inception":

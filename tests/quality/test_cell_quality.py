@@ -79,7 +79,7 @@ def test_real_scores_as_real_and_noise_far_worse(records):
 
 def test_offline_feature_networks_are_skipped_with_where_to_put_the_weights(records):
     q = records[("synthetic-only.v2", "noise")][0]["generator"]["quality"]
-    assert q["features"]["inception"]["skipped"].startswith("skipped: Inception weights not found, put")
+    assert q["features"]["inception"]["skipped"].startswith("Inception weights not found, put")
     assert "CXRBENCH_INCEPTION_WEIGHTS" in q["features"]["inception"]["skipped"]
     assert "torchxrayvision" in q["features"]["xrv"]["skipped"]
 
