@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,9 +82,15 @@ class ReferenceClassifier:
             torch.manual_seed(int(o.seed))
             self.net = reference_net(labels.shape[1], int(o.width))
         if path.is_file():
-            self.net.load_state_dict(load_tensors(path))
-            self.net.eval()
-            return {"path": str(path), "cached": True, "identity": self.identity}
+            try:
+                self.net.load_state_dict(load_tensors(path))
+                self.net.eval()
+                return {"path": str(path), "cached": True, "identity": self.identity}
+            except Exception as exc:  # noqa: BLE001 - a damaged cache entry is retrained, never trusted
+                aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+                os.replace(path, aside)
+                print(f"[cxrbench] WARNING: cache entry {path} is corrupt ({type(exc).__name__}); moved aside to "
+                      f"{aside.name} and retraining it", file=sys.stderr, flush=True)
         opt = torch.optim.AdamW(self.net.parameters(), lr=float(o.lr))
         known = ~labels.isnan()
         targets = torch.nan_to_num(labels, nan=0.0)

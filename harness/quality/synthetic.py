@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from cxrbench.integrity import entry_lock, quarantine
 from cxrbench.quality import diversity, fidelity
 from cxrbench.quality.memorization import image_memorization, memorization, save_worst_pairs
 from cxrbench.quality.features import load_extractor, reference_classifier
@@ -66,7 +67,10 @@ def _real_features(extractor, train, cache_dir: Path):
     key = hashlib.sha256(f"{extractor.identity}|{_digest(train.images, train.labels)}".encode()).hexdigest()[:20]
     path = Path(cache_dir) / "quality" / f"real-features-{extractor.name}-{key}.npy"
     if path.is_file():
-        return np.load(path)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            quarantine(path, " ".join(str(exc).split())[:200])
     feats = extractor.fn(train.images)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
@@ -129,7 +133,6 @@ def synthetic_quality(images, labels, train, *, settings, cache_dir: Path, out_d
     """The quality report of uint8 ``images`` (N, 1, H, W) made for ``labels`` (N, L float, NaN =
     unknown) against ``train`` (the real training split). Writes the worst memorization pairs to
     ``out_dir/memorization-worst-pairs.png``; returns a JSON-ready dict."""
-    from cxrbench.generation import jsonable
     from cxrbench.kit.images import data_fingerprint
 
     start = time.perf_counter()
@@ -139,12 +142,25 @@ def synthetic_quality(images, labels, train, *, settings, cache_dir: Path, out_d
                                     sort_keys=True).encode()).hexdigest()[:20]
     cache = Path(cache_dir) / "quality" / f"report-{key}"
     out_dir = Path(out_dir)
+    with entry_lock(cache, "a quality report"):  # concurrent cells sharing a set compute it once
+        return _cached_or_computed(images, labels, train, cache, out_dir, settings=settings, cache_dir=cache_dir,
+                                   seed=seed, val=val, device=device, progress=progress, start=start)
+
+
+def _cached_or_computed(images, labels, train, cache: Path, out_dir: Path, *, settings, cache_dir, seed, val,
+                        device, progress, start) -> dict:
+    from cxrbench.generation import jsonable
+
     if (cache / "report.json").is_file():
-        report = json.loads((cache / "report.json").read_text())
-        if (cache / WORST_PAIRS_PNG).is_file():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cache / WORST_PAIRS_PNG, out_dir / WORST_PAIRS_PNG)
-        return {**report, "cached": True}
+        try:
+            report = json.loads((cache / "report.json").read_text())
+        except (OSError, ValueError) as exc:
+            quarantine(cache, " ".join(str(exc).split())[:200])
+        else:
+            if (cache / WORST_PAIRS_PNG).is_file():
+                out_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cache / WORST_PAIRS_PNG, out_dir / WORST_PAIRS_PNG)
+            return {**report, "cached": True}
 
     report: dict[str, Any] = {"version": VERSION, "n_synthetic": int(len(images)), "n_real": int(len(train)),
                               "settings": dataclasses.asdict(settings), "features": {}}

@@ -157,3 +157,22 @@ def test_two_concurrent_runs_of_one_spec_compute_everything_once(tmp_path):
     # one fitted generator and one synthetic set per seed, however the two runs interleaved
     assert len([p for p in (cache / "generators").iterdir() if p.is_dir()]) == 1
     assert not list(cache.rglob("*.corrupt-*"))
+
+
+def test_bad_quality_caches_are_rebuilt_not_fatal(tmp_path, capfd):
+    """The reference CNN's weights, the real-image features and a cached quality report."""
+    spec = _spec({"name": "noise"}, quality={"pairs": 10, "reference_steps": 20, "features": ["domain"]})
+    cache = tmp_path / "cache"
+    _run(spec, tmp_path / "a", cache)
+    rec_a = json.loads(next(Path(tmp_path / "a", "cells").glob("synthetic-only*.json")).read_text())
+    fd = rec_a["generator"]["quality"]["features"]["domain"]["fd"]
+    for p in list((cache / "reference").glob("*.safetensors")) + list((cache / "quality").glob("real-features-*.npy")):
+        p.write_bytes(b"garbage")
+    for p in (cache / "quality").glob("report-*/report.json"):
+        p.write_text("{not json")
+    capfd.readouterr()
+    summary = _run(spec, tmp_path / "b", cache)
+    err = capfd.readouterr().err
+    rec_b = json.loads(next(Path(tmp_path / "b", "cells").glob("synthetic-only*.json")).read_text())
+    assert summary.failed == [] and err.count("is corrupt") >= 3
+    assert rec_b["generator"]["quality"]["features"]["domain"]["fd"] == fd  # rebuilt identically
