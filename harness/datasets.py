@@ -321,6 +321,10 @@ def load_dataset(
     cached = _open_cache(folder, size)
     hit = cached is not None
     t_decode = 0.0
+    if cached is None and folder.exists():  # there, but unreadable or not matching its index
+        from cxrbench.integrity import quarantine
+
+        quarantine(folder, "its arrays do not match index.json or cannot be read")
     if cached is None:
         if missing and prep.on_unreadable == "fail":
             shown = ", ".join(repr(p) for p in missing[:5])
