@@ -49,6 +49,7 @@ import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord, Split, options_to_dict
 from cxrbench.errors import ConfigError, DatasetError, LeakageError
+from cxrbench.integrity import quarantine
 from cxrbench.kit.datasets import DATA_ROOT_ENV, carve_validation, default_cache_dir
 from cxrbench.preprocessing import Preprocessing, preprocess_image, preprocess_mask
 from cxrbench.progress import bar
@@ -56,7 +57,6 @@ from cxrbench.progress import bar
 #: bump when the cache layout or :func:`preprocess_image` changes (invalidates every cache)
 CACHE_FORMAT = "1"
 WORKERS_ENV = "CXRBENCH_DECODE_WORKERS"
-
 SPLIT_ORDER = ("train", "val", "test")
 
 
@@ -322,8 +322,6 @@ def load_dataset(
     hit = cached is not None
     t_decode = 0.0
     if cached is None and folder.exists():  # there, but unreadable or not matching its index
-        from cxrbench.integrity import quarantine
-
         quarantine(folder, "its arrays do not match index.json or cannot be read")
     if cached is None:
         if missing and prep.on_unreadable == "fail":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import time
 import traceback
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from cxrbench.errors import CxrbenchError, DatasetError
 from cxrbench.generation import plugin_call
 from cxrbench.postprocessing import Chain, fill_to_size
 from cxrbench.hashing import content_key
-from cxrbench.store import RunStore, atomic_write_json
+from cxrbench.store import RunStore, atomic_write_json, git_revision
 
 RECORD_SCHEMA = "cxrbench.cell/1"
 
@@ -87,21 +86,6 @@ def log(message: str) -> None:
     import sys
 
     print(f"[cxrbench] {message}", file=sys.stderr, flush=True)
-
-
-def git_revision() -> str | None:
-    """The git revision of the cxrbench checkout, when it is one."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True)
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 class Runner:

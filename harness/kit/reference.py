@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cxrbench.integrity import quarantine
 from cxrbench.kit.checkpoints import load_tensors, save_tensors, write_json
 from cxrbench.kit.images import data_fingerprint, step_generator, to_model_range
 from cxrbench.kit.runtime import bar
@@ -87,10 +85,10 @@ class ReferenceClassifier:
                 self.net.eval()
                 return {"path": str(path), "cached": True, "identity": self.identity}
             except Exception as exc:  # noqa: BLE001 - a damaged cache entry is retrained, never trusted
-                aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-                os.replace(path, aside)
-                print(f"[cxrbench] WARNING: cache entry {path} is corrupt ({type(exc).__name__}); moved aside to "
-                      f"{aside.name} and retraining it", file=sys.stderr, flush=True)
+                quarantine(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                with torch.random.fork_rng(devices=[]):  # a partial load may have touched weights
+                    torch.manual_seed(int(o.seed))
+                    self.net = reference_net(labels.shape[1], int(o.width))
         opt = torch.optim.AdamW(self.net.parameters(), lr=float(o.lr))
         known = ~labels.isnan()
         targets = torch.nan_to_num(labels, nan=0.0)
