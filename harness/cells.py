@@ -20,6 +20,8 @@ class GeneratorVariant:
     name: str
     options: dict[str, Any]
     label: str
+    #: the generator's own post-processing steps (config.PluginRef), before the spec's chain
+    postprocess: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class Cell:
             "seed": self.seed,
             "generator": None
             if self.generator is None
-            else {"name": self.generator.name, "options": self.generator.options, "label": self.generator.label},
+            else {"name": self.generator.name, "options": self.generator.options, "label": self.generator.label,
+                  **({"postprocess": [{"name": p.name, "options": p.options} for p in self.generator.postprocess]}
+                     if self.generator.postprocess else {})},
             "auto_baseline": self.auto_baseline,
         }
 
@@ -64,7 +68,7 @@ def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
         label = base + suffix
         if not suffix and ref.options and not ref.label:
             label = f"{base}-{content_key(ref.options, 6)}"
-        out.append(GeneratorVariant(ref.name, opts, label))
+        out.append(GeneratorVariant(ref.name, opts, label, tuple(ref.postprocess)))
     return out
 
 

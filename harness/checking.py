@@ -238,6 +238,8 @@ def preflight(runner, cells) -> None:
             if key not in seen:
                 seen.add(key)
                 _preflight_generator(runner, variant, len(label_names))
+                for i, ref in enumerate(variant.postprocess):  # the generator's own chain
+                    _preflight_postprocessor(runner, i, ref, len(label_names))
     log(f"pre-flight checks passed ({time.perf_counter() - start:.1f} s)")
 
 

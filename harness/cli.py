@@ -143,9 +143,17 @@ def cmd_validate(args) -> int:
 
     spec = load_spec(args.spec)
     validate_plugins(spec, args.spec)
+    from cxrbench.cells import expand_cells
+    from cxrbench.grid import describe_grid, grid_slices
+
     n_gen = len(spec.generators)
-    print(f"{args.spec}: ok (spec_version {spec.spec_version}, dataset {spec.dataset.name}, "
-          f"{n_gen} generator(s), {len(spec.protocols)} protocol(s), {len(spec.seeds)} seed(s))")
+    grid = describe_grid(spec)
+    axes = grid["axes"]
+    cells = sum(len(expand_cells(s)) for s in grid_slices(spec))
+    print(f"{args.spec}: ok (spec_version {spec.spec_version}, dataset(s) {', '.join(axes['datasets'])}, "
+          f"classifier(s) {', '.join(axes['classifiers'])}, {len(axes['chains'])} chain(s), "
+          f"{n_gen} generator(s), {len(spec.protocols)} protocol(s), {len(spec.seeds)} seed(s): "
+          f"{grid['slices']} slice(s), {cells} cell(s))")
     return 0
 
 
@@ -172,12 +180,14 @@ def resolve_run_spec(args):
             classifier=ClassifierRef(name=DEFAULT_CLASSIFIER),
             protocols=[ProtocolRef(name="real-only", schedule=DEFAULT_SCHEDULE)],
         ), "<command line>"
+    # a flag for a grid axis replaces the whole axis
     if args.dataset:
-        spec.dataset = DatasetRef(name=args.dataset)
+        spec.dataset, spec.datasets = DatasetRef(name=args.dataset), None
     if args.size:
         spec.size = args.size
     if args.classifier:
         spec.classifier = dataclasses.replace(spec.classifier, name=args.classifier, options={})
+        spec.classifiers = None
     if args.generator:
         spec.generators = [GeneratorRef(name=g) for g in args.generator]
     if args.protocol:
@@ -186,7 +196,7 @@ def resolve_run_spec(args):
     if args.schedule:
         spec.protocols = [dataclasses.replace(p, schedule=args.schedule) for p in spec.protocols]
     if args.postprocess:
-        spec.postprocess = [PluginRef(name=p) for p in args.postprocess]
+        spec.postprocess, spec.chains = [PluginRef(name=p) for p in args.postprocess], None
     if args.device:
         spec.device = args.device
     if args.seed:
@@ -205,9 +215,9 @@ def resolve_run_spec(args):
         spec.protocols = [dataclasses.replace(p, ratios=list(args.ratio)) if t else p
                           for p, t in zip(spec.protocols, takes)]
     # Re-validate the merged result with the same strict rules as a file.
-    from cxrbench.config import spec_from_data, to_dict, validate_plugins
+    from cxrbench.config import spec_dict, spec_from_data, validate_plugins
 
-    spec = spec_from_data(to_dict(spec), source)
+    spec = spec_from_data(spec_dict(spec), source)
     validate_plugins(spec, source)
     return spec, source
 
@@ -341,8 +351,11 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
 
 
 def _chain(rec: dict) -> str:
-    steps = [p.get("name", "?") for p in (rec.get("spec") or {}).get("postprocess") or []]
-    return " > ".join(steps) if steps and (rec.get("cell", {}).get("generator")) else "-"
+    """The post-processing steps a generator cell's images went through: the generator's own,
+    then the spec's (``-`` for none, and for cells without a generator)."""
+    generator = rec.get("cell", {}).get("generator") or {}
+    steps = [p.get("name", "?") for p in (generator.get("postprocess") or []) + ((rec.get("spec") or {}).get("postprocess") or [])]
+    return " > ".join(steps) if steps and generator else "-"
 
 
 def _classifier(rec: dict) -> str:

@@ -37,6 +37,9 @@ class GeneratorRef(PluginRef):
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     #: label shown on the leaderboard (defaults to the name plus sweep values)
     label: str | None = None
+    #: this generator's own post-processing chain (e.g. the api's watermark crop), applied to its
+    #: images before the spec's chain(s); part of what its cells are keyed by
+    postprocess: list[PluginRef] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +124,15 @@ class BenchmarkSpec:
     plugins: list[str] | None = None
     #: preprocessing of the real images: resize ("pad" | "stretch" | "center-crop"), equalize
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    # The grid axes (harness/grid.py): instead of one ``dataset`` / ``classifier`` / ``postprocess``
+    # chain, a spec may list several; the runner runs every combination (x generators x protocols
+    # x ratios x seeds), sharing fits and synthetic sets through the content-addressed cache.
+    #: training datasets, one grid slice each (instead of ``dataset``)
+    datasets: list[DatasetRef] | None = None
+    #: classifiers, one grid slice each (instead of ``classifier``)
+    classifiers: list[ClassifierRef] | None = None
+    #: post-processing chains, one grid slice each (instead of ``postprocess``); ``[]`` = none
+    chains: list[list[PluginRef]] | None = None
 
 
 # --------------------------------------------------------------------------- strict parsing
@@ -262,7 +274,25 @@ def load_spec(path: str | Path) -> BenchmarkSpec:
     return spec_from_data(read_spec_yaml(path), str(path))
 
 
+#: a grid axis and the single key it replaces: a spec gives one or the other, never both
+GRID_AXES = {"datasets": "dataset", "classifiers": "classifier", "chains": "postprocess"}
+
+
+def spec_dict(spec: BenchmarkSpec) -> dict[str, Any]:
+    """A resolved spec as data that parses back to the same spec: for a grid axis that is set,
+    the single key it replaces (whose default would otherwise be written too) is left out."""
+    data = to_dict(spec)
+    for axis, single in GRID_AXES.items():
+        if data.get(axis) is not None:
+            data.pop(single, None)
+    return data
+
+
 def spec_from_data(data: Any, source: str = "<spec>") -> BenchmarkSpec:
+    if isinstance(data, dict):
+        for axis, single in GRID_AXES.items():
+            if data.get(axis) is not None and single in data:
+                raise ConfigError(f"{source}: {axis}: give either {single!r} (one) or {axis!r} (a grid axis), not both")
     spec = from_mapping(BenchmarkSpec, data if data is not None else {}, "", source)
     if spec.spec_version != SPEC_VERSION:
         raise ConfigError(
@@ -305,6 +335,9 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
         raise ConfigError(f"{source}: protocols: at least one protocol is required")
     if not spec.seeds:
         raise ConfigError(f"{source}: seeds: at least one seed is required")
+    for axis in GRID_AXES:
+        if getattr(spec, axis) is not None and not getattr(spec, axis):
+            raise ConfigError(f"{source}: {axis}: empty; list at least one (or remove the key)")
     for i, p in enumerate(spec.protocols):
         proto = protocols.get(p.name, f"{source}: protocols[{i}].name")
         proto.check_ratios(p.ratios, f"{source}: protocols[{i}].ratios")
@@ -345,11 +378,18 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
     from cxrbench.registry import get_plugins
 
     plugins = plugins or get_plugins()
-    refs: list[tuple[str, str, PluginRef]] = [("dataset", "dataset", spec.dataset)]
+    # every plugin on every grid axis, named by where it sits in the file
+    datasets = _axis(spec.datasets, "datasets", [("dataset", spec.dataset)])
+    classifiers = _axis(spec.classifiers, "classifiers", [("classifier", spec.classifier)])
+    chains = ([(f"chains[{j}]", c) for j, c in enumerate(spec.chains)] if spec.chains is not None
+              else [("postprocess", spec.postprocess)])
+    refs: list[tuple[str, str, PluginRef]] = [("dataset", w, r) for w, r in datasets]
     refs += [("dataset", f"external[{i}]", r) for i, r in enumerate(spec.external)]
     refs += [("generator", f"generators[{i}]", r) for i, r in enumerate(spec.generators)]
-    refs += [("postprocessor", f"postprocess[{i}]", r) for i, r in enumerate(spec.postprocess)]
-    refs.append(("classifier", "classifier", spec.classifier))
+    refs += [("postprocessor", f"generators[{i}].postprocess[{k}]", p)
+             for i, r in enumerate(spec.generators) for k, p in enumerate(r.postprocess)]
+    refs += [("postprocessor", f"{w}[{k}]", r) for w, chain in chains for k, r in enumerate(chain)]
+    refs += [("classifier", w, r) for w, r in classifiers]
     from cxrbench.errors import PluginError
 
     classes = {}
@@ -371,7 +411,12 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
             for v in values[1:]:
                 _check_plugin(cls, plugin_options(cls, {**opts, key: v}, f"{where}.sweep.{key}", source),
                               spec.size, f"{where}.sweep.{key}={v!r}", source)
-    _check_datasets(spec, classes, source)
+    for where, ref in datasets:
+        _check_datasets(spec, ref, where, classes, source)
+
+
+def _axis(values: list | None, name: str, single: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return [(f"{name}[{i}]", v) for i, v in enumerate(values)] if values is not None else single
 
 
 def _check_plugin(cls: type, options: Any, size: int, where: str, source: str) -> None:
@@ -392,15 +437,16 @@ def dataset_labels(cls: type, options: Any) -> tuple[str, ...]:
         return tuple(getattr(cls, "label_names", ()))
 
 
-def _check_datasets(spec: BenchmarkSpec, classes: dict[str, type], source: str) -> None:
-    """Label maps resolve, and test: all / labels: appear only where they mean something."""
+def _check_datasets(spec: BenchmarkSpec, train: DatasetRef, where: str, classes: dict[str, type], source: str) -> None:
+    """Label maps resolve (from the training dataset ``train`` at ``where`` to every external
+    set), and test: all / labels: appear only where they mean something."""
     from cxrbench.labelmaps import resolve_label_map
 
-    if spec.dataset.labels or spec.dataset.test != "test" or spec.dataset.optional:
-        raise ConfigError(f"{source}: dataset: 'labels', 'test' and 'optional' apply to external datasets only "
+    if train.labels or train.test != "test" or train.optional:
+        raise ConfigError(f"{source}: {where}: 'labels', 'test' and 'optional' apply to external datasets only "
                           "(the training dataset's labels are the classifier's)")
-    src_cls = classes["dataset"]
-    src_labels = dataset_labels(src_cls, plugin_options(src_cls, spec.dataset.options, "dataset.options", source))
+    src_cls = classes[where]
+    src_labels = dataset_labels(src_cls, plugin_options(src_cls, train.options, f"{where}.options", source))
     for i, ref in enumerate(spec.external):
         cls = classes[f"external[{i}]"]
         labels = dataset_labels(cls, plugin_options(cls, ref.options, f"external[{i}].options", source))

@@ -14,7 +14,23 @@ from pathlib import Path
 
 
 def plan(runner) -> dict:
-    """The grid of ``runner``'s spec with the cache status of each cell, fit and replica."""
+    """The grid of ``runner``'s spec with the cache status of each cell, fit and replica (for a
+    grid spec, every slice's, each row prefixed with its slice: dataset | classifier | chain)."""
+    from cxrbench.grid import grid_slices, is_grid, slice_label
+
+    if not is_grid(runner.spec):
+        return _plan_slice(runner)
+    out = {"cells": [], "fits": {}, "replicas": {}}
+    for sub in grid_slices(runner.spec):
+        part, where = _plan_slice(runner.slice_runner(sub)), slice_label(sub)
+        out["cells"] += [{**c, "cell": f"{where} | {c['cell']}"} for c in part["cells"]]
+        # fits and replicas are shared between the slices of one dataset: listed once
+        out["fits"].update({f"{sub.dataset.name} | {k}": v for k, v in part["fits"].items()})
+        out["replicas"].update({f"{sub.dataset.name} | {k}": v for k, v in part["replicas"].items()})
+    return out
+
+
+def _plan_slice(runner) -> dict:
     from cxrbench.cells import expand_cells
     from cxrbench.config import plugin_options
     from cxrbench.device import resolve_device

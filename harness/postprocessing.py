@@ -25,17 +25,21 @@ MAX_TOPUP_ROUNDS = 5
 
 
 class Chain:
-    """The spec's post-processors, built once per cell (a learned step keeps what it learned)."""
+    """The generator's own post-processors, then the spec's, built once per cell (a learned step
+    keeps what it learned)."""
 
-    def __init__(self, runner):
+    def __init__(self, runner, variant=None):
         self.size = runner.spec.size
         self.steps = []
-        for i, ref in enumerate(runner.spec.postprocess):
+        own = [(f"generators[{variant.label}].postprocess[{i}]", r) for i, r in enumerate(variant.postprocess)] if variant else []
+        spec = [(f"postprocess[{i}]", r) for i, r in enumerate(runner.spec.postprocess)]
+        for where, ref in own + spec:
             cls = runner.plugins.load("postprocessor", ref.name)
-            options = plugin_options(cls, ref.options, f"postprocess[{i}].options", runner.spec_source)
+            options = plugin_options(cls, ref.options, f"{where}.options", runner.spec_source)
             self.steps.append((ref.name, cls(options, device=runner.device)))
         self.prepared: dict[str, Any] = {}
-        self.calls: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in self.steps}
+        #: per step (in order; a name may appear twice): the stats of every call
+        self.calls: list[list[dict[str, Any]]] = [[] for _ in self.steps]
 
     @property
     def needs_real_train(self) -> bool:
@@ -48,19 +52,20 @@ class Chain:
                     self.prepared[name] = step.prepare(train, cache_dir=cache_dir, progress=progress) or {}
 
     def __call__(self, batch: SyntheticBatch) -> SyntheticBatch:
-        for name, step in self.steps:
+        for k, (name, step) in enumerate(self.steps):
             before = len(batch.conditions)
             with plugin_call("post-processor", name, "__call__"):
                 batch = step(batch)
             check_images(batch.images, None, self.size, name)
             if len(batch.conditions) > before:
                 raise CxrbenchError(f"post-processor {name!r} added images; a step may only keep or drop them")
-            self.calls[name].append(dict(getattr(step, "stats", {}) or {}))
+            self.calls[k].append(dict(getattr(step, "stats", {}) or {}))
         return batch
 
     def record(self) -> list[dict[str, Any]]:
         """Per step: what prepare() learned and the stats of every call (first = the set itself)."""
-        return [{"name": name, "prepare": self.prepared.get(name), "calls": self.calls[name]} for name, _ in self.steps]
+        return [{"name": name, "prepare": self.prepared.get(name), "calls": calls}
+                for (name, _), calls in zip(self.steps, self.calls)]
 
 
 def fill_to_size(generator, chain: Chain, original: SyntheticBatch, kept: SyntheticBatch, *, label: str,

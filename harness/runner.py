@@ -23,7 +23,7 @@ from cxrbench.celldata import (
     all_images, check_leakage, check_loaded, condition_labels, external_name, namespaced, read_scores, recipe_fields,
     write_predictions,
 )
-from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
+from cxrbench.config import BenchmarkSpec, plugin_options, spec_dict, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
 from cxrbench.generation import plugin_call
@@ -118,12 +118,17 @@ class Runner:
         self.preflight = preflight
         self._datasets: dict[str, Any] = {}
         self._generators: dict[str, tuple[Any, dict]] = {}
+        #: a slice of a grid run (harness/grid.py): the parent writes the run's resolved spec
+        self._in_grid = False
 
     # ------------------------------------------------------------------ top level
 
     def run(self) -> RunSummary:
         from cxrbench.device import resolve_device
+        from cxrbench.grid import is_grid
 
+        if is_grid(self.spec):
+            return self._run_grid()
         self.device = resolve_device(self.device_request)
         self.cache_root = self.cache_dir or _default_cache_root()
         cells = expand_cells(self.spec)
@@ -133,7 +138,8 @@ class Runner:
         stale = clean_stale_temps(self.store.out, self.cache_root)
         if stale:
             log(f"removed {len(stale)} temporary file(s) left by interrupted runs (e.g. {stale[0]})")
-        atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
+        if not self._in_grid:
+            atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
         todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{self._context_key(c)}")]
         if todo and self.preflight:
@@ -153,6 +159,33 @@ class Runner:
             self._run_locked(n, len(cells), cell, summary, blocking=True)
         self._write_summary()
         return summary
+
+    def _run_grid(self) -> RunSummary:
+        """Every slice of a grid spec in turn, into one run folder, sharing decoded datasets and
+        loaded generators in memory and everything else through the content-addressed cache."""
+        from cxrbench.grid import grid_slices, slice_label
+
+        atomic_write_json(self.store.out / "spec.resolved.json", spec_dict(self.spec))
+        slices = grid_slices(self.spec)
+        summary = RunSummary(self.store.out)
+        for k, sub in enumerate(slices, 1):
+            log(f"grid slice {k}/{len(slices)}: {slice_label(sub)}")
+            part = self.slice_runner(sub).run()
+            summary.ok += part.ok
+            summary.failed += part.failed
+            summary.skipped += part.skipped
+        # a cell shared by slices (a real-only baseline: the same for every chain) counts once
+        done = set(summary.ok + summary.failed)
+        summary.skipped = [c for c in dict.fromkeys(summary.skipped) if c not in done]
+        return summary
+
+    def slice_runner(self, sub: BenchmarkSpec) -> "Runner":
+        """A runner for one slice of this (grid) spec, sharing this runner's memos."""
+        child = Runner(sub, out=self.store.out, data_root=self.data_root, cache_dir=self.cache_dir,
+                       device=self.device_request, progress=self.progress, plugins=self.plugins,
+                       spec_source=self.spec_source, preflight=self.preflight)
+        child._datasets, child._generators, child._in_grid = self._datasets, self._generators, True
+        return child
 
     def _run_locked(self, n: int, total: int, cell: Cell, summary: RunSummary, *, blocking: bool) -> bool:
         """Run (or reuse) one cell under its lock; False when another run holds it (non-blocking)."""
@@ -193,7 +226,8 @@ class Runner:
         chain is part of it only for cells that use a generator: a real-only baseline is the
         same with or without `--postprocess proxy-filter`, and is reused."""
         s = self.spec
-        chain = to_dict(s.postprocess) if cell.protocol.uses_generator else []
+        own = to_dict(list(cell.generator.postprocess)) if cell.generator is not None else []
+        chain = own + to_dict(s.postprocess) if cell.protocol.uses_generator else []
 
         def ref(r):  # `optional` only decides whether a missing set is skipped: not a result input
             return {k: v for k, v in to_dict(r).items() if k != "optional"}
@@ -258,7 +292,8 @@ class Runner:
         options = plugin_options(cls, variant.options, f"generators[{variant.label}].options", self.spec_source)
         cls.check_options(options, self.spec.size)
         entry = self.plugins.generators.get(variant.name)
-        memo = content_key({"name": variant.name, "options": options_to_dict(options)})
+        memo = content_key({"name": variant.name, "options": options_to_dict(options), "train": fingerprint,
+                            "size": self.spec.size})
         if memo not in self._generators:
             generator = cls(options, size=self.spec.size, device=self.device)
             preset = generator.effective_options().get("preset")
@@ -342,7 +377,7 @@ class Runner:
                 manifest = manifest + tune_info["manifest"]
                 syn_info["stats"]["tuning_slice"] = tune_info["stats"]
         with w.timed("postprocess_s"):
-            chain, postprocessing = Chain(self), None
+            chain, postprocessing = Chain(self, cell.generator), None
             if chain.steps:
                 if chain.needs_real_train:  # e.g. proxy-filter's classifier: the real train split
                     w.patients["postprocessor-train"] = namespaced(source, source.train.patient_ids)

@@ -39,8 +39,16 @@ def quality_reports(spec, source: str, *, out: Path, data_root, cache_dir, progr
     from cxrbench.generation import synthetic_training_set
     from cxrbench.postprocessing import Chain, fill_to_size
     from cxrbench.quality.cell import cell_quality
+    from cxrbench.errors import ConfigError
+    from cxrbench.grid import grid_slices, is_grid
     from cxrbench.runner import Runner, _default_cache_root, log
 
+    if is_grid(spec):  # quality is a property of (dataset, generator, chain): one slice at a time
+        slices = grid_slices(spec)
+        if len({(s.dataset.name, repr(s.postprocess)) for s in slices}) > 1:
+            raise ConfigError(f"{source}: cxrbench quality measures one dataset and chain at a time; this grid has "
+                              f"{len(slices)} slices: pass --dataset NAME (and --postprocess ... if it lists chains)")
+        spec = slices[0]
     runner = Runner(spec, out=out, data_root=data_root, cache_dir=cache_dir, progress=progress, spec_source=source)
     runner.device = resolve_device(runner.device_request)
     runner.cache_root = runner.cache_dir or _default_cache_root()
@@ -56,7 +64,7 @@ def quality_reports(spec, source: str, *, out: Path, data_root, cache_dir, progr
         synthetic, _ = synthetic_training_set(
             generator, gen_info, ratio=1.0, variant_name=cell.generator.name, variant_label=label, seed=seed,
             source_train=source_ds.train, size=spec.size, cache_root=runner.cache_root, progress=progress)
-        chain = Chain(runner)
+        chain = Chain(runner, cell.generator)
         if chain.steps:
             if chain.needs_real_train:
                 chain.prepare(source_ds.train, cache_dir=runner.cache_root, progress=progress)
