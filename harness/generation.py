@@ -217,30 +217,80 @@ def _read_synthetic(path: Path, n: int, size: int):
     return torch.from_numpy(images)
 
 
-def _generate_and_store(generator, conditions, *, path: Path, size: int, label: str, progress: bool | None):
-    import numpy as np
+#: images per generation shard: the unit of resumption (an interrupted replica restarts at its
+#: first missing shard) and of distribution (one Ray task each). A multiple of GENERATE_BATCH, so
+#: a sharded set is made of exactly the batches one unsharded pass would run: the same images.
+SHARD_SIZE = 1024
+GENERATE_BATCH = 256
+
+
+def shard_count(n: int) -> int:
+    return math.ceil(n / SHARD_SIZE)
+
+
+def shard_path(path: Path, shard: int) -> Path:
+    return Path(path).parent / "shards" / f"{Path(path).stem}-s{shard:04d}.npy"
+
+
+def generate_shard(generator, conditions: list[Condition], *, path: Path, shard: int, size: int, label: str,
+                   progress: bool | None = None) -> tuple[Any, float]:
+    """Shard ``shard`` of the set at ``path`` (conditions[shard*SHARD_SIZE:...]): read when it is
+    cached and whole, else generated in GENERATE_BATCH batches and stored with its checksum.
+    Returns (images, seconds it took to make them, also when it was made earlier)."""
     import torch
 
-    from cxrbench.integrity import sha256_file
     from cxrbench.progress import bar
 
-    start = time.perf_counter()
-    chunks, batch = [], 256
-    for lo in bar(range(0, len(conditions), batch), desc=f"generate {label}", unit="batch", enabled=progress):
-        with plugin_call("generator", type(generator).name, "generate"):
-            chunk = generator.generate(conditions[lo: lo + batch])
-        check_images(chunk, len(conditions[lo: lo + batch]), size, label)
-        chunks.append(chunk.cpu())
-    images = torch.cat(chunks) if chunks else torch.zeros((0, 1, size, size), dtype=torch.uint8)
+    part = conditions[shard * SHARD_SIZE: (shard + 1) * SHARD_SIZE]
+    spath = shard_path(path, shard)
+    with entry_lock(spath, f"shard {shard} of {label}"):
+        cached = _read_synthetic(spath, len(part), size)
+        if cached is not None:
+            return cached, recorded_seconds(spath) or 0.0
+        start = time.perf_counter()
+        chunks = []
+        for lo in bar(range(0, len(part), GENERATE_BATCH), desc=f"generate {label} [{shard + 1}/{shard_count(len(conditions))}]",
+                      unit="batch", enabled=progress):
+            batch = part[lo: lo + GENERATE_BATCH]
+            with plugin_call("generator", type(generator).name, "generate"):
+                chunk = generator.generate(batch)
+            check_images(chunk, len(batch), size, label)
+            chunks.append(chunk.cpu())
+        images = torch.cat(chunks) if chunks else torch.zeros((0, 1, size, size), dtype=torch.uint8)
+        seconds = time.perf_counter() - start
+        _store(spath, images.numpy(), seconds)
+        return images, seconds
+
+
+def _store(path: Path, array, seconds: float) -> None:
+    """The sidecar first (checksum; what making the images cost, for every later reader), then
+    the array: an array on disk always has its checksum beside it."""
+    import numpy as np
+
+    from cxrbench.integrity import sha256_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, images.numpy())
-    seconds = time.perf_counter() - start
-    # the sidecar first (checksum; and what making them cost, for every later cell that reuses
-    # them), then the set: a set on disk always has its checksum beside it
-    atomic_write_json(path.with_suffix(".json"), {"seconds": round(seconds, 4), "n": len(conditions),
+    np.save(tmp, array)
+    atomic_write_json(path.with_suffix(".json"), {"seconds": round(seconds, 4), "n": int(array.shape[0]),
                                                   "sha256": sha256_file(tmp)})
     os.replace(tmp, path)
+
+
+def _generate_and_store(generator, conditions, *, path: Path, size: int, label: str, progress: bool | None):
+    """The set at ``path`` shard by shard (shards made earlier, e.g. by Ray tasks or an
+    interrupted run, are reused), assembled in order; the shard files are then removed."""
+    import torch
+
+    shards = [generate_shard(generator, conditions, path=path, shard=k, size=size, label=label, progress=progress)
+              for k in range(shard_count(len(conditions)))]
+    images = torch.cat([im for im, _ in shards]) if shards else torch.zeros((0, 1, size, size), dtype=torch.uint8)
+    seconds = sum(sec for _, sec in shards)
+    _store(path, images.numpy(), seconds)
+    for k in range(len(shards)):
+        spath = shard_path(path, k)
+        for f in (spath, spath.with_suffix(".json"), Path(f"{spath}.lock")):
+            f.unlink(missing_ok=True)
     return images, seconds
 
 
