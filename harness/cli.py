@@ -57,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-root", help="a dataset's folder (default: $CXRBENCH_DATA_ROOT)")
     check.add_argument("--device", default="cpu", help="device of generators and post-processors (default cpu)")
 
+    ray_group = run.add_argument_group("distributed execution (pip install 'cxrbench[ray]')")
+    ray_group.add_argument("--executor", choices=["local", "ray"], default="local",
+                           help="local: cells in this process (default); ray: fits, generation shards and cells as "
+                                "Ray tasks (records identical except timing and host)")
+    ray_group.add_argument("--address", help="Ray cluster to join (host:port or 'auto'; default: start a local one "
+                                             "for this run); its nodes must see --cache-dir and --out")
+    ray_group.add_argument("--task-cpus", type=float, default=1.0, help="CPUs each Ray task requests (default 1)")
+    ray_group.add_argument("--task-gpus", type=float, default=0.0,
+                           help="GPUs each Ray task requests (default: 1 when the run's device is CUDA, else 0)")
+    ray_group.add_argument("--max-retries", type=int, default=2,
+                           help="retries of a failed or lost Ray task before its cell is recorded as failed")
+    ray_group.add_argument("--workers", type=int, help="CPUs of the local Ray cluster started for this run "
+                                                       "(default: all); with --task-cpus 1, the parallel tasks")
+
     show = sub.add_parser("show", help="print the results table of a run directory")
     show.add_argument("run_dir")
 
@@ -241,7 +255,14 @@ def cmd_run(args) -> int:
 
         print_plan(plan(runner))
         return 0
-    summary = runner.run()
+    if args.executor == "ray":
+        from cxrbench.ray_executor import RayOptions, run_on_ray
+
+        summary = run_on_ray(runner, RayOptions(address=args.address, cpus_per_task=args.task_cpus,
+                                                gpus_per_task=args.task_gpus, max_retries=args.max_retries,
+                                                num_cpus=args.workers))
+    else:
+        summary = runner.run()
     print_table(out, current=set(summary.ok + summary.failed + summary.skipped))
     n_failed = len(summary.failed)
     print(f"\n{len(summary.ok)} cell(s) ran, {len(summary.skipped)} reused, {n_failed} failed -> {out}")

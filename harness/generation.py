@@ -220,8 +220,10 @@ def _read_synthetic(path: Path, n: int, size: int):
 #: images per generation shard: the unit of resumption (an interrupted replica restarts at its
 #: first missing shard) and of distribution (one Ray task each). A multiple of GENERATE_BATCH, so
 #: a sharded set is made of exactly the batches one unsharded pass would run: the same images.
-SHARD_SIZE = 1024
 GENERATE_BATCH = 256
+SHARD_SIZE = int(os.environ.get("CXRBENCH_SHARD_SIZE", 1024))  # the environment: for tests and small runs
+if SHARD_SIZE < GENERATE_BATCH or SHARD_SIZE % GENERATE_BATCH:
+    raise CxrbenchError(f"CXRBENCH_SHARD_SIZE={SHARD_SIZE}: use a multiple of {GENERATE_BATCH}")
 
 
 def shard_count(n: int) -> int:

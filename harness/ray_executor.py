@@ -1,0 +1,231 @@
+"""`cxrbench run --executor ray`: the same cells as a local run, as Ray tasks.
+
+The driver expands the spec (every grid slice) exactly as the local runner does and submits
+three kinds of task, wired by object references so Ray, not polling, orders them:
+
+    fit(generator, dataset)                 one per distinct fit key not yet cached
+      -> shard(generator, seed, replica, k)  one per missing shard of a missing synthetic set
+        -> cell(slice, cell)                 one per unfinished cell; assembles its sets from the
+                                             shards, trains and evaluates, writes its record
+
+Every task rebuilds its state from plain data (the slice spec, the run folder, the cache root)
+and calls the same functions a local run calls, so records are the same except timing and host
+fields. Fitted generators, shards and synthetic sets travel through the content-addressed cache,
+which must be on storage every node sees (for a cluster: --cache-dir on a shared filesystem).
+A task that raises or whose worker dies is retried ``max_retries`` times; a cell whose task (or a
+task it depends on) still fails is recorded as a failed cell, and finished cells never rerun.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: retries of a failed or lost task before its cell is recorded as failed
+DEFAULT_MAX_RETRIES = 2
+
+
+@dataclass
+class RayOptions:
+    address: str | None = None  # None: start a local cluster for this run; "auto" or host:port: join one
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0  # 0: decided from the run's device (1 when it is CUDA)
+    max_retries: int = DEFAULT_MAX_RETRIES
+    num_cpus: int | None = None  # of a local cluster started for this run (None: all)
+
+
+def job_of(runner) -> dict[str, Any]:
+    """What a task needs to rebuild the runner of one slice (plain data, pickled to workers)."""
+    return {"out": str(runner.store.out), "data_root": runner.data_root,
+            "cache_dir": str(runner.cache_root), "device": runner.device_request, "spec_source": runner.spec_source}
+
+
+def _slice_runner(job: dict, slice_data: dict):
+    """In a worker: the runner of one slice, device and cache resolved, no progress bars."""
+    os.environ["CXRBENCH_PROGRESS"] = "0"
+    from cxrbench.config import spec_from_data
+    from cxrbench.device import resolve_device
+    from cxrbench.runner import Runner
+
+    runner = Runner(spec_from_data(slice_data, job["spec_source"]), out=Path(job["out"]), data_root=job["data_root"],
+                    cache_dir=Path(job["cache_dir"]), device=job["device"], progress=False,
+                    spec_source=job["spec_source"], preflight=False)
+    runner.device = resolve_device(runner.device_request)
+    runner.cache_root = Path(job["cache_dir"])
+    runner._in_grid = True  # the driver wrote the run's resolved spec
+    return runner
+
+
+def _generator_of(runner, variant):
+    """The fitted (or loaded) generator of ``variant`` on the slice's training split."""
+    source = runner.dataset(runner.spec.dataset)
+    return runner.fitted_generator(variant, source.train, source.fingerprint), source
+
+
+def fit_task(job: dict, slice_data: dict, variant) -> str:
+    """Fit (or find cached) one generator; returns its fit key."""
+    runner = _slice_runner(job, slice_data)
+    (_, info), _ = _generator_of(runner, variant)
+    return info["fit_key"]
+
+
+def shard_task(job: dict, slice_data: dict, variant, ratio: float, seed: int, replica: int, shard: int,
+               _fit_key: str) -> str:
+    """One shard of one replica of a cell's synthetic set (runs after its fit: ``_fit_key``)."""
+    from cxrbench.generation import generate_shard, replica_plan
+
+    runner = _slice_runner(job, slice_data)
+    (generator, info), source = _generator_of(runner, variant)
+    plan = {r: (conds, key) for r, _, conds, key in
+            replica_plan(generator, info, ratio=ratio, seed=seed, source_train=source.train)}
+    conditions, key = plan[replica]
+    path = runner.cache_root / "synthetic" / f"{variant.name}-{key}.npy"
+    generate_shard(generator, conditions, path=path, shard=shard, size=runner.spec.size,
+                   label=f"{variant.label} replica {replica}", progress=False)
+    return f"{path.name}#{shard}"
+
+
+def cell_task(job: dict, slice_data: dict, index: int, *_dependencies) -> tuple[str, str]:
+    """Run (or reuse) cell ``index`` of the slice, exactly as a local run; returns (id, outcome)."""
+    from cxrbench.cells import expand_cells
+    from cxrbench.runner import RunSummary
+
+    runner = _slice_runner(job, slice_data)
+    cells = expand_cells(runner.spec)
+    summary = RunSummary(runner.store.out)
+    runner._run_locked(index + 1, len(cells), cells[index], summary, blocking=True)
+    outcome = "ok" if summary.ok else "failed" if summary.failed else "skipped"
+    return (summary.ok + summary.failed + summary.skipped)[0], outcome
+
+
+def run_on_ray(runner, options: RayOptions):
+    """Run ``runner``'s spec on Ray; returns the same RunSummary as Runner.run()."""
+    try:
+        import ray
+    except ImportError:
+        from cxrbench.errors import CxrbenchError
+
+        raise CxrbenchError("--executor ray needs Ray: pip install 'cxrbench[ray]' (or pip install ray)") from None
+    from cxrbench.cells import expand_cells
+    from cxrbench.config import spec_dict, to_dict
+    from cxrbench.device import resolve_device
+    from cxrbench.generation import DONE_FILE, fit_key_of, replica_plan, shard_count
+    from cxrbench.grid import grid_slices, slice_label
+    from cxrbench.runner import RunSummary, _default_cache_root, log
+    from cxrbench.store import atomic_write_json
+
+    runner.device = resolve_device(runner.device_request)
+    runner.cache_root = runner.cache_dir or _default_cache_root()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=options.address, num_cpus=options.num_cpus if options.address is None else None,
+                 include_dashboard=False, log_to_driver=True, configure_logging=False)
+    gpus = options.gpus_per_task or (1.0 if runner.device.startswith("cuda") else 0.0)
+    task = dict(num_cpus=options.cpus_per_task, num_gpus=gpus, max_retries=options.max_retries,
+                retry_exceptions=True)
+    remote_fit = ray.remote(fit_task).options(**task)
+    remote_shard = ray.remote(shard_task).options(**task)
+    # a cell records its own exceptions as a failed cell; retries are for lost workers
+    remote_cell = ray.remote(cell_task).options(**{**task, "retry_exceptions": False})
+    job = job_of(runner)
+    atomic_write_json(runner.store.out / "spec.resolved.json", spec_dict(runner.spec))
+    summary = RunSummary(runner.store.out)
+    fits: dict[str, Any] = {}
+    shards: dict[tuple[str, int], Any] = {}
+    pending: list[tuple[Any, Any, Any, str]] = []  # (ref, slice runner, cell, cell id)
+    seen: set[str] = set()
+    slices = grid_slices(runner.spec)
+    for sub in slices:
+        part = runner.slice_runner(sub)
+        part.device, part.cache_root = runner.device, runner.cache_root
+        sub_data = to_dict(sub)
+        cells = expand_cells(sub)
+        todo = [c for c in cells if not part.store.is_finished(f"{c.id}__{part._context_key(c)}")]
+        if todo:  # as a local run: a broken plugin or dataset file stops the run here, in one line
+            from cxrbench.checking import preflight
+
+            if part.preflight:
+                preflight(part, todo)
+            part.dataset(sub.dataset)  # decoded once into the shared cache before any task reads it
+        for index, cell in enumerate(cells):
+            cell_id = f"{cell.id}__{part._context_key(cell)}"
+            if cell_id in seen:
+                continue  # a real-only baseline shared by the slices of one (dataset, classifier)
+            seen.add(cell_id)
+            if part.store.is_finished(cell_id):
+                summary.skipped.append(cell_id)
+                continue
+            deps = []
+            if cell.generator is not None and cell.protocol.uses_generator:
+                deps = _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remote_shard,
+                                         fit_key_of, replica_plan, shard_count, DONE_FILE)
+            pending.append((remote_cell.remote(job, sub_data, index, *deps), part, cell, cell_id))
+    log(f"ray: {len(pending)} cell task(s), {len(fits)} fit task(s), {len(shards)} shard task(s) over "
+        f"{len(slices)} slice(s) ({len(summary.skipped)} cell(s) finished before); cluster {ray.cluster_resources()}")
+    try:
+        remaining = {ref: (part, cell, cell_id) for ref, part, cell, cell_id in pending}
+        done_count = 0
+        while remaining:
+            ready, _ = ray.wait(list(remaining), num_returns=1)
+            part, cell, cell_id = remaining.pop(ready[0])
+            done_count += 1
+            try:
+                _, outcome = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - the task or one it needed failed after its retries
+                outcome = "failed"
+                _record_task_failure(part, cell, cell_id, exc)
+            {"ok": summary.ok, "failed": summary.failed}.get(outcome, summary.skipped).append(cell_id)
+            log(f"ray: [{done_count}/{len(pending)}] {slice_label(part.spec)} | {cell.id}: {outcome}")
+    finally:
+        if started_here:
+            ray.shutdown()
+    runner._write_summary()
+    return summary
+
+
+def _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remote_shard,
+                      fit_key_of, replica_plan, shard_count, done_file) -> list:
+    """The fit and shard tasks a generator cell depends on (shared with every other cell that
+    needs the same fit or the same synthetic set); returns their refs."""
+    from cxrbench.config import plugin_options
+
+    variant = cell.generator
+    source = part.dataset(part.spec.dataset)
+    cls = part.plugins.load("generator", variant.name)
+    generator = cls(plugin_options(cls, variant.options, f"generators[{variant.label}].options", part.spec_source),
+                    size=part.spec.size, device=part.device)
+    version = part.plugins.generators.get(variant.name).version
+    key, _ = fit_key_of(generator, name=variant.name, version=version, train=source.train,
+                        fingerprint=source.fingerprint, size=part.spec.size)
+    fit_id = f"{variant.name}-{key}"
+    if fit_id not in fits:  # a fit already in the cache needs no task: its key stands in for the ref
+        cached = (part.cache_root / "generators" / fit_id / done_file).is_file()
+        fits[fit_id] = key if cached else remote_fit.remote(job, sub_data, variant)
+    deps = [fits[fit_id]] if not isinstance(fits[fit_id], str) else []
+    for replica, _, conditions, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
+                                                      source_train=source.train):
+        path = part.cache_root / "synthetic" / f"{variant.name}-{rkey}.npy"
+        if path.is_file():
+            continue
+        for k in range(shard_count(len(conditions))):
+            if (path.name, k) not in shards:
+                shards[(path.name, k)] = remote_shard.remote(job, sub_data, variant, cell.ratio, cell.seed, replica, k,
+                                                             fits[fit_id])
+            deps.append(shards[(path.name, k)])
+    return deps
+
+
+def _record_task_failure(part, cell, cell_id: str, exc: BaseException) -> None:
+    """A cell whose task never ran to completion: recorded as failed (unless it finished after all)."""
+    from cxrbench.runner import log
+
+    if part.store.is_finished(cell_id):
+        return
+    cause = getattr(exc, "cause", None) or exc
+    record = part._failed_record(cell, cell_id, cause if isinstance(cause, BaseException) else exc)
+    record["error"]["executor"] = "ray"
+    record["timings"]["total_s"] = 0.0
+    part.store.write(cell_id, record)
+    log(f"ray: {cell.id}: FAILED after retries: {type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]}")

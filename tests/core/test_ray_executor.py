@@ -1,0 +1,127 @@
+"""`--executor ray` on a real Ray cluster the test starts on loopback (and stops): fits, shards
+and cells as tasks; the same metrics as a local run; finished cells never rerun; a task that
+keeps failing becomes a failed cell."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrbench.cli import main
+from cxrbench.store import RunStore
+
+ray = pytest.importorskip("ray", reason="the Ray executor's test needs ray (pip install 'cxrbench[ray]')")
+
+SPEC = """
+spec_version: 1
+name: on-ray
+dataset: {name: phantom, options: {n_train: 300, n_val: 40, n_test: 60}}
+size: 16
+classifiers: [{name: tiny-cnn}]
+chains: [[]]
+generators:
+  - {name: noise}
+  - {name: ddpm, label: ddpm, options: {preset: tiny, train_steps: 3}}
+protocols: [{name: synthetic-only, schedule: quick}]
+seeds: [0, 1]
+evaluation: {bootstrap_resamples: 20}
+quality: {enabled: false}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """`ray start --head` on 127.0.0.1 with 2 CPUs; every worker makes 256-image shards (so a
+    300-image replica is 2 shard tasks) and uses 1 torch thread."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.is_file():
+        ray_bin = Path(shutil.which("ray") or "ray")
+    port = _free_port()
+    # loopback only, so no token: the driver (this process) and the cluster both run without one
+    quiet = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    saved = {k: os.environ.get(k) for k in quiet}
+    os.environ.update(quiet)
+    env = {**os.environ, "CXRBENCH_SHARD_SIZE": "256", "OMP_NUM_THREADS": "1"}
+    tmp = tmp_path_factory.mktemp("ray")
+    start = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+             "--include-dashboard=false", "--object-store-memory=300000000", f"--temp-dir={tmp / 'ray-tmp'}", "--disable-usage-stats"]
+    proc = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _metrics(out: Path) -> dict:
+    got = {}
+    for rec in RunStore(out).records():
+        assert rec["status"] == "ok", rec.get("error")
+        got[rec["cell_id"]] = {t: round(m["macro"]["auroc"], 9) for t, m in rec["metrics"].items()}
+    return got
+
+
+def test_a_spec_on_ray_matches_the_local_run(cluster, tmp_path, capsys, monkeypatch):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    monkeypatch.setenv("CXRBENCH_SHARD_SIZE", "256")
+    ray_out, local_out = tmp_path / "ray", tmp_path / "local"
+    assert main(["run", "--spec", str(spec), "--executor", "ray", "--address", cluster, "--out", str(ray_out),
+                 "--cache-dir", str(tmp_path / "cache-ray"), "--no-progress"]) == 0
+    log = capsys.readouterr().err
+    # 2 real-only baselines + 2 generators x 2 seeds; one ddpm fit; 2 shards per missing replica
+    assert "ray: 6 cell task(s), 2 fit task(s), 8 shard task(s)" in log
+    assert not list((tmp_path / "cache-ray" / "synthetic" / "shards").glob("*.npy"))  # all assembled
+    assert main(["run", "--spec", str(spec), "--threads", "1", "--out", str(local_out),
+                 "--cache-dir", str(tmp_path / "cache-local"), "--no-progress"]) == 0
+    on_ray, local = _metrics(ray_out), _metrics(local_out)
+    assert on_ray.keys() == local.keys() and len(on_ray) == 6
+    assert on_ray == local  # the same cells, the same numbers
+    manifests = 0
+    for cid in on_ray:  # and the same synthetic images (seeds, labels), in the same order
+        paths = [o / "cells" / cid / "synthetic-manifest.json" for o in (ray_out, local_out)]
+        if paths[0].is_file():
+            manifests += 1
+            assert json.loads(paths[0].read_text()) == json.loads(paths[1].read_text())
+    assert manifests == 4
+    capsys.readouterr()
+    # finished cells never rerun
+    assert main(["run", "--spec", str(spec), "--executor", "ray", "--address", cluster, "--out", str(ray_out),
+                 "--cache-dir", str(tmp_path / "cache-ray"), "--no-progress"]) == 0
+    assert "ray: 0 cell task(s), 0 fit task(s), 0 shard task(s)" in capsys.readouterr().err
+
+
+def test_a_task_that_keeps_failing_is_a_failed_cell(cluster, tmp_path, capsys):
+    """The fit cannot be stored (a file where the cache's generators/ folder belongs): the fit
+    task fails, is retried once, and the ddpm cell that depends on it is recorded as failed; the
+    real-only baseline, which needs no fit, still finishes."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("seeds: [0, 1]", "seeds: [0]").replace("  - {name: noise}\n", ""))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "generators").write_text("not a folder")
+    code = main(["run", "--spec", str(spec), "--executor", "ray", "--address", cluster, "--out", str(tmp_path / "run"),
+                 "--cache-dir", str(cache), "--no-progress", "--max-retries", "1"])
+    assert code == 1
+    records = {r["cell"]["generator"]["label"] if r["cell"]["generator"] else "baseline": r
+               for r in RunStore(tmp_path / "run").records()}
+    assert records["baseline"]["status"] == "ok"
+    failed = records["ddpm"]
+    assert failed["status"] == "failed" and failed["error"]["executor"] == "ray"
+    assert "generators" in failed["error"]["message"]
+    assert "FAILED after retries" in capsys.readouterr().err
