@@ -105,6 +105,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--dry-run", action="store_true",
                    help="print the grid (cells, fits, synthetic replicas) and what is cached; run nothing")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the classifier and diffusion networks (worth it on long GPU runs; recorded)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; recorded in every "
                                               "record); 1 per process when several runs share a CPU")
 
@@ -240,6 +242,10 @@ def cmd_run(args) -> int:
     from cxrbench.device import prepare_cpu_threads
 
     prepare_cpu_threads(args.threads)  # before torch is imported
+    if args.compile:
+        from cxrbench.device import COMPILE_ENV
+
+        os.environ[COMPILE_ENV] = "1"  # read where the networks are built, and by Ray workers
     if args.no_progress:
         os.environ["CXRBENCH_PROGRESS"] = "0"  # also reaches bars deep inside plugins
     spec, source = resolve_run_spec(args)

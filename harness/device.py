@@ -34,6 +34,37 @@ def autocast(device: str):
     return contextlib.nullcontext()
 
 
+def precision(device: str) -> str:
+    """The precision :func:`autocast` gives on ``device`` (recorded with every result)."""
+    return "bf16-autocast" if str(device).startswith("cuda") else "float32"
+
+
+#: `cxrbench run --compile` sets it: classifier and diffusion networks go through torch.compile
+COMPILE_ENV = "CXRBENCH_COMPILE"
+
+
+def compile_enabled() -> bool:
+    return os.environ.get(COMPILE_ENV, "0") not in ("", "0", "false", "no")
+
+
+def maybe_compile(module, device: str):
+    """``torch.compile(module)`` when asked for (``--compile``), else ``module`` unchanged.
+    Off by default: compiling costs minutes up front and pays off only on long GPU runs."""
+    if not compile_enabled():
+        return module
+    import torch
+
+    return torch.compile(module)
+
+
+def pinned(tensor, device: str):
+    """A CPU tensor in page-locked memory when batches of it go to a CUDA device (so the copies
+    are asynchronous, ``non_blocking=True``); unchanged otherwise."""
+    if str(device).startswith("cuda") and tensor.device.type == "cpu" and not tensor.is_pinned():
+        return tensor.pin_memory()
+    return tensor
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices) for a reproducible cell."""
     import random
@@ -83,6 +114,8 @@ def hardware_summary(device: str) -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "precision": precision(device),
+        "torch_compile": compile_enabled(),
     }
     if str(device).startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(device).index or 0

@@ -319,6 +319,47 @@ def _batches(n: int, batch_size: int, generator):
     return out
 
 
+class _Gather:
+    """``images[idx]`` for the training loop. On CUDA the rows are gathered into one of two
+    page-locked staging buffers, so the copy to the GPU is asynchronous; a buffer is reused only
+    after the copy that last read it has finished (a CUDA event, not a device-wide sync)."""
+
+    def __init__(self, images, device: str):
+        self.images, self.cuda = images, str(device).startswith("cuda")
+        self.buffers, self.events, self.turn = [], [None, None], 0
+
+    def __call__(self, idx):
+        import torch
+
+        if not self.cuda:
+            return self.images[idx]
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        if not self.buffers or self.buffers[0].shape[0] < len(idx):
+            shape = (len(idx), *self.images.shape[1:])
+            self.buffers = [torch.empty(shape, dtype=self.images.dtype).pin_memory() for _ in range(2)]
+        k, self.turn = self.turn, 1 - self.turn
+        if self.events[k] is not None:
+            self.events[k].synchronize()
+        out = self.buffers[k][: len(idx)]
+        torch.index_select(self.images, 0, idx, out=out)
+        return _OnCopy(out, self.events, k)
+
+
+class _OnCopy:
+    """A pinned batch whose ``.to(device, non_blocking=True)`` records when the copy is done."""
+
+    def __init__(self, tensor, events, k):
+        self.tensor, self.events, self.k = tensor, events, k
+
+    def to(self, device, non_blocking=True):
+        import torch
+
+        moved = self.tensor.to(device, non_blocking=non_blocking)
+        self.events[self.k] = torch.cuda.Event()
+        self.events[self.k].record()
+        return moved
+
+
 def _prepare(images_uint8, device: str, channels_last: bool):
     import torch
 
@@ -399,7 +440,7 @@ def train_classifier(
     import numpy as np
     import torch
 
-    from cxrbench.device import autocast, seed_everything
+    from cxrbench.device import autocast, maybe_compile, seed_everything
     from cxrbench.progress import bar
 
     train_labels = _check_data(train_images, train_labels, "training")
@@ -422,10 +463,16 @@ def train_classifier(
     g_aug = torch.Generator().manual_seed(aug_seed)
 
     model = built.module.to(device)
-    channels_last = str(device).startswith("cuda")
+    on_gpu = str(device).startswith("cuda")
+    channels_last = on_gpu  # NHWC convolutions are the fast path of cuDNN under bf16
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # Batches are gathered by index from the (memory-mapped, preprocessed) uint8 cache into
+    # page-locked staging buffers and copied asynchronously (see _Gather): a DataLoader's worker
+    # processes would only add copies of data that is already decoded.
+    gather = _Gather(train_images, device)
     optimizer = _make_optimizer(model, recipe)
+    forward = maybe_compile(model, device)  # the same parameters; only the forward is compiled
     ema = _Ema(model, recipe.ema_decay) if recipe.ema_decay is not None else None
     eval_model = ema.module if ema is not None else model
 
@@ -451,15 +498,16 @@ def train_classifier(
         t_epoch = time.perf_counter()
         model.train()
         batches = _batches(n_train, bs, g_shuffle)[: total_steps - step]
-        loss_sum, loss_n, epoch_images = 0.0, 0, 0
+        # the loss is summed on the device: reading it every step would stall a GPU each step
+        loss_sum, loss_n, epoch_images = torch.zeros((), device=device), 0, 0
         pbar = bar(total=len(batches), desc=f"train {epoch + 1}/{recipe.epochs}", unit="step", enabled=progress, leave=False)
         try:
             for idx in batches:
-                x = _prepare(train_images[idx], device, channels_last)
+                x = _prepare(gather(idx), device, channels_last)
                 x = augment_batch(x, recipe.augment, g_aug)
                 y = train_labels_dev[idx].to(device, non_blocking=True)
                 with autocast(device):
-                    logits = model(x)
+                    logits = forward(x)
                 loss, _ = masked_bce(logits, y, pos_weight=pos_weight, label_smoothing=recipe.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -469,12 +517,14 @@ def train_classifier(
                     group["lr"] = recipe.lr * _lr_factor(step, total_steps, warmup, recipe.schedule)
                 if ema is not None:
                     ema.update()
-                loss_sum += float(loss.detach())
+                loss_sum += loss.detach()
                 loss_n += 1
                 epoch_images += int(x.shape[0])
-                elapsed = time.perf_counter() - t_epoch
                 pbar.update(1)
-                pbar.set_postfix(loss=f"{loss_sum / loss_n:.4f}", img_s=f"{epoch_images / max(elapsed, 1e-9):.0f}", refresh=False)
+                if not on_gpu or loss_n % 50 == 0:  # the postfix reads the loss: a sync on a GPU
+                    elapsed = time.perf_counter() - t_epoch
+                    pbar.set_postfix(loss=f"{float(loss_sum) / loss_n:.4f}", img_s=f"{epoch_images / max(elapsed, 1e-9):.0f}",
+                                     refresh=False)
         finally:
             pbar.close()
         if str(device).startswith("cuda"):
@@ -491,7 +541,7 @@ def train_classifier(
             {
                 "epoch": epoch,
                 "steps": len(batches),
-                "train_loss": loss_sum / max(loss_n, 1),
+                "train_loss": float(loss_sum) / max(loss_n, 1),
                 "val_loss": val_loss,
                 "lr": optimizer.param_groups[0]["lr"],
                 "images_per_s": epoch_images / max(train_seconds, 1e-9),

@@ -212,7 +212,8 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
         import torch
 
         b = x.shape[0]
-        tt = torch.full((b,), int(t), device=x.device, dtype=torch.long)
+        # t stays on the device: int(t) would wait for the GPU at every sampling step
+        tt = torch.as_tensor(t, device=x.device).long().reshape(1).expand(b)
         with autocast(self.device):
             if scale == 1.0:
                 return net(x, tt, c).float()
@@ -222,6 +223,16 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
             both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([c, c]), drop).float()
         eps_c, eps_u = both[:b], both[b:]
         return eps_u + scale * (eps_c - eps_u)
+
+    def _compiled(self, net):
+        """``net`` through torch.compile when the run asked for it (``--compile``), once."""
+        from cxrbench.device import compile_enabled, maybe_compile
+
+        if not compile_enabled():
+            return net
+        if getattr(self, "_compiled_for", None) is not net:
+            self._compiled_for, self._compiled_net = net, maybe_compile(net, self.device)
+        return self._compiled_net
 
     def _sample(self, c, seeds: Sequence[int]):
         res = self.native_size
@@ -240,6 +251,7 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
         x = x * sched.init_noise_sigma
         net = self.ema.shadow
         net.eval()
+        net = self._compiled(net)
         scale = float(self.cfg["cfg_scale"])
         stochastic = self.cfg["sampler"] == "ddpm"
         for t in sched.timesteps:
