@@ -16,13 +16,13 @@ from pathlib import Path
 def plan(runner) -> dict:
     """The grid of ``runner``'s spec with the cache status of each cell, fit and replica (for a
     grid spec, every slice's, each row prefixed with its slice: dataset | classifier | chain)."""
-    from cxrbench.grid import grid_slices, is_grid, slice_label
+    from cxrbench.grid import grid_slices, is_grid, slice_label, slice_runner
 
     if not is_grid(runner.spec):
         return _plan_slice(runner)
     out = {"cells": [], "fits": {}, "replicas": {}}
     for sub in grid_slices(runner.spec):
-        part, where = _plan_slice(runner.slice_runner(sub)), slice_label(sub)
+        part, where = _plan_slice(slice_runner(runner, sub)), slice_label(sub)
         out["cells"] += [{**c, "cell": f"{where} | {c['cell']}"} for c in part["cells"]]
         # fits and replicas are shared between the slices of one dataset: listed once
         out["fits"].update({f"{sub.dataset.name} | {k}": v for k, v in part["fits"].items()})

@@ -118,7 +118,7 @@ def run_on_ray(runner, options: RayOptions):
     from cxrbench.config import spec_dict, to_dict
     from cxrbench.device import resolve_device
     from cxrbench.generation import DONE_FILE, fit_key_of, replica_plan, shard_count
-    from cxrbench.grid import grid_slices, slice_label
+    from cxrbench.grid import grid_slices, slice_label, slice_runner
     from cxrbench.runner import RunSummary, _default_cache_root, log
     from cxrbench.store import atomic_write_json
 
@@ -144,7 +144,7 @@ def run_on_ray(runner, options: RayOptions):
     seen: set[str] = set()
     slices = grid_slices(runner.spec)
     for sub in slices:
-        part = runner.slice_runner(sub)
+        part = slice_runner(runner, sub)
         part.device, part.cache_root = runner.device, runner.cache_root
         sub_data = to_dict(sub)
         cells = expand_cells(sub)

@@ -23,7 +23,7 @@ from cxrbench.celldata import (
     all_images, check_leakage, check_loaded, condition_labels, external_name, namespaced, read_scores, recipe_fields,
     write_predictions,
 )
-from cxrbench.config import BenchmarkSpec, plugin_options, spec_dict, to_dict
+from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
 from cxrbench.generation import plugin_call
@@ -128,7 +128,9 @@ class Runner:
         from cxrbench.grid import is_grid
 
         if is_grid(self.spec):
-            return self._run_grid()
+            from cxrbench.grid import run_grid
+
+            return run_grid(self)
         self.device = resolve_device(self.device_request)
         self.cache_root = self.cache_dir or _default_cache_root()
         cells = expand_cells(self.spec)
@@ -159,33 +161,6 @@ class Runner:
             self._run_locked(n, len(cells), cell, summary, blocking=True)
         self._write_summary()
         return summary
-
-    def _run_grid(self) -> RunSummary:
-        """Every slice of a grid spec in turn, into one run folder, sharing decoded datasets and
-        loaded generators in memory and everything else through the content-addressed cache."""
-        from cxrbench.grid import grid_slices, slice_label
-
-        atomic_write_json(self.store.out / "spec.resolved.json", spec_dict(self.spec))
-        slices = grid_slices(self.spec)
-        summary = RunSummary(self.store.out)
-        for k, sub in enumerate(slices, 1):
-            log(f"grid slice {k}/{len(slices)}: {slice_label(sub)}")
-            part = self.slice_runner(sub).run()
-            summary.ok += part.ok
-            summary.failed += part.failed
-            summary.skipped += part.skipped
-        # a cell shared by slices (a real-only baseline: the same for every chain) counts once
-        done = set(summary.ok + summary.failed)
-        summary.skipped = [c for c in dict.fromkeys(summary.skipped) if c not in done]
-        return summary
-
-    def slice_runner(self, sub: BenchmarkSpec) -> "Runner":
-        """A runner for one slice of this (grid) spec, sharing this runner's memos."""
-        child = Runner(sub, out=self.store.out, data_root=self.data_root, cache_dir=self.cache_dir,
-                       device=self.device_request, progress=self.progress, plugins=self.plugins,
-                       spec_source=self.spec_source, preflight=self.preflight)
-        child._datasets, child._generators, child._in_grid = self._datasets, self._generators, True
-        return child
 
     def _run_locked(self, n: int, total: int, cell: Cell, summary: RunSummary, *, blocking: bool) -> bool:
         """Run (or reuse) one cell under its lock; False when another run holds it (non-blocking)."""
