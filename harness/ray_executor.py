@@ -38,17 +38,22 @@ class RayOptions:
 
 def job_of(runner) -> dict[str, Any]:
     """What a task needs to rebuild the runner of one slice (plain data, pickled to workers)."""
+    from cxrbench import generation
     from cxrbench.device import compile_enabled
 
     return {"out": str(runner.store.out), "data_root": runner.data_root,
             "cache_dir": str(runner.cache_root), "device": runner.device_request, "spec_source": runner.spec_source,
-            "compile": compile_enabled()}
+            "compile": compile_enabled(),
+            # the driver's shard size: shard tasks and the cells that assemble them must agree
+            "shard_size": generation.SHARD_SIZE}
 
 
 def _slice_runner(job: dict, slice_data: dict):
     """In a worker: the runner of one slice, device and cache resolved, no progress bars."""
+    from cxrbench import generation
     from cxrbench.device import COMPILE_ENV
 
+    generation.SHARD_SIZE = int(job["shard_size"])
     os.environ["CXRBENCH_PROGRESS"] = "0"
     os.environ[COMPILE_ENV] = "1" if job.get("compile") else "0"
     from cxrbench.config import spec_from_data

@@ -98,8 +98,6 @@ def test_training_sets_have_promised_sizes_and_no_synthetic_in_tuning(finished_r
 
 
 def test_leakage_guard_refuses_test_patient_in_training(monkeypatch, tmp_path):
-    import cxrbench.runner as runner_mod
-
     spec = spec_from_data({**SPEC, "generators": [{"name": "real"}], "protocols": [{"name": "real-only", "schedule": "quick"}]}, "s")
     runner = Runner(spec, out=tmp_path, device="cpu", progress=False)
     runner.run()  # loads the dataset
