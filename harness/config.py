@@ -381,8 +381,7 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
     # every plugin on every grid axis, named by where it sits in the file
     datasets = _axis(spec.datasets, "datasets", [("dataset", spec.dataset)])
     classifiers = _axis(spec.classifiers, "classifiers", [("classifier", spec.classifier)])
-    chains = ([(f"chains[{j}]", c) for j, c in enumerate(spec.chains)] if spec.chains is not None
-              else [("postprocess", spec.postprocess)])
+    chains = _axis(spec.chains, "chains", [("postprocess", spec.postprocess)])
     refs: list[tuple[str, str, PluginRef]] = [("dataset", w, r) for w, r in datasets]
     refs += [("dataset", f"external[{i}]", r) for i, r in enumerate(spec.external)]
     refs += [("generator", f"generators[{i}]", r) for i, r in enumerate(spec.generators)]

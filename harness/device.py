@@ -47,7 +47,7 @@ def compile_enabled() -> bool:
     return os.environ.get(COMPILE_ENV, "0") not in ("", "0", "false", "no")
 
 
-def maybe_compile(module, device: str):
+def maybe_compile(module):
     """``torch.compile(module)`` when asked for (``--compile``), else ``module`` unchanged.
     Off by default: compiling costs minutes up front and pays off only on long GPU runs."""
     if not compile_enabled():
@@ -55,14 +55,6 @@ def maybe_compile(module, device: str):
     import torch
 
     return torch.compile(module)
-
-
-def pinned(tensor, device: str):
-    """A CPU tensor in page-locked memory when batches of it go to a CUDA device (so the copies
-    are asynchronous, ``non_blocking=True``); unchanged otherwise."""
-    if str(device).startswith("cuda") and tensor.device.type == "cpu" and not tensor.is_pinned():
-        return tensor.pin_memory()
-    return tensor
 
 
 def seed_everything(seed: int) -> None:

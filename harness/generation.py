@@ -82,6 +82,16 @@ def fit_key_of(generator, *, name: str, version: str, train, fingerprint: str, s
     return fit_key, fit_seed
 
 
+def fit_dir(cache_root: Path, name: str, fit_key: str) -> Path:
+    """Where the fit of generator ``name`` with ``fit_key`` lives in the cache."""
+    return Path(cache_root) / "generators" / f"{name}-{fit_key}"
+
+
+def replica_path(cache_root: Path, name: str, key: str) -> Path:
+    """Where the synthetic set (one replica or slice) with content ``key`` lives in the cache."""
+    return Path(cache_root) / "synthetic" / f"{name}-{key}.npy"
+
+
 def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, size: int,
                 cache_root: Path, progress: bool | None) -> dict[str, Any]:
     """Fit ``generator`` on the real train split, or load the cached fit; return the fit info
@@ -100,7 +110,7 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         # e.g. a hosted image model: nothing of the real dataset ever reaches it
         info.update(fitted_on=None, fit_stats={}, fit_s=0.0)
         return info
-    ckpt = cache_root / "generators" / f"{name}-{fit_key}"
+    ckpt = fit_dir(cache_root, name, fit_key)
     with entry_lock(ckpt, f"the {name} fit"):  # concurrent runs fit it once; the others load it
         done, pointer = ckpt / DONE_FILE, ckpt / TRUNCATED_FILE
         budget = effective.get("max_train_minutes")
@@ -133,7 +143,7 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
             log(f"generator {name}: fit STOPPED by its time budget after {steps} of {asked} steps; "
                 "its results are marked truncated (raise max_train_minutes, or drop it, to finish)")
         if caps.needs_training:
-            target = ckpt if not info["truncated"] else cache_root / "generators" / f"{name}-{info['fit_key']}"
+            target = ckpt if not info["truncated"] else fit_dir(cache_root, name, info["fit_key"])
             target.mkdir(parents=True, exist_ok=True)
             with plugin_call("generator", name, "save"):
                 generator.save(target)
@@ -342,12 +352,13 @@ def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, vari
     plan = replica_plan(generator, gen_info, ratio=ratio, seed=seed, source_train=source_train)
     replicas = len(plan)
     for replica, order, conditions, key in plan:
-        images, secs = generate_cached(generator, conditions, key=key, path=cache_root / "synthetic" / f"{variant_name}-{key}.npy",
+        path = replica_path(cache_root, variant_name, key)
+        images, secs = generate_cached(generator, conditions, key=key, path=path,
                                        size=size, label=f"{variant_label} replica {replica}", progress=progress)
         if secs:
             gen_seconds += secs
             generated += len(conditions)
-        made = secs or recorded_seconds(cache_root / "synthetic" / f"{variant_name}-{key}.npy")
+        made = secs or recorded_seconds(path)
         made_seconds = None if made is None or made_seconds is None else made_seconds + made
         all_images.append(images)
         all_conditions.extend(conditions)
@@ -381,7 +392,7 @@ def synthetic_tuning_slice(generator, gen_info: dict, *, variant_name: str, vari
     conditions = [condition_for(source_train, int(i), seed, "tune", caps) for i in order]
     key = content_key({"fit": gen_info["fit_key"], "sampling": sampling_key(generator), "slice": "tune",
                        "conditions": _conditions_key(conditions)})
-    images, secs = generate_cached(generator, conditions, key=key, path=cache_root / "synthetic" / f"{variant_name}-tune-{key}.npy",
+    images, secs = generate_cached(generator, conditions, key=key, path=replica_path(cache_root, f"{variant_name}-tune", key),
                                    size=size, label=f"{variant_label} tuning slice", progress=progress)
     manifest = [{"file": f"syn-tune-{i:06d}", "slice": "tune", "seed": c.seed, "source_key": source_train.keys[i],
                  "labels": list(c.labels), **_prompt(generator, c)} for i, c in zip(order.tolist(), conditions)]

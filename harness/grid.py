@@ -16,25 +16,23 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from cxrbench.config import BenchmarkSpec
+from cxrbench.config import GRID_AXES, BenchmarkSpec
 
 
 def is_grid(spec: BenchmarkSpec) -> bool:
-    return any(getattr(spec, axis) is not None for axis in ("datasets", "classifiers", "chains"))
+    return any(getattr(spec, axis) is not None for axis in GRID_AXES)
 
 
 def grid_slices(spec: BenchmarkSpec) -> list[BenchmarkSpec]:
     """Every (dataset, classifier, chain) combination as a one-of-each spec, in a fixed order."""
     if not is_grid(spec):
         return [spec]
-    datasets = spec.datasets if spec.datasets is not None else [spec.dataset]
-    classifiers = spec.classifiers if spec.classifiers is not None else [spec.classifier]
-    chains = spec.chains if spec.chains is not None else [spec.postprocess]
-    return [
-        dataclasses.replace(spec, dataset=d, classifier=c, postprocess=list(chain),
-                            datasets=None, classifiers=None, chains=None)
-        for d, c, chain in itertools.product(datasets, classifiers, chains)
-    ]
+    # each axis's values: the list it gives, else its single key's one value
+    axes = {single: getattr(spec, axis) if getattr(spec, axis) is not None else [getattr(spec, single)]
+            for axis, single in GRID_AXES.items()}
+    cleared = {axis: None for axis in GRID_AXES}
+    return [dataclasses.replace(spec, **dict(zip(axes, combo)), **cleared)
+            for combo in itertools.product(*axes.values())]
 
 
 def slice_label(spec: BenchmarkSpec) -> str:

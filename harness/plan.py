@@ -10,7 +10,6 @@ generate.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def plan(runner) -> dict:
@@ -32,9 +31,8 @@ def plan(runner) -> dict:
 
 def _plan_slice(runner) -> dict:
     from cxrbench.cells import expand_cells
-    from cxrbench.config import plugin_options
     from cxrbench.device import resolve_device
-    from cxrbench.generation import DONE_FILE, fit_key_of, replica_plan
+    from cxrbench.generation import DONE_FILE, fit_dir, replica_path, replica_plan
     from cxrbench.runner import _default_cache_root
 
     runner.device = resolve_device(runner.device_request)
@@ -51,13 +49,9 @@ def _plan_slice(runner) -> dict:
     source = runner.dataset(spec.dataset)
     for cell in users:
         v = cell.generator
-        cls = runner.plugins.load("generator", v.name)
-        generator = cls(plugin_options(cls, v.options, f"generators[{v.label}].options", runner.spec_source),
-                        size=spec.size, device=runner.device)
-        key, _ = fit_key_of(generator, name=v.name, version=runner.plugins.generators.get(v.name).version,
-                            train=source.train, fingerprint=source.fingerprint, size=spec.size)
-        ckpt = cache / "generators" / f"{v.name}-{key}"
-        if not getattr(cls.capabilities, "needs_training", True):
+        generator, key = unfitted_generator(runner, v, source)
+        ckpt = fit_dir(cache, v.name, key)
+        if not getattr(type(generator).capabilities, "needs_training", True):
             status = "no fit needed"
         elif (ckpt / DONE_FILE).is_file():
             status = "cached"
@@ -69,10 +63,25 @@ def _plan_slice(runner) -> dict:
         out["fits"][v.label] = {"generator": v.name, "fit_key": key, "status": status}
         for replica, _, conds, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
                                                       source_train=source.train):
-            path = Path(cache) / "synthetic" / f"{v.name}-{rkey}.npy"
+            path = replica_path(cache, v.name, rkey)
             out["replicas"][f"{v.label} seed {cell.seed} replica {replica}"] = {
                 "images": len(conds), "status": "cached" if path.is_file() else "to generate"}
     return out
+
+
+def unfitted_generator(runner, variant, source) -> tuple:
+    """(a fresh, unfitted instance of ``variant``'s generator, its fit key on ``source``'s
+    training split): what is needed to find its fit and its synthetic sets in the cache."""
+    from cxrbench.config import plugin_options
+    from cxrbench.generation import fit_key_of
+
+    spec = runner.spec
+    cls = runner.plugins.load("generator", variant.name)
+    generator = cls(plugin_options(cls, variant.options, f"generators[{variant.label}].options", runner.spec_source),
+                    size=spec.size, device=runner.device)
+    key, _ = fit_key_of(generator, name=variant.name, version=runner.plugins.generators.get(variant.name).version,
+                        train=source.train, fingerprint=source.fingerprint, size=spec.size)
+    return generator, key
 
 
 def print_plan(p: dict) -> None:

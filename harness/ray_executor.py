@@ -85,14 +85,14 @@ def fit_task(job: dict, slice_data: dict, variant) -> str:
 def shard_task(job: dict, slice_data: dict, variant, ratio: float, seed: int, replica: int, shard: int,
                _fit_key: str) -> str:
     """One shard of one replica of a cell's synthetic set (runs after its fit: ``_fit_key``)."""
-    from cxrbench.generation import generate_shard, replica_plan
+    from cxrbench.generation import generate_shard, replica_path, replica_plan
 
     runner = _slice_runner(job, slice_data)
     (generator, info), source = _generator_of(runner, variant)
     plan = {r: (conds, key) for r, _, conds, key in
             replica_plan(generator, info, ratio=ratio, seed=seed, source_train=source.train)}
     conditions, key = plan[replica]
-    path = runner.cache_root / "synthetic" / f"{variant.name}-{key}.npy"
+    path = replica_path(runner.cache_root, variant.name, key)
     generate_shard(generator, conditions, path=path, shard=shard, size=runner.spec.size,
                    label=f"{variant.label} replica {replica}", progress=False)
     return f"{path.name}#{shard}"
@@ -120,9 +120,9 @@ def run_on_ray(runner, options: RayOptions):
 
         raise CxrbenchError("--executor ray needs Ray: pip install 'cxrbench[ray]' (or pip install ray)") from None
     from cxrbench.cells import expand_cells
+    from cxrbench.checking import preflight
     from cxrbench.config import spec_dict, to_dict
     from cxrbench.device import resolve_device
-    from cxrbench.generation import DONE_FILE, fit_key_of, replica_plan, shard_count
     from cxrbench.grid import grid_slices, slice_label, slice_runner
     from cxrbench.runner import RunSummary, _default_cache_root, log
     from cxrbench.store import atomic_write_json
@@ -153,25 +153,23 @@ def run_on_ray(runner, options: RayOptions):
         part.device, part.cache_root = runner.device, runner.cache_root
         sub_data = to_dict(sub)
         cells = expand_cells(sub)
-        todo = [c for c in cells if not part.store.is_finished(f"{c.id}__{part._context_key(c)}")]
+        ids = [f"{c.id}__{part._context_key(c)}" for c in cells]
+        finished = {cid for cid in ids if part.store.is_finished(cid)}
+        todo = [c for c, cid in zip(cells, ids) if cid not in finished]
         if todo:  # as a local run: a broken plugin or dataset file stops the run here, in one line
-            from cxrbench.checking import preflight
-
             if part.preflight:
                 preflight(part, todo)
             part.dataset(sub.dataset)  # decoded once into the shared cache before any task reads it
-        for index, cell in enumerate(cells):
-            cell_id = f"{cell.id}__{part._context_key(cell)}"
+        for index, (cell, cell_id) in enumerate(zip(cells, ids)):
             if cell_id in seen:
                 continue  # a real-only baseline shared by the slices of one (dataset, classifier)
             seen.add(cell_id)
-            if part.store.is_finished(cell_id):
+            if cell_id in finished:
                 summary.skipped.append(cell_id)
                 continue
             deps = []
             if cell.generator is not None and cell.protocol.uses_generator:
-                deps = _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remote_shard,
-                                         fit_key_of, replica_plan, shard_count, DONE_FILE)
+                deps = _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remote_shard)
             pending.append((remote_cell.remote(job, sub_data, index, *deps), part, cell, cell_id))
     log(f"ray: {len(pending)} cell task(s), {len(fits)} fit task(s), {len(shards)} shard task(s) over "
         f"{len(slices)} slice(s) ({len(summary.skipped)} cell(s) finished before); cluster {ray.cluster_resources()}")
@@ -196,28 +194,24 @@ def run_on_ray(runner, options: RayOptions):
     return summary
 
 
-def _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remote_shard,
-                      fit_key_of, replica_plan, shard_count, done_file) -> list:
+def _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remote_shard) -> list:
     """The fit and shard tasks a generator cell depends on (shared with every other cell that
-    needs the same fit or the same synthetic set); returns their refs."""
-    from cxrbench.config import plugin_options
+    needs the same fit or the same synthetic set); returns their refs. The cache is read the
+    way `--dry-run` reads it (cxrbench.plan)."""
+    from cxrbench.generation import DONE_FILE, fit_dir, replica_path, replica_plan, shard_count
+    from cxrbench.plan import unfitted_generator
 
     variant = cell.generator
     source = part.dataset(part.spec.dataset)
-    cls = part.plugins.load("generator", variant.name)
-    generator = cls(plugin_options(cls, variant.options, f"generators[{variant.label}].options", part.spec_source),
-                    size=part.spec.size, device=part.device)
-    version = part.plugins.generators.get(variant.name).version
-    key, _ = fit_key_of(generator, name=variant.name, version=version, train=source.train,
-                        fingerprint=source.fingerprint, size=part.spec.size)
+    generator, key = unfitted_generator(part, variant, source)
     fit_id = f"{variant.name}-{key}"
     if fit_id not in fits:  # a fit already in the cache needs no task: its key stands in for the ref
-        cached = (part.cache_root / "generators" / fit_id / done_file).is_file()
+        cached = (fit_dir(part.cache_root, variant.name, key) / DONE_FILE).is_file()
         fits[fit_id] = key if cached else remote_fit.remote(job, sub_data, variant)
     deps = [fits[fit_id]] if not isinstance(fits[fit_id], str) else []
     for replica, _, conditions, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
                                                       source_train=source.train):
-        path = part.cache_root / "synthetic" / f"{variant.name}-{rkey}.npy"
+        path = replica_path(part.cache_root, variant.name, rkey)
         if path.is_file():
             continue
         for k in range(shard_count(len(conditions))):

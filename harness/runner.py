@@ -125,11 +125,9 @@ class Runner:
 
     def run(self) -> RunSummary:
         from cxrbench.device import resolve_device
-        from cxrbench.grid import is_grid
+        from cxrbench.grid import is_grid, run_grid
 
         if is_grid(self.spec):
-            from cxrbench.grid import run_grid
-
             return run_grid(self)
         self.device = resolve_device(self.device_request)
         self.cache_root = self.cache_dir or _default_cache_root()

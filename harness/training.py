@@ -472,7 +472,7 @@ def train_classifier(
     # processes would only add copies of data that is already decoded.
     gather = _Gather(train_images, device)
     optimizer = _make_optimizer(model, recipe)
-    forward = maybe_compile(model, device)  # the same parameters; only the forward is compiled
+    forward = maybe_compile(model)  # the same parameters; only the forward is compiled
     ema = _Ema(model, recipe.ema_decay) if recipe.ema_decay is not None else None
     eval_model = ema.module if ema is not None else model
 

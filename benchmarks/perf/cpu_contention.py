@@ -10,13 +10,12 @@ Measure on an otherwise idle machine: other load makes "alone" mean nothing.
 """
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from machine import machine_info, write_result
 
 WORKER = r"""
 import sys, time, torch, timm
@@ -71,12 +70,8 @@ def main() -> None:
                          "with_one_competitor_img_s": round(shared, 1), "slowdown": round(alone / shared, 2)})
             print(f"threads {threads}  {policy:7s}  alone {alone:7.1f} img/s   with a competitor {shared:7.1f} "
                   f"img/s   slowdown {alone / shared:4.2f}x  (target <= 2.5x)")
-    result = {"benchmark": "cpu_contention", "model": "resnet18", "size": 32, "batch": 64,
-              "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "cpu_count": os.cpu_count()}, "rows": rows}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"-> {a.out}")
+    write_result(a.out, {"benchmark": "cpu_contention", "model": "resnet18", "size": 32, "batch": 64,
+                         "machine": machine_info("cpu"), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -231,7 +231,7 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
         if not compile_enabled():
             return net
         if getattr(self, "_compiled_for", None) is not net:
-            self._compiled_for, self._compiled_net = net, maybe_compile(net, self.device)
+            self._compiled_for, self._compiled_net = net, maybe_compile(net)
         return self._compiled_net
 
     def _sample(self, c, seeds: Sequence[int]):

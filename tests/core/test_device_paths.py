@@ -27,9 +27,9 @@ def test_hardware_block_records_precision_threads_and_compile(monkeypatch):
 def test_compile_is_opt_in(monkeypatch):
     net = torch.nn.Linear(2, 2)
     monkeypatch.delenv(dev.COMPILE_ENV, raising=False)
-    assert dev.maybe_compile(net, "cpu") is net
+    assert dev.maybe_compile(net) is net
     monkeypatch.setenv(dev.COMPILE_ENV, "1")
-    compiled = dev.maybe_compile(net, "cpu")  # wrapping is lazy: nothing compiles until a call
+    compiled = dev.maybe_compile(net)  # wrapping is lazy: nothing compiles until a call
     assert compiled is not net and compiled._orig_mod is net
 
 
