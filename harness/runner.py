@@ -26,7 +26,7 @@ from cxrbench.celldata import (
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
-from cxrbench.generation import plugin_call
+from cxrbench.generation import log, plugin_call
 from cxrbench.postprocessing import Chain, fill_to_size
 from cxrbench.hashing import content_key
 from cxrbench.store import RunStore, atomic_write_json, git_revision
@@ -81,11 +81,6 @@ class CellWork:
         finally:
             self.timings[key] = round(time.perf_counter() - start, 3)
 
-
-def log(message: str) -> None:
-    import sys
-
-    print(f"[cxrbench] {message}", file=sys.stderr, flush=True)
 
 
 class Runner:

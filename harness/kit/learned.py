@@ -77,7 +77,7 @@ class LearnedGenerator(Generator):
         super().__init__(options, size=size, device=device)
         if str(self.device) == "auto":
             self.device = resolve_device("auto")
-        self.cfg = resolve_config(self.options, self.PRESETS)
+        self.cfg = self._resolve_cfg(self.options)
         self._validate_cfg(self.cfg)
         self.encoder: ConditionEncoder | None = None
         self._fitted = False
@@ -89,6 +89,12 @@ class LearnedGenerator(Generator):
 
     # ---- hooks
     @classmethod
+    def _resolve_cfg(cls, options: Any) -> dict[str, Any]:
+        """The preset named by ``options.preset`` with the options set laid over it (a subclass
+        may fill or drop entries that depend on others, e.g. ``ldm``'s text options)."""
+        return resolve_config(options, cls.PRESETS)
+
+    @classmethod
     def _validate_cfg(cls, cfg: dict[str, Any]) -> None:
         """Raise ConfigError for a resolved config that cannot train (a classmethod, so that
         ``cxrbench validate`` runs the same rules without building anything)."""
@@ -96,7 +102,7 @@ class LearnedGenerator(Generator):
 
     @classmethod
     def check_options(cls, options: Any, size: int) -> None:
-        cls._validate_cfg(resolve_config(options if options is not None else cls.Options(), cls.PRESETS))
+        cls._validate_cfg(cls._resolve_cfg(options if options is not None else cls.Options()))
 
     def effective_options(self) -> dict[str, Any]:
         """The resolved config: every preset value filled in (what the record stores)."""

@@ -174,7 +174,6 @@ def check_save_load_round_trip(s: GeneratorSetup, tmp: Path) -> None:
 def check_checkpoint_is_safetensors_and_json(s: GeneratorSetup, tmp: Path) -> None:
     """save() writes only .safetensors and .json files, and load() never unpickles."""
     import torch
-    from safetensors import safe_open
 
     gen, _ = s.fitted()
     gen.save(Path(tmp))
@@ -186,14 +185,8 @@ def check_checkpoint_is_safetensors_and_json(s: GeneratorSetup, tmp: Path) -> No
     for p in files:
         require(p.suffix in (".safetensors", ".json"),
                 f"save() wrote {p.name!r}; only .safetensors and .json are allowed")
-        head = p.read_bytes()[:4]
-        require(not head.startswith(b"\x80"), f"{p.name} looks like a pickle (starts with {head!r})")
-        require(not head.startswith(b"PK"), f"{p.name} looks like a torch zip archive (starts with {head!r})")
-        if p.suffix == ".safetensors":
-            with safe_open(str(p), framework="pt") as f:
-                list(f.keys())
-        else:
-            json.loads(p.read_text(encoding="utf-8"))
+        require(_is_safetensors(p) if p.suffix == ".safetensors" else _is_json(p),
+                f"{p.name} is not a valid {p.suffix[1:]} file (a pickle under that name?)")
 
     def refuse(*a, **k):
         raise ContractViolation("load() unpickled (torch.load / pickle.load); use safetensors + JSON")
@@ -321,3 +314,27 @@ class GeneratorContractTests(ContractKit, kind="generator"):
 
 
 add_check_tests(GeneratorContractTests, CHECKS)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """The safetensors layout: an 8-byte little-endian header length, then that many bytes of a
+    JSON object. (A first byte of 0x80 is no sign of a pickle here: it is the low byte of the
+    header length.)"""
+    import struct
+
+    data = path.read_bytes()
+    if len(data) < 8:
+        return False
+    (n,) = struct.unpack("<Q", data[:8])
+    try:
+        return 8 + n <= len(data) and isinstance(json.loads(data[8 : 8 + n]), dict)
+    except ValueError:
+        return False
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+        return True
+    except (ValueError, UnicodeDecodeError):
+        return False

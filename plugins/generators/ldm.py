@@ -23,8 +23,14 @@ lung field has a hole where an opacity is: a mask of the other label would contr
 :meth:`LDMGenerator.conditioning_masks` returns exactly the masks used, for storage and for
 the mask-adherence measurement (lung-field estimate of the generated image vs its mask).
 
-Text prompts with a pretrained text-conditioned model are not implemented yet: without such
-weights the label vector (plus demographics) is the condition, as here.
+Text prompts (``text_model``): with a local pretrained text-to-image model (a diffusers folder
+laid out like Stable Diffusion: Stable Diffusion, RoentGen...), its autoencoder is used as is,
+its text-conditioned UNet is fine-tuned here (the mask as one more, zero-initialised input
+channel) and the condition is a prompt built from the spec's ``prompt_template`` and
+``label_phrases`` (``cxrbench.kit.text``), as in the study; the empty prompt is the null
+condition of classifier-free guidance. Without such weights the label vector (plus
+demographics) is the condition. A large pretrained UNet wants a fine-tuning learning rate
+(``lr: 1e-5``), not the from-scratch presets'.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from cxrbench.kit import EMA, autocast, optimizer_from_tensors, optimizer_to_ten
 from cxrbench.kit import resize_uint8
 from cxrbench.kit.diffusion import DiffusionGenerator, DiffusionOptions, build_cond_unet
 from cxrbench.kit.masks import estimate_lung_masks, perturb_masks
+from cxrbench.kit.text import check_prompt_template, check_text_model
 
 # Every default lives here. "tiny": tests (seconds); "small": 64 px in <= 30 min on a 2-core
 # CPU (a 16x16 latent grid costs the UNet what 16 px would); "medium" / "paper": a GPU.
@@ -66,6 +73,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                   sampler="ddim", sampling_steps=200, cfg_scale=4.0, gen_batch_size=32, checkpoint_every=2000),
 }
 
+# The prompt options, used only with a text_model (and only then part of the config and fit key)
+TEXT_DEFAULTS: dict[str, Any] = dict(prompt_template="a frontal chest radiograph of {patient} showing {findings}",
+                                     label_phrases=None, no_finding_phrase="no acute cardiopulmonary findings")
+
 
 @dataclass
 class LDMOptions(DiffusionOptions):
@@ -84,13 +95,29 @@ class LDMOptions(DiffusionOptions):
     #: the lung mask as an extra UNet input channel; the bank of training masks kept for sampling
     mask_conditioning: Optional[bool] = None
     mask_bank_size: Optional[int] = None
+    #: a local text-to-image diffusers folder (unet/, vae/, text_encoder/, tokenizer/): its UNet
+    #: is fine-tuned with prompts as the condition, its autoencoder used as is
+    text_model: Optional[str] = None
+    #: the prompt: {findings} = the positive labels' phrases joined by ", " (else no_finding_phrase);
+    #: {patient} = "a 61-year-old female patient" from what the dataset knows ({sex}, {age} alone)
+    prompt_template: Optional[str] = None
+    #: label name -> phrase (default: the label name, "_" and "-" read as spaces)
+    label_phrases: Optional[dict[str, str]] = None
+    no_finding_phrase: Optional[str] = None
+
+
+def _pretrained_vae(cfg: Mapping[str, Any]) -> str | None:
+    """The local folder of a pretrained autoencoder: ``vae_path``, else the text model's ``vae/``."""
+    if cfg.get("vae_path"):
+        return str(cfg["vae_path"])
+    return str(Path(cfg["text_model"]) / "vae") if cfg.get("text_model") else None
 
 
 def _build_autoencoder(cfg: Mapping[str, Any]):
     from diffusers import AutoencoderKL
 
-    if cfg.get("vae_path"):
-        return AutoencoderKL.from_pretrained(str(cfg["vae_path"]), local_files_only=True)
+    if _pretrained_vae(cfg):
+        return AutoencoderKL.from_pretrained(_pretrained_vae(cfg), local_files_only=True, low_cpu_mem_usage=False)
     ch = tuple(int(c) for c in cfg["vae_channels"])
     return AutoencoderKL(
         in_channels=1, out_channels=1, latent_channels=int(cfg["latent_channels"]),
@@ -113,11 +140,23 @@ class LDMGenerator(DiffusionGenerator):
 
     # ---- configuration
     @classmethod
+    def _resolve_cfg(cls, options: Any) -> dict[str, Any]:
+        cfg = super()._resolve_cfg(options)
+        for key, default in TEXT_DEFAULTS.items():
+            if not cfg.get("text_model"):
+                cfg.pop(key, None)  # unused: kept out of the record and of the fit key
+            elif cfg.get(key) is None:
+                cfg[key] = default
+        if not cfg.get("text_model"):
+            cfg.pop("text_model", None)
+        return cfg
+
+    @classmethod
     def _downsampling(cls, cfg: Mapping[str, Any]) -> int:
-        if cfg.get("vae_path"):
+        if _pretrained_vae(cfg):
             import json
 
-            conf = json.loads((Path(cfg["vae_path"]) / "config.json").read_text())
+            conf = json.loads((Path(_pretrained_vae(cfg)) / "config.json").read_text())
             return 2 ** (len(conf["block_out_channels"]) - 1)
         return 2 ** (len(cfg["vae_channels"]) - 1)
 
@@ -131,20 +170,39 @@ class LDMGenerator(DiffusionGenerator):
         if path and not (Path(path) / "config.json").is_file():
             raise ConfigError(f"ldm: vae_path {path!r} is not a local diffusers AutoencoderKL folder (no config.json); "
                               "download it beforehand (e.g. huggingface-cli download ... --local-dir DIR), nothing is fetched at run time")
-        super()._validate_cfg(cfg)
+        arch = {}
+        if cfg.get("text_model"):
+            check_text_model("ldm", str(cfg["text_model"]))
+            check_prompt_template("ldm", str(cfg["prompt_template"]))
+            arch = cls._check_text_unet(cfg)
+        super()._validate_cfg({**cfg, **arch})  # the UNet rules, on the UNet that will train
+        path = _pretrained_vae(cfg)
         if not path and any(int(c) % min(32, int(cfg["vae_channels"][0])) for c in cfg["vae_channels"]):
             raise ConfigError(f"ldm: vae_channels {cfg['vae_channels']} must be multiples of min(32, first)")
         for key, low in (("vae_steps", 0), ("mask_bank_size", 1), ("vae_batch_size", 1)):
             if not isinstance(cfg.get(key), int) or cfg[key] < low:
                 raise ConfigError(f"ldm: {key} must be an integer >= {low}, got {cfg.get(key)!r}")
         if not path and int(cfg["vae_steps"]) < 1:
-            raise ConfigError("ldm: vae_steps must be >= 1 unless a pretrained vae_path is given")
+            raise ConfigError("ldm: vae_steps must be >= 1 unless a pretrained vae_path (or text_model) is given")
         if float(cfg["kl_weight"]) < 0:
             raise ConfigError(f"ldm: kl_weight must be >= 0, got {cfg['kl_weight']!r}")
 
+    @classmethod
+    def _check_text_unet(cls, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """The pretrained UNet's levels must fit the latent grid, as the own UNet's must;
+        returns its architecture fields, which replace the preset's in the shared checks."""
+        import json
+
+        conf = json.loads((Path(cfg["text_model"]) / "unet" / "config.json").read_text())
+        levels, grid = len(conf["block_out_channels"]), cls._unet_grid(cfg)
+        if grid % 2 ** (levels - 1):
+            raise ConfigError(f"ldm: the text model's UNet has {levels} levels, so its latent grid must be a multiple of "
+                              f"{2 ** (levels - 1)}; resolution {cfg['resolution']} gives {grid}: raise resolution")
+        return {"block_out_channels": tuple(conf["block_out_channels"]), "norm_num_groups": int(conf.get("norm_num_groups") or 32)}
+
     def _stage_steps(self) -> tuple[int, int]:
         """(autoencoder steps, UNet steps): a pretrained autoencoder is used as is."""
-        return (0 if self.cfg.get("vae_path") else int(self.cfg["vae_steps"])), int(self.cfg["train_steps"])
+        return (0 if _pretrained_vae(self.cfg) else int(self.cfg["vae_steps"])), int(self.cfg["train_steps"])
 
     def _total_steps(self) -> int:
         return sum(self._stage_steps())
@@ -177,8 +235,11 @@ class LDMGenerator(DiffusionGenerator):
         self.vae = _build_autoencoder(cfg).to(self.device)
         lat = int(self.vae.config.latent_channels)
         masks = 1 if cfg["mask_conditioning"] else 0
-        self.net = build_cond_unet(cfg, cond_dim, in_channels=lat + masks, out_channels=lat,
-                              sample_size=self._unet_grid(cfg)).to(self.device)
+        if cfg.get("text_model"):
+            self.net = self._build_text_unet(lat, masks)
+        else:
+            self.net = build_cond_unet(cfg, cond_dim, in_channels=lat + masks, out_channels=lat,
+                                       sample_size=self._unet_grid(cfg)).to(self.device)
         # the latent grid, fixed from here on (with vae_path, _unet_grid reads its config.json)
         self.grid = self._unet_grid(cfg)
         self.ema = EMA(self.net, float(cfg["ema_decay"]))
@@ -197,11 +258,36 @@ class LDMGenerator(DiffusionGenerator):
         # scale (0 until the UNet stage starts) and the mask bank
         holder = nn.Module()
         holder.vae, holder.net = self.vae, self.net
-        pretrained_scale = float(self.vae.config.scaling_factor) if cfg.get("vae_path") else 0.0
+        pretrained_scale = float(self.vae.config.scaling_factor) if _pretrained_vae(cfg) else 0.0
         holder.register_buffer("latent_scale", torch.tensor(pretrained_scale))
         holder.register_buffer("mask_bank", bank.to(self.device))
         holder.register_buffer("mask_bank_labels", bank_labels.to(self.device))
         self.model = holder
+
+    def _build_text_unet(self, latent_channels: int, mask_channels: int):
+        """The text model's UNet (widened for the mask) behind the kit's ``net(x, t, c, drop)``;
+        the frozen text encoder and the prompt builder stay outside the saved weights."""
+        from cxrbench.kit.text import PromptBuilder, TextEncoder, build_text_cond_unet, load_text_unet
+
+        cfg = self.cfg
+        self.text = TextEncoder(str(cfg["text_model"]), self.device)
+        self.prompter = PromptBuilder(self.encoder, str(cfg["prompt_template"]), cfg.get("label_phrases"),
+                                      str(cfg["no_finding_phrase"]))
+        unet = load_text_unet(str(cfg["text_model"]), mask_channels)
+        if int(unet.config.out_channels) != latent_channels:
+            raise ConfigError(f"ldm: the text model's UNet predicts {unet.config.out_channels} channels but its "
+                              f"autoencoder has {latent_channels} latent channels: not one model's parts")
+        if int(unet.config.cross_attention_dim) != self.text.width:
+            raise ConfigError(f"ldm: the text model's UNet attends to width {unet.config.cross_attention_dim} but its "
+                              f"text encoder gives {self.text.width}: not one model's parts")
+        return build_text_cond_unet(unet, self.text.encode([""])).to(self.device)
+
+    def _context(self, c):
+        """What the UNet is conditioned on: the condition vectors, or with a text model the
+        token embeddings of their prompts."""
+        if not self.cfg.get("text_model"):
+            return c
+        return self.text.encode(self.prompter.prompts(c))
 
     def _inference_modules(self) -> dict[str, Any]:
         return {"model": self.model, "ema": self.ema.shadow}
@@ -244,6 +330,14 @@ class LDMGenerator(DiffusionGenerator):
         vae_steps, unet_steps = self._stage_steps()
         extra = {"mask_source": self.mask_source, "vae_steps": vae_steps, "unet_steps": unet_steps,
                  "latent_grid": self.grid, "latent_scale": float(self.model.latent_scale)}
+        if self.cfg.get("text_model"):
+            from cxrbench.hashing import content_key
+            from cxrbench.kit.text import folder_fingerprint
+
+            files = folder_fingerprint(str(self.cfg["text_model"]))
+            prompts = sorted(set(self.prompter.prompts(self.encoder.encode_split(train))))
+            extra.update(prompts={"distinct": len(prompts), "examples": prompts[:: max(1, len(prompts) // 8)][:8]},
+                         text_model_files={"count": len(files), "bytes": sum(files.values()), "key": content_key(files)})
         self.train_stats.update(extra)
         return {**stats, **extra}
 
@@ -280,7 +374,7 @@ class LDMGenerator(DiffusionGenerator):
         mean, std = (m[self.batch_index.cpu()].to(self.device) for m in self._latent_moments)
         z = (mean + std * torch.randn(mean.shape, generator=g).to(self.device)) * self.model.latent_scale
         extra = self._mask_channel(mask) if self.cfg["mask_conditioning"] else None
-        return self._diffusion_step(step - vae_steps, z, c, g, extra=extra)
+        return self._diffusion_step(step - vae_steps, z, self._context(c), g, extra=extra)
 
     def _encode_training_set(self):
         """Encode every training image once (the autoencoder is frozen from here on): the UNet
@@ -341,7 +435,7 @@ class LDMGenerator(DiffusionGenerator):
         import torch
 
         grid = self.grid
-        z = self._denoise(c, seeds, (int(self.vae.config.latent_channels), grid, grid), extra=extra)
+        z = self._denoise(self._context(c), seeds, (int(self.vae.config.latent_channels), grid, grid), extra=extra)
         self.vae.eval()
         with torch.no_grad(), autocast(self.device):
             x = self._decode(z / self.model.latent_scale).float()

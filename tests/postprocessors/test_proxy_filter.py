@@ -103,8 +103,11 @@ def test_fill_to_size_fails_in_one_line_when_the_generator_cannot(prepared):
 
     step, _, _ = prepared
     original = _batch([1] * 8, [0] * 8)
-    with pytest.raises(CxrbenchError, match=r"kept \d of 8 images of 'drawer' after 5 top-up rounds"):
+    with pytest.raises(CxrbenchError, match=r"kept \d of 8 images of 'drawer' after \d+ top-up rounds "
+                                            r"\((\d+) images generated, budget 24; labels \(1\): \d of 8 still missing\)") as err:
         fill_to_size(_Drawer(faithful=False), _Chain(step), original, step(original), label="drawer", seed=0)
+    assert int(err.value.args[0].split("(")[1].split(" ")[0]) <= 24  # the budget bounds what is generated
+    assert "\n" not in str(err.value)
 
 
 def test_a_run_with_proxy_filter_records_the_chain(tmp_path):
@@ -132,3 +135,24 @@ def test_a_run_with_proxy_filter_records_the_chain(tmp_path):
     assert first["in"] == pp["topup"]["requested"] and first["kept"] == pp["topup"]["kept_first_pass"]
     assert set(first["rejection_rate"]) == {"label0=0", "label0=1"}
     assert rec["training_set"]["n_synthetic"] == pp["topup"]["requested"]
+
+
+class _CoinDrawer(_Drawer):
+    """Draws the condition's label for about half the seeds, the other label otherwise."""
+
+    def generate(self, conditions):
+        drawn = [c.labels[0] if (int(c.seed) * 2654435761) >> 7 & 1 else 1.0 - c.labels[0] for c in conditions]
+        return make_toy_images(drawn, SIZE, seed=int(conditions[0].seed) % 1000 if conditions else 0)
+
+
+def test_fill_to_size_keeps_going_while_the_budget_lasts(prepared):
+    """Half the images rejected every round: 64 conditions need more than 5 rounds (the old
+    bound) but well under the budget of 3 x 64 generated images."""
+    from cxrbench.postprocessing import fill_to_size
+
+    step, _, _ = prepared
+    original = _batch([0, 1] * 32, [0] * 64)
+    gen = _CoinDrawer(faithful=True)
+    kept = step(SyntheticBatch(gen.generate(original.conditions), original.conditions))
+    filled, info = fill_to_size(gen, _Chain(step), original, kept, label="coin", seed=0)
+    assert len(filled.conditions) == 64 and info["rounds"] > 5 and info["generated"] <= 3 * 64
