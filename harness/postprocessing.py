@@ -80,7 +80,9 @@ def fill_to_size(generator, chain: Chain, original: SyntheticBatch, kept: Synthe
     import torch
 
     wanted = len(original.conditions)
-    info: dict[str, Any] = {"requested": wanted, "kept_first_pass": len(kept.conditions), "rounds": 0, "generated": 0}
+    info: dict[str, Any] = {"requested": wanted, "kept_first_pass": len(kept.conditions),
+                            "rejected_first_pass": 1.0 - len(kept.conditions) / wanted if wanted else 0.0,
+                            "rounds": 0, "generated": 0}
     images, conditions = [kept.images], list(kept.conditions)
     have = {int(c.seed) for c in conditions}
     missing = [c for c in original.conditions if int(c.seed) not in have]

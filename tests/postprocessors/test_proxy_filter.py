@@ -94,6 +94,7 @@ def test_fill_to_size_tops_up_with_new_seeds(prepared):
     filled, info = fill_to_size(_Drawer(faithful=True), _Chain(step), original, kept, label="drawer", seed=0)
     assert len(filled.conditions) == 20 and filled.images.shape[0] == 20
     assert info["rounds"] >= 1 and info["kept_first_pass"] == len(kept.conditions)
+    assert info["rejected_first_pass"] == pytest.approx(1 - len(kept.conditions) / 20)
     assert sorted(c.labels for c in filled.conditions) == sorted(c.labels for c in original.conditions)
     assert not set(info["topup_seeds"]) & {c.seed for c in original.conditions}  # new seeds
 
