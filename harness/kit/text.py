@@ -172,7 +172,11 @@ def build_text_cond_unet(unet, null_embedding):
 
 
 def folder_fingerprint(path: str) -> dict[str, Any]:
-    """What identifies the weights at ``path`` without reading them: every file's size (recorded
-    with the fit; the fit key holds the path, so replacing the weights there needs a new path)."""
+    """What identifies the weights at ``path`` without reading them: the number of files, their
+    total size and a key over every file's name and size (recorded with the fit; the fit key
+    holds the path, so replacing the weights there needs a new path)."""
+    from cxrbench.hashing import content_key
+
     root = Path(path)
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+    return {"count": len(files), "bytes": sum(files.values()), "key": content_key(files)}

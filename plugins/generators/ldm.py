@@ -331,13 +331,11 @@ class LDMGenerator(DiffusionGenerator):
         extra = {"mask_source": self.mask_source, "vae_steps": vae_steps, "unet_steps": unet_steps,
                  "latent_grid": self.grid, "latent_scale": float(self.model.latent_scale)}
         if self.cfg.get("text_model"):
-            from cxrbench.hashing import content_key
             from cxrbench.kit.text import folder_fingerprint
 
-            files = folder_fingerprint(str(self.cfg["text_model"]))
             prompts = sorted(set(self.prompter.prompts(self.encoder.encode_split(train))))
             extra.update(prompts={"distinct": len(prompts), "examples": prompts[:: max(1, len(prompts) // 8)][:8]},
-                         text_model_files={"count": len(files), "bytes": sum(files.values()), "key": content_key(files)})
+                         text_model_files=folder_fingerprint(str(self.cfg["text_model"])))
         self.train_stats.update(extra)
         return {**stats, **extra}
 
