@@ -6,15 +6,16 @@ e.g. ``proxy-filter``) are prepared once per cell before the first batch. When t
 images, :func:`fill_to_size` regenerates the dropped conditions with new seeds and runs them
 through the chain again, so a protocol trains on the size it asked for. The rounds shrink
 geometrically with the rejection rate, so the bound is a budget (``MAX_TOPUP_FACTOR`` x the
-set's size generated in top-ups, ``MAX_TOPUP_ROUNDS`` rounds), not a small round count: a label
-the filter rejects 80% of the time needs about 25 rounds to leave nothing missing (measured on
-Kermany: ldm small's images of one label). A generator that cannot fill the set within the
+set's size generated in top-ups, ``MAX_TOPUP_ROUNDS`` rounds), not a small round count (measured
+on Kermany: proxy-filter rejected 77.7% of ldm small's normal images, and filling the set took
+30 rounds and 4,372 extra images for 4,695 kept). A generator that cannot fill the set within the
 budget fails the cell with one line naming the labels it could not fill.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,5 @@ def fill_to_size(generator, chain: Chain, original: SyntheticBatch, kept: Synthe
     return SyntheticBatch(torch.cat(images), conditions), info
 
 
-def _count_by_labels(conditions) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for c in conditions:
-        key = "(" + ", ".join(f"{float(v):g}" for v in c.labels) + ")"
-        out[key] = out.get(key, 0) + 1
-    return out
+def _count_by_labels(conditions) -> Counter:
+    return Counter("(" + ", ".join(f"{float(v):g}" for v in c.labels) + ")" for c in conditions)

@@ -82,7 +82,6 @@ class CellWork:
             self.timings[key] = round(time.perf_counter() - start, 3)
 
 
-
 class Runner:
     def __init__(
         self,

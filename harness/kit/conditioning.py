@@ -158,6 +158,18 @@ class ConditionEncoder:
             row += [1.0 if r == name else 0.0 for name in self.races]
         return row
 
+    def demographics_of(self, row: Sequence[float]) -> tuple[str | None, float | None]:
+        """(sex "female"/"male", age in years) read back from an encoded row; None = unknown."""
+        sex = age = None
+        i = len(self.label_names)
+        if self.sex:
+            sex = ("female" if row[i + 1] >= 0.5 else "male") if row[i] >= 0.5 else None
+            i += 2
+        if self.age_range and row[i] >= 0.5:
+            lo, hi = self.age_range
+            age = lo + float(row[i + 1]) * (hi - lo)
+        return sex, age
+
     def encode(self, conditions: Sequence[Condition]) -> torch.Tensor:
         import torch
 

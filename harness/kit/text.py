@@ -82,15 +82,9 @@ class PromptBuilder:
         self.no_finding = no_finding
 
     def prompt(self, row: Sequence[float]) -> str:
-        enc, n = self.encoder, len(self.encoder.label_names)
-        found = [p for p, v in zip(self.phrases, row[:n]) if float(v) >= 0.5]
-        sex, age, i = "", "", n
-        if enc.sex:
-            sex = ("female" if row[i + 1] >= 0.5 else "male") if row[i] >= 0.5 else ""
-            i += 2
-        if enc.age_range:
-            lo, hi = enc.age_range
-            age = f"{round(lo + float(row[i + 1]) * (hi - lo))}" if row[i] >= 0.5 else ""
+        found = [p for p, v in zip(self.phrases, row[: len(self.phrases)]) if float(v) >= 0.5]
+        sex, years = self.encoder.demographics_of(row)
+        sex, age = sex or "", "" if years is None else f"{round(years)}"
         patient = " ".join(["a", *([f"{age}-year-old"] if age else []), *([sex] if sex else []), "patient"])
         text = self.template.format(findings=", ".join(found) or self.no_finding, patient=patient, sex=sex, age=age)
         return " ".join(text.split())  # an empty {sex} / {age} leaves no double space
@@ -104,7 +98,6 @@ class TextEncoder:
     embeddings (sequence, width), each distinct prompt encoded once."""
 
     def __init__(self, path: str, device: str):
-        import torch
         from transformers import CLIPTextModel, CLIPTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -116,18 +109,19 @@ class TextEncoder:
         self.device = device
         self.width = int(self.model.config.hidden_size)
         self._cache: dict[str, Any] = {}
-        self._torch = torch
 
     def encode(self, prompts: Sequence[str]):
         """(len(prompts), tokens, width) float32 on the device."""
+        import torch
+
         todo = sorted({p for p in prompts if p not in self._cache})
         if todo:
             ids = self.tokenizer(todo, padding="max_length", max_length=self.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt").input_ids.to(self.device)
-            with self._torch.no_grad():
+            with torch.no_grad():
                 states = self.model(ids).last_hidden_state.float()
             self._cache.update(zip(todo, states))
-        return self._torch.stack([self._cache[p] for p in prompts])
+        return torch.stack([self._cache[p] for p in prompts])
 
 
 def load_text_unet(path: str, extra_in_channels: int):

@@ -161,3 +161,28 @@ def test_generators_without_masks_get_no_mask_artifacts(tmp_path):
     conds = [Condition(labels=(1.0,), seed=1)]
     gen = NoiseGenerator(None, size=16)
     assert mask_artifacts(gen, SyntheticBatch(gen.generate(conds), conds), tmp_path, seed=0) == (None, None)
+
+
+def test_native_sheet_draws_a_saved_fit_beside_real_images(tmp_path):
+    """benchmarks/native_sheet.py on a saved tiny ldm: image | mask pairs at the native size,
+    and a sheet of real images of the same labels; a folder without a fit fails in one line."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "native_sheet.py"
+    spec = importlib.util.spec_from_file_location("native_sheet", path)
+    sheet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sheet)
+    gen, split = _fitted()
+    gen.fit(split, progress=False)
+    gen.save(tmp_path / "fit")
+    out = tmp_path / "sheet.png"
+    assert sheet.main(["--fit", str(tmp_path / "fit"), "--generator", "ldm", "--dataset", "phantom",
+                       "--per-label", "3", "--out", str(out)]) == 0
+    res = gen.native_size
+    scale = max(1, 96 // res)
+    assert Image.open(out).size == (3 * 2 * res * scale, 2 * (res * scale + 14))  # 3 image|mask pairs, 2 labels
+    assert Image.open(tmp_path / "sheet-real.png").size == (3 * res * scale, 2 * (res * scale + 14))
+    assert sheet.main(["--fit", str(tmp_path), "--generator", "ldm", "--out", str(out)]) == 2
