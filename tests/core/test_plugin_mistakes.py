@@ -93,9 +93,12 @@ def test_a_well_behaved_generator_passes_the_seed_check(tmp_path):
 def test_table_shows_classifier_chain_and_marks_earlier_cells(tmp_path, capsys):
     from cxrbench.cli import main
 
-    out = tmp_path / "run"
-    base = ["run", "--size", "16", "--out", str(out), "--no-progress", "--bootstrap", "20",
-            "--cache-dir", str(tmp_path / "c")]
+    import yaml
+
+    out, spec = tmp_path / "run", tmp_path / "spec.yaml"
+    # the small phantom of this module, quality metrics off: the table is under test, not the cells
+    spec.write_text(yaml.safe_dump({**SPEC, "spec_version": 1, "quality": {"enabled": False}}))
+    base = ["run", "--spec", str(spec), "--out", str(out), "--no-progress", "--cache-dir", str(tmp_path / "c")]
     assert main(base + ["--generator", "noise", "--postprocess", "equalize"]) == 0
     capsys.readouterr()
     assert main(base + ["--generator", "noise", "--classifier", "resnet18"]) == 0

@@ -16,6 +16,8 @@ from cxrbench.cli import main
 from cxrbench.store import RunStore
 
 ray = pytest.importorskip("ray", reason="the Ray executor's test needs ray (pip install 'cxrbench[ray]')")
+# one worker for every Ray test under pytest-xdist: the fixture's `ray stop --force` ends them all
+pytestmark = pytest.mark.xdist_group("ray")
 
 SPEC = """
 spec_version: 1

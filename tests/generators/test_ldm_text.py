@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 @functools.lru_cache(maxsize=1)
 def tiny_text_model() -> str:
-    """One tiny text-to-image folder for the whole session (a few seconds to build)."""
+    """One tiny text-to-image folder for the whole session (its VAE trains 150 steps: ~25 s)."""
     return str(make_tiny_text_model(tempfile.mkdtemp(prefix="cxrbench-tiny-text-")))
 
 
@@ -34,7 +34,9 @@ class TestTextLDMContract(GeneratorContractTests):
 
     @classmethod
     def plugin_options(cls):
-        return {"preset": "tiny", "text_model": tiny_text_model()}
+        # 120 UNet steps, not the preset's 300: label probe AUROC 0.87 (0.98 at 300; the kit asks
+        # > 0.6) in 45% of the fit time (measured on the 2-core CPU, 60 s vs 134 s under load)
+        return {"preset": "tiny", "text_model": tiny_text_model(), "train_steps": 120}
 
 
 def _fitted(**options):

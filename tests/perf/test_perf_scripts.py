@@ -43,6 +43,7 @@ def test_cell_wall(tmp_path):
     assert all(c["total_s"] > 0 for c in r["cells"])
 
 
+@pytest.mark.xdist_group("ray")  # never beside the Ray executor test (tests/conftest.py)
 def test_ray_scaling(tmp_path):
     pytest.importorskip("ray")
     r = run_script("ray_scaling", tmp_path, "--workers", "1", "2", "--seeds", "1", "--n-train", "60")
