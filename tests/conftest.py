@@ -31,13 +31,3 @@ def isolated_cache(tmp_path_factory):
         os.environ["CXRBENCH_CACHE"] = old
 
 
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """With ``-n N --dist loadgroup`` (README's test command) the tests of one file run on one
-    worker, so module-scoped fixtures (fitted tiny models, a Ray cluster) are built once; tests
-    that share a machine-wide resource carry one explicit group across files (``ray``: `ray stop
-    --force` ends every Ray process on the machine, so two Ray tests must never overlap)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

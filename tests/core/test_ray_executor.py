@@ -16,8 +16,8 @@ from cxrbench.cli import main
 from cxrbench.store import RunStore
 
 ray = pytest.importorskip("ray", reason="the Ray executor's test needs ray (pip install 'cxrbench[ray]')")
-# one worker for every Ray test under pytest-xdist: the fixture's `ray stop --force` ends them all
-pytestmark = pytest.mark.xdist_group("ray")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "perf"))
+from perf_scripts import run_script  # noqa: E402
 
 SPEC = """
 spec_version: 1
@@ -36,6 +36,15 @@ quality: {enabled: false}
 """
 
 
+# Every test that starts Ray is in this file: under pytest-xdist (`--dist loadfile`) one file runs
+# on one worker, so no two Ray instances overlap (the fixture's `ray stop --force` ends every Ray
+# process on the machine). This one comes first, before the module's cluster starts.
+def test_the_ray_scaling_perf_script_runs(tmp_path):
+    r = run_script("ray_scaling", tmp_path, "--workers", "1", "2", "--seeds", "1", "--n-train", "60")
+    assert [row["workers"] for row in r["rows"]] == [1, 2]
+    assert all(row["cells"] == 3 and row["cells_per_hour"] > 0 for row in r["rows"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,7 +59,8 @@ def cluster(tmp_path_factory):
         ray_bin = Path(shutil.which("ray") or "ray")
     port = _free_port()
     # loopback only, so no token: the driver (this process) and the cluster both run without one
-    quiet = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # niceness 0: Ray's default 15 starves the workers beside another pytest-xdist worker (perf_scripts.py)
+    quiet = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
     saved = {k: os.environ.get(k) for k in quiet}
     os.environ.update(quiet)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -48,6 +48,7 @@ def nano_banana_spec(url: str, root: Path):
     data["classifier"] = {"name": "tiny-cnn"}
     data["protocols"][0]["schedule"] = "quick"
     data["evaluation"] = {"bootstrap_resamples": 50}
+    data["quality"] = {"pairs": 10, "reference_steps": 20}  # computed, at test size
     data["generators"][0]["options"].update(base_url=url, api_key_env=ENV, requests_per_minute=60000.0,
                                             backoff_s=0.01, max_backoff_s=0.05, timeout_s=2.0)
     return data
