@@ -6,7 +6,7 @@ it was conditioned on (generators that take masks), and a row of real training i
 label for comparison. The fit is read from the cache (``cxrbench run --dry-run`` lists it):
 
     python benchmarks/native_sheet.py --fit $CXRBENCH_CACHE/generators/ldm-<key> --generator ldm \\
-        --dataset kermany --data-root ../shared/data --out ldm-native.png
+        --dataset kermany --data-root ../shared/data --out ldm-native.png [--option sampler=sde-dpmsolver++]
 
 Nothing is trained: the command fails in one line when the fit folder holds no finished fit.
 """
@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None)
     p.add_argument("--per-label", type=int, default=6, help="images per label value (default 6)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a sampling option (YAML value), e.g. sampler=sde-dpmsolver++ (repeatable)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -42,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         plugins = get_plugins()
         if not (Path(args.fit) / "config.json").is_file():
             raise CxrbenchError(f"{args.fit}: no config.json, not a finished fit (run the benchmark first)")
-        gen = plugins.load("generator", args.generator)()
+        import yaml
+
+        from cxrbench.testing.base import build_options
+
+        cls = plugins.load("generator", args.generator)
+        options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.option)}
+        gen = cls(build_options(cls, options)) if options else cls()
         gen.load(Path(args.fit))
         gen.size = size = gen.native_size
         ds = plugins.load("dataset", args.dataset)(resolve_data_root(args.data_root, None))

@@ -32,7 +32,11 @@ from cxrbench.kit.learned import LearnedGenerator, OptimizerEMAState
 from cxrbench.kit.presets import SAMPLING, LearnedOptions
 from cxrbench.kit.runtime import autocast
 
-SAMPLERS = ("ddim", "dpmsolver++", "ddpm")
+#: ODE samplers (ddim, dpmsolver++) are deterministic given the start noise; the SDE ones (ddpm,
+#: sde-dpmsolver++) add seeded noise at every step, which corrects an imperfect model's errors
+#: instead of following them (measured on ldm small, Kermany: see docs/samplers.md)
+SAMPLERS = ("ddim", "dpmsolver++", "ddpm", "sde-dpmsolver++")
+STOCHASTIC_SAMPLERS = ("ddpm", "sde-dpmsolver++")
 
 
 @dataclass
@@ -47,7 +51,8 @@ class DiffusionOptions(LearnedOptions):
     attention: Optional[bool] = None
     norm_num_groups: Optional[int] = None
     #: the sampler and its classifier-free guidance scale (not in the fitted-generator key)
-    sampler: Optional[Literal["ddim", "dpmsolver++", "ddpm"]] = field(default=None, metadata=SAMPLING)
+    sampler: Optional[Literal["ddim", "dpmsolver++", "ddpm", "sde-dpmsolver++"]] = field(
+        default=None, metadata=SAMPLING)
     sampling_steps: Optional[int] = field(default=None, metadata=SAMPLING)
     cfg_scale: Optional[float] = field(default=None, metadata=SAMPLING)
     #: training: AdamW with linear warm-up, EMA, clipping, the condition dropped with p_uncond
@@ -199,11 +204,11 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
         name = self.cfg["sampler"]
         if name == "ddim":
             return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=True)
-        if name == "dpmsolver++":
+        if name in ("dpmsolver++", "sde-dpmsolver++"):
             # Data prediction at t=T of a cosine schedule divides by alpha ~ 0; without clipping
             # x0 the solver saturates every pixel (measured: 99.9% of pixels at 0/255).
             return DPMSolverMultistepScheduler.from_config(
-                base, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
+                base, algorithm_type=name, solver_order=2, timestep_spacing="trailing",
                 thresholding=True, dynamic_thresholding_ratio=0.995, sample_max_value=1.0,
             )
         return DDPMScheduler.from_config(base, timestep_spacing="trailing")
@@ -253,7 +258,7 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
         net.eval()
         net = self._compiled(net)
         scale = float(self.cfg["cfg_scale"])
-        stochastic = self.cfg["sampler"] == "ddpm"
+        stochastic = self.cfg["sampler"] in STOCHASTIC_SAMPLERS  # per-image generators: seeded noise
         for t in sched.timesteps:
             xin = sched.scale_model_input(x, t)
             if extra is not None:

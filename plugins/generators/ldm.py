@@ -222,8 +222,8 @@ class LDMGenerator(DiffusionGenerator):
         name = self.cfg["sampler"]
         if name == "ddim":
             return DDIMScheduler.from_config(base, timestep_spacing="trailing")
-        if name == "dpmsolver++":
-            return DPMSolverMultistepScheduler.from_config(base, algorithm_type="dpmsolver++", solver_order=2,
+        if name in ("dpmsolver++", "sde-dpmsolver++"):
+            return DPMSolverMultistepScheduler.from_config(base, algorithm_type=name, solver_order=2,
                                                            timestep_spacing="trailing")
         return DDPMScheduler.from_config(base, timestep_spacing="trailing")
 

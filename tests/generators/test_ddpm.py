@@ -61,7 +61,7 @@ def test_default_preset_is_small():
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-@pytest.mark.parametrize("sampler", ["dpmsolver++", "ddpm"])
+@pytest.mark.parametrize("sampler", ["dpmsolver++", "ddpm", "sde-dpmsolver++"])
 def test_other_samplers_are_reproducible_and_batch_independent(sampler, tmp_path):
     _fitted().save(tmp_path)
     gen = DDPMGenerator(DDPMOptions(preset="tiny", sampler=sampler, sampling_steps=8), size=32)
@@ -187,7 +187,7 @@ def _saturated_fraction(images):
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-@pytest.mark.parametrize("sampler", ["dpmsolver++", "ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["dpmsolver++", "ddim", "ddpm", "sde-dpmsolver++"])
 def test_samplers_do_not_saturate(sampler, tmp_path):
     """Regression: DPM-Solver++ on the cosine schedule once put 99.9% of pixels at 0 or 255.
 
