@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """`ray start --head` on 127.0.0.1 with 2 CPUs; every worker uses 1 torch thread."""
     ray_bin = Path(sys.executable).with_name("ray")
     if not ray_bin.is_file():
@@ -64,7 +65,9 @@ def cluster(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in quiet}
     os.environ.update(quiet)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    tmp = tmp_path_factory.mktemp("ray")
+    # a short folder in /tmp, not tmp_path: Ray's socket paths under it must stay within the
+    # 107 bytes of AF_UNIX (pytest-xdist's per-worker base folder made them 111, measured)
+    tmp = Path(tempfile.mkdtemp(prefix="cxr-ray-"))
     start = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
              "--include-dashboard=false", "--object-store-memory=300000000", f"--temp-dir={tmp / 'ray-tmp'}", "--disable-usage-stats"]
     proc = subprocess.run(start, env=env, capture_output=True, text=True, timeout=180)
@@ -75,6 +78,7 @@ def cluster(tmp_path_factory):
         if ray.is_initialized():
             ray.shutdown()
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(tmp, ignore_errors=True)
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
