@@ -44,13 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         plugins = get_plugins()
         if not (Path(args.fit) / "config.json").is_file():
             raise CxrbenchError(f"{args.fit}: no config.json, not a finished fit (run the benchmark first)")
-        import yaml
-
-        from cxrbench.testing.base import build_options
+        from cxrbench.checking import parse_options
+        from cxrbench.config import plugin_options
 
         cls = plugins.load("generator", args.generator)
-        options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.option)}
-        gen = cls(build_options(cls, options)) if options else cls()
+        options = parse_options(args.option)
+        gen = cls(plugin_options(cls, options, "--option", "native_sheet")) if options else cls()
         gen.load(Path(args.fit))
         gen.size = size = gen.native_size
         ds = plugins.load("dataset", args.dataset)(resolve_data_root(args.data_root, None))

@@ -29,5 +29,3 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("CXRBENCH_CACHE", None)
     else:
         os.environ["CXRBENCH_CACHE"] = old
-
-

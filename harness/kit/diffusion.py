@@ -116,6 +116,10 @@ def build_cond_unet(cfg: Mapping[str, Any], cond_dim: int, *, in_channels: int =
 class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
     """Conditional diffusion with classifier-free guidance (see the module docstring)."""
 
+    #: clip the samplers' x0 prediction to [-1, 1]: right for pixels; ``ldm``'s unit-variance
+    #: latents are not bounded, so it turns this off
+    clip_x0 = True
+
     @classmethod
     def _validate_cfg(cls, cfg: dict[str, Any]) -> None:
         super()._validate_cfg(cfg)
@@ -203,13 +207,13 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
         base = self._noise_scheduler().config
         name = self.cfg["sampler"]
         if name == "ddim":
-            return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=True)
+            return DDIMScheduler.from_config(base, timestep_spacing="trailing", clip_sample=self.clip_x0)
         if name in ("dpmsolver++", "sde-dpmsolver++"):
             # Data prediction at t=T of a cosine schedule divides by alpha ~ 0; without clipping
             # x0 the solver saturates every pixel (measured: 99.9% of pixels at 0/255).
             return DPMSolverMultistepScheduler.from_config(
                 base, algorithm_type=name, solver_order=2, timestep_spacing="trailing",
-                thresholding=True, dynamic_thresholding_ratio=0.995, sample_max_value=1.0,
+                thresholding=self.clip_x0, dynamic_thresholding_ratio=0.995, sample_max_value=1.0,
             )
         return DDPMScheduler.from_config(base, timestep_spacing="trailing")
 

@@ -133,6 +133,7 @@ class LDMGenerator(DiffusionGenerator):
     name: ClassVar[str] = "ldm"
     version: ClassVar[str] = "1"
     sampling_version: ClassVar[str] = "1"
+    clip_x0: ClassVar[bool] = False  # unit-variance latents: the samplers' x0 is not clipped
     # the kit's learned-generator capabilities plus the mask
     capabilities: ClassVar[GeneratorCapabilities] = GeneratorCapabilities(labels=True, demographics=True, mask=True)
     Options: ClassVar[type] = LDMOptions
@@ -214,18 +215,6 @@ class LDMGenerator(DiffusionGenerator):
         # Stable Diffusion's latent schedule: unit-variance latents need no sample clipping
         return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
                              beta_end=0.012, prediction_type="epsilon", clip_sample=False)
-
-    def _sampler(self):
-        from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
-        base = self._noise_scheduler().config
-        name = self.cfg["sampler"]
-        if name == "ddim":
-            return DDIMScheduler.from_config(base, timestep_spacing="trailing")
-        if name in ("dpmsolver++", "sde-dpmsolver++"):
-            return DPMSolverMultistepScheduler.from_config(base, algorithm_type=name, solver_order=2,
-                                                           timestep_spacing="trailing")
-        return DDPMScheduler.from_config(base, timestep_spacing="trailing")
 
     def _build(self, cond_dim: int) -> None:
         import torch
