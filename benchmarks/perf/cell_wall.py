@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,14 +34,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cxrbench-cell-wall-"))
     cmd = [sys.executable, "-m", "cxrbench.cli", "run", *shlex.split(a.args), "--out", str(work / "run"),
            "--cache-dir", str(work / "cache"), "--no-progress"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"cxrbench run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    try:
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"cxrbench run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        records = [json.loads(p.read_text()) for p in sorted((work / "run" / "cells").glob("*.json"))]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the run's cache and records: only the timings are kept
     cells = []
-    for path in sorted((work / "run" / "cells").glob("*.json")):
-        rec = json.loads(path.read_text())
+    for rec in records:
         t = rec.get("timings", {})
         cells.append({"cell": rec["cell"]["id"], "total_s": t.get("total_s"),
                       **{k: v for k, v in t.items() if k != "total_s"}})

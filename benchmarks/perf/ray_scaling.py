@@ -12,6 +12,7 @@ shared and warmed first, so the figure is cell throughput. Prints a table and wr
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -66,6 +67,7 @@ def main() -> None:
                          "cells_per_hour": round(cells / wall * 3600, 1)})
     finally:
         ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)  # runs and cache of the scaling runs: only the timings are kept
     print()
     for r in rows:
         print(f"{r['workers']} worker(s) ({r['task_cpus']:g} CPU each): {r['cells']} cells in {r['wall_s']:7.1f} s = "

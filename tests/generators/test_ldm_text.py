@@ -1,8 +1,10 @@
 """`ldm` with text prompts: a local pretrained text-to-image folder (here the kit's tiny one,
 built offline), prompts from the spec's template, the generator contract, clear errors."""
 
+import atexit
 import dataclasses
 import functools
+import shutil
 import tempfile
 
 import pytest
@@ -25,7 +27,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 @functools.lru_cache(maxsize=1)
 def tiny_text_model() -> str:
     """One tiny text-to-image folder for the whole session (its VAE trains 150 steps: ~25 s)."""
-    return str(make_tiny_text_model(tempfile.mkdtemp(prefix="cxrbench-tiny-text-")))
+    folder = tempfile.mkdtemp(prefix="cxrbench-tiny-text-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # lru_cache: no fixture teardown to do it
+    return str(make_tiny_text_model(folder))
 
 
 class TestTextLDMContract(GeneratorContractTests):
