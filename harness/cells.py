@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from cxrbench import protocols
 from cxrbench.config import BenchmarkSpec, GeneratorRef
@@ -101,3 +101,40 @@ def expand_cells(spec: BenchmarkSpec) -> list[Cell]:
             seen.add(cell.id)
             ordered.append(cell)
     return ordered
+
+
+def refuse_relabelled(cells: list[Cell], finished_record: Callable[[Cell], dict | None], plugins, source: str) -> None:
+    """Refuse a spec whose generator row label now stands for another generator or other options
+    than the finished record of the same cell id: reusing it would report the old configuration's
+    numbers under the new one. Options are compared with the plugin's defaults filled in on both
+    sides, so ``{}`` and ``{preset: small}`` are one configuration when ``small`` is the default.
+
+    :param finished_record: the stored record of a cell (``None`` when there is none)
+    :raises CxrbenchError: naming the record, both configurations and what to do
+    """
+    from cxrbench.errors import CxrbenchError
+
+    for cell in cells:
+        record = finished_record(cell) if cell.generator is not None else None
+        if not record or record.get("status") != "ok":
+            continue
+        before = (record.get("cell") or {}).get("generator") or {}
+        was, now = before.get("name"), cell.generator.name
+        if (was, _with_defaults(plugins, was, before.get("options") or {}, source)) == \
+                (now, _with_defaults(plugins, now, cell.generator.options, source)):
+            continue
+        raise CxrbenchError(
+            f"cell {cell.id} was finished with generator row {cell.generator.label!r} = {was} "
+            f"{before.get('options') or {}}, but the spec now gives {now} {cell.generator.options}: "
+            "give the row its own label, or use another --out")
+
+
+def _with_defaults(plugins, name: str | None, options: dict, source: str) -> Any:
+    """Options with the plugin's defaults filled in (as written when the plugin cannot read them)."""
+    from cxrbench.config import plugin_options
+    from cxrbench.contracts import options_to_dict
+
+    try:
+        return options_to_dict(plugin_options(plugins.load("generator", name), options, "options", source))
+    except Exception:  # noqa: BLE001 - a renamed option or an unknown plugin: compare as written
+        return options

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrbench import __version__, protocols
-from cxrbench.cells import Cell, GeneratorVariant, expand_cells
+from cxrbench.cells import Cell, GeneratorVariant, expand_cells, refuse_relabelled
 from cxrbench.celldata import (
     all_images, check_leakage, check_loaded, condition_labels, external_name, namespaced, read_scores, recipe_fields,
     write_predictions,
@@ -136,6 +136,9 @@ class Runner:
             atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
         todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{self._context_key(c)}")]
+        # a finished record is reused by its id, which names a generator row by its label alone
+        refuse_relabelled(cells, lambda c: self.store.load(f"{c.id}__{self._context_key(c)}"),
+                          self.plugins, self.spec_source)
         if todo and self.preflight:
             from cxrbench.checking import preflight
 

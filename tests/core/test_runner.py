@@ -7,7 +7,7 @@ import pytest
 
 from cxrbench.config import spec_from_data
 from cxrbench.contracts import Generator, GeneratorCapabilities
-from cxrbench.errors import LeakageError
+from cxrbench.errors import CxrbenchError, LeakageError
 from cxrbench.runner import Runner
 from cxrbench.testing import plugins_with_generator
 
@@ -63,6 +63,19 @@ def test_rerun_skips_finished_cells_and_retries_failed(finished_run):
     second = Runner(spec, out=out, device="cpu", progress=False, plugins=plugins).run()
     assert sorted(second.skipped) == sorted(first.ok)
     assert sorted(second.failed) == sorted(first.failed)
+
+
+def test_a_label_that_now_names_other_options_is_refused_not_reused(finished_run):
+    spec, plugins, out, first = finished_run
+    # the noise row under the same label (its name) but smoother noise: the finished records of
+    # the old configuration must not be reported as the new one's
+    changed = {**SPEC, "generators": [{"name": "noise", "options": {"smoothness": 5.0}, "label": "noise"}]}
+    with pytest.raises(CxrbenchError, match=r"synthetic-only.*'noise' = noise \{\}.*smoothness.*own label"):
+        Runner(spec_from_data(changed, "test-spec"), out=out, device="cpu", progress=False, plugins=plugins).run()
+    # the default written out is the same configuration: reused, nothing recomputed
+    same = {**SPEC, "generators": [{"name": "noise", "options": {"smoothness": 2.0}, "label": "noise"}]}
+    again = Runner(spec_from_data(same, "test-spec"), out=out, device="cpu", progress=False, plugins=plugins).run()
+    assert again.ok == [] and len(again.skipped) == 3
 
 
 def test_records_are_self_describing(finished_run):
