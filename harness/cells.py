@@ -4,6 +4,7 @@ classifier, protocol + ratio, seed); cells are independent and identified by a r
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -74,7 +75,7 @@ def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
 
 def expand_cells(spec: BenchmarkSpec) -> list[Cell]:
     """All cells of a spec, the real-only baselines first (added when a comparison needs them)."""
-    variants = [v for ref in spec.generators for v in generator_variants(ref)]
+    variants = [(v, ref.fit_seed == "per-seed") for ref in spec.generators for v in generator_variants(ref)]
     cells: list[Cell] = []
     baselines: list[Cell] = []
     for pref in spec.protocols:
@@ -84,7 +85,9 @@ def expand_cells(spec: BenchmarkSpec) -> list[Cell]:
                 baselines.append(Cell(proto, pref.schedule, 0.0, seed))
                 continue
             ratios = pref.ratios if pref.ratios is not None else list(proto.default_ratios)
-            for variant, ratio in itertools.product(variants, ratios):
+            for (variant, per_seed), ratio in itertools.product(variants, ratios):
+                if per_seed:  # the cell's seed is the fit's too: one fit per seed, one row over them
+                    variant = dataclasses.replace(variant, options={**variant.options, "seed": seed})
                 cells.append(Cell(proto, pref.schedule, float(ratio), seed, variant))
     # Every generator cell is compared with the real-only baseline of the same schedule and seed,
     # unless a test set holds every image of a real dataset (``test: all``): a real-only classifier
@@ -129,12 +132,19 @@ def refuse_relabelled(cells: list[Cell], finished_record: Callable[[Cell], dict 
             "give the row its own label, or use another --out")
 
 
+def one_seed_spelling(options: dict) -> dict:
+    """``seed: 0`` and an unset seed train the same model (a learned generator's presets resolve an
+    unset seed to 0): one spelling for comparisons, so a per-seed run's seed-0 cell is the shared one's."""
+    return {**options, "seed": None} if options.get("seed") == 0 else options
+
+
 def _with_defaults(plugins, name: str | None, options: dict, source: str) -> Any:
     """Options with the plugin's defaults filled in (as written when the plugin cannot read them)."""
     from cxrbench.config import plugin_options
     from cxrbench.contracts import options_to_dict
 
     try:
-        return options_to_dict(plugin_options(plugins.load("generator", name), options, "options", source))
+        return one_seed_spelling(options_to_dict(plugin_options(plugins.load("generator", name), options, "options",
+                                                                 source)))
     except Exception:  # noqa: BLE001 - a renamed option or an unknown plugin: compare as written
         return options

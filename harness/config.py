@@ -40,6 +40,10 @@ class GeneratorRef(PluginRef):
     #: this generator's own post-processing chain (e.g. the api's watermark crop), applied to its
     #: images before the spec's chain(s); part of what its cells are keyed by
     postprocess: list[PluginRef] = field(default_factory=list)
+    #: "shared": one fit serves every seed of the spec (trained with the generator's own `seed`
+    #: option, 0 by default), so the spread over seeds is sampling + classifier; "per-seed": one fit
+    #: per seed (its `seed` option = the cell's), so the spread includes the generator's training
+    fit_seed: typing.Literal["shared", "per-seed"] = "shared"
 
 
 @dataclass
@@ -369,6 +373,19 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
         raise ConfigError(exc if str(exc).startswith(source) else f"{source}: {exc}") from None
 
 
+def _check_fit_seed_per_seed(cls, ref: GeneratorRef, where: str, source: str) -> None:
+    """`fit_seed: per-seed` sets the generator's `seed` option per cell: it needs one to set, and
+    a generator that trains; a fixed `seed` beside it would be overwritten, so it is an error."""
+    options = getattr(cls, "Options", None)
+    names = {f.name for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else set()
+    if "seed" not in names or not cls.capabilities.needs_training:
+        raise ConfigError(f"{source}: {where}.fit_seed: per-seed needs a generator that trains and has a `seed` "
+                          f"option; {ref.name!r} has none: leave fit_seed out")
+    if "seed" in ref.options or "seed" in ref.sweep:
+        raise ConfigError(f"{source}: {where}.fit_seed: per-seed sets options.seed from each cell's seed; "
+                          "remove options.seed (or the seed sweep), or use fit_seed: shared")
+
+
 def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
     """Check every plugin name exists and its options match its Options dataclass.
 
@@ -404,6 +421,8 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
             if not values:
                 raise ConfigError(f"{source}: {where}.sweep.{key}: needs at least one value")
             opts[key] = values[0]
+        if getattr(ref, "fit_seed", "shared") == "per-seed":
+            _check_fit_seed_per_seed(cls, ref, where, source)
         # Each plugin's own rules, at the spec's size: what a run would refuse, validate refuses.
         _check_plugin(cls, plugin_options(cls, opts, f"{where}.options", source), spec.size, where, source)
         for key, values in sweep.items():

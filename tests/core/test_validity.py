@@ -246,3 +246,60 @@ def test_seeds_give_aggregate_rows_in_summary_and_show(tmp_path, capsys):
     assert main(["show", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "over seeds" in out and f"{sum(vals) / 3:.3f}" in out
+
+
+# --------------------------------------------------------------------------- fit seeds
+
+
+@dataclass
+class SeededOptions:
+    seed: int = 0  # as a learned generator's preset resolves an unset seed
+
+
+class SeededGenerator(BudgetedGenerator):
+    """Its 'training' depends on its seed option, as a learned generator's weights do."""
+
+    name = "seeded"
+    Options = SeededOptions
+
+    def fit(self, train, *, progress=True):
+        CALLS["fit"] += 1
+        self.steps = 3 + self.options.seed
+        return {"steps": self.steps}
+
+
+def _seeded_run(tmp_path, tag, ref):
+    spec = _spec(generators=[{"name": "seeded", **ref}], seeds=[0, 1],
+                 protocols=[{"name": "synthetic-only", "schedule": "quick"}])
+    Runner(spec, out=tmp_path / tag, cache_dir=tmp_path / "cache", device="cpu", progress=False,
+           plugins=plugins_with_generator("seeded", SeededGenerator)).run()
+    recs = [json.loads(p.read_text()) for p in sorted((tmp_path / tag / "cells").glob("synthetic-only*.json"))]
+    return sorted(recs, key=lambda r: r["cell"]["seed"])
+
+
+def test_fit_seed_per_seed_trains_one_fit_per_seed_in_one_row(tmp_path):
+    CALLS["fit"] = 0
+    shared = _seeded_run(tmp_path, "shared", {})
+    assert CALLS["fit"] == 1 and [r["generator"]["fit_seed"] for r in shared] == [0, 0]
+    assert shared[0]["generator"]["fit_key"] == shared[1]["generator"]["fit_key"]
+    per_seed = _seeded_run(tmp_path, "per-seed", {"fit_seed": "per-seed"})
+    # seed 0's fit is the shared one (same options, same seed): reused; seed 1 trains its own
+    assert CALLS["fit"] == 2 and [r["generator"]["fit_seed"] for r in per_seed] == [0, 1]
+    assert per_seed[0]["generator"]["fit_key"] == shared[0]["generator"]["fit_key"]
+    assert per_seed[1]["generator"]["fit_key"] != shared[1]["generator"]["fit_key"]
+    assert {r["generator"]["label"] for r in per_seed} == {"seeded"}  # one row over both seeds
+    summary = json.loads((tmp_path / "per-seed" / "summary.json").read_text())
+    assert [sorted(row["seeds"]) for row in summary["aggregates"] if row["generator"] == "seeded"] == [[0, 1]]
+
+
+@pytest.mark.parametrize("ref, message", [
+    ({"name": "noise", "fit_seed": "per-seed"}, "needs a generator that trains"),
+    ({"name": "seeded", "fit_seed": "per-seed", "options": {"seed": 3}}, "remove options.seed"),
+    ({"name": "seeded", "fit_seed": "each"}, "fit_seed"),
+])
+def test_fit_seed_per_seed_is_checked_at_validate(ref, message):
+    from cxrbench.config import validate_plugins
+    from cxrbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        validate_plugins(_spec(generators=[ref]), "test-spec", plugins_with_generator("seeded", SeededGenerator))
