@@ -155,6 +155,7 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
             "test_set": agg["test_set"], "feature_networks": networks,
             "feature_network": ", ".join(f"{k}={v}" for k, v in networks.items()) or None,
             "seeds": f"{len(ok)}/{len(recs)}", "seed_list": agg["seeds"], "failed_seeds": agg["failed_seeds"],
+            "fits": _fits_text(ok),
             "status": _status(recs, ok, agg), "vs_real_only": _vs_text(agg["vs_real_only"]),
             "aggregate": agg, "records": [p for p, _ in members],
             "ignored_records": sorted(p for r in recs for p in ignored.get(str(r.get("cell_id")), [])),
@@ -164,6 +165,16 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
                                 _get(row if c.kind == "row" else agg, c.path)) for c in schema.columns}
         out.append(row)
     return out
+
+
+def _fits_text(ok: list[dict]) -> str:
+    """How many generator trainings the row's seeds stand on: "1 (shared)" when one fit served every
+    seed (the spread over seeds leaves training out), "n per seed" with ``fit_seed: per-seed``."""
+    gens = [r.get("generator") or {} for r in ok]
+    if not gens or not all((g.get("capabilities") or {}).get("needs_training") for g in gens):
+        return "-"
+    keys = {g.get("fit_key") for g in gens}
+    return "1 (shared)" if len(keys) == 1 else f"{len(keys)}, one per seed"
 
 
 def _status(recs: list[dict], ok: list[dict], agg: dict) -> str:

@@ -158,3 +158,20 @@ def test_the_cli_prints_a_bad_schema_as_one_line(tmp_path, mixed_run, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "columns[2].source" in err and "row.rate" in err
     assert not (tmp_path / "lb").exists()
+
+
+def test_a_row_says_how_many_generator_fits_its_seeds_stand_on(mixed_records):
+    v2 = [rec for _, rec in mixed_records if rec["cell_id"].startswith("synthetic-only.v2__noise__")]
+    derived = []
+    for label, per_seed in (("shared-fit", False), ("refit", True)):
+        for rec in v2:  # the noise records as a learned generator's, one fit or one per seed
+            new = copy.deepcopy(rec)
+            new["cell_id"] = new["cell_id"].replace("__noise__", f"__{label}__")
+            new["cell"]["generator"]["label"] = new["generator"]["label"] = label
+            new["generator"]["capabilities"] = {**new["generator"]["capabilities"], "needs_training": True}
+            new["generator"]["fit_key"] = f"key-{rec['cell']['seed']}" if per_seed else "key-0"
+            derived.append((f"x/cells/{new['cell_id']}.json", new))
+    rows = build_rows(list(mixed_records) + derived, load_schema())
+    assert by_label(rows, "shared-fit")["values"]["fits"] == "1 (shared)"
+    assert by_label(rows, "refit")["values"]["fits"] == "2, one per seed"
+    assert by_label(rows, "noise")["values"]["fits"] == "-"  # noise trains nothing
