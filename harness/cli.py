@@ -84,10 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _generator_rows(rows: list, wanted: str) -> list:
+    """`--generator X`: the spec's row labelled X (its options, chain and label kept), else its rows
+    of plugin X, else plugin X with its default options: picking one row of a spec runs that row."""
+    from cxrbench.config import GeneratorRef  # lazily, as the other spec imports: `--help` stays light
+
+    return ([r for r in rows if r.label == wanted] or [r for r in rows if r.name == wanted]
+            or [GeneratorRef(name=wanted)])
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of `run`, shared by `quality` (the same spec and overrides)."""
     p.add_argument("--spec", help="benchmark spec (YAML, see benchmarks/); flags below override it")
-    p.add_argument("--generator", action="append", help="generator name (repeatable); default: the spec's, else 'real'")
+    p.add_argument("--generator", action="append",
+                   help="generator (repeatable): a row of the spec by label, else its rows of that plugin name, "
+                        "else that plugin with its default options; default: the spec's rows, else 'real'")
     p.add_argument("--protocol", action="append",
                      help="protocol name, e.g. synthetic-only or supplemented.v1 (repeatable); default: the spec's")
     p.add_argument("--ratio", action="append", type=float, help="synthetic-to-real ratio r (repeatable: a sweep)")
@@ -205,7 +216,7 @@ def resolve_run_spec(args):
         spec.classifier = dataclasses.replace(spec.classifier, name=args.classifier, options={})
         spec.classifiers = None
     if args.generator:
-        spec.generators = [GeneratorRef(name=g) for g in args.generator]
+        spec.generators = [row for g in args.generator for row in _generator_rows(spec.generators, g)]
     if args.protocol:
         schedule = spec.protocols[0].schedule if spec.protocols else DEFAULT_SCHEDULE
         spec.protocols = [ProtocolRef(name=p, schedule=schedule) for p in args.protocol]

@@ -88,3 +88,26 @@ def test_validate_refuses_what_every_run_would_fail(extra, message):
     data = {"name": "x", "protocols": [{"name": "synthetic-only"}], **extra}
     with pytest.raises(ConfigError, match=message):
         validate_plugins(spec_from_data(data, "x.yaml"), "x.yaml")
+
+
+def test_generator_flag_picks_spec_rows_by_label_then_name(tmp_path):
+    from cxrbench.cli import build_parser, resolve_run_spec
+
+    spec = tmp_path / "rows.yaml"
+    spec.write_text(textwrap.dedent("""\
+        name: rows
+        generators:
+          - {name: noise, label: smooth, options: {smoothness: 4.0}}
+          - {name: noise, label: white, options: {smoothness: 0.0}}
+          - {name: real}
+        protocols: [{name: synthetic-only, schedule: quick}]
+        """))
+
+    def rows(*names):
+        flags = [f for n in names for f in ("--generator", n)]
+        got, _ = resolve_run_spec(build_parser().parse_args(["run", "--spec", str(spec), *flags]))
+        return [(g.name, g.label, g.options) for g in got.generators]
+
+    assert rows("white") == [("noise", "white", {"smoothness": 0.0})]  # the row, its options kept
+    assert rows("noise") == [("noise", "smooth", {"smoothness": 4.0}), ("noise", "white", {"smoothness": 0.0})]
+    assert rows("real", "gan") == [("real", None, {}), ("gan", None, {})]  # not in the spec: defaults
