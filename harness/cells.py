@@ -132,7 +132,7 @@ def refuse_relabelled(cells: list[Cell], finished_record: Callable[[Cell], dict 
             "give the row its own label, or use another --out")
 
 
-def one_seed_spelling(options: dict) -> dict:
+def _one_seed_spelling(options: dict) -> dict:
     """``seed: 0`` and an unset seed train the same model (a learned generator's presets resolve an
     unset seed to 0): one spelling for comparisons, so a per-seed run's seed-0 cell is the shared one's."""
     return {**options, "seed": None} if options.get("seed") == 0 else options
@@ -144,7 +144,7 @@ def _with_defaults(plugins, name: str | None, options: dict, source: str) -> Any
     from cxrbench.contracts import options_to_dict
 
     try:
-        return one_seed_spelling(options_to_dict(plugin_options(plugins.load("generator", name), options, "options",
+        return _one_seed_spelling(options_to_dict(plugin_options(plugins.load("generator", name), options, "options",
                                                                  source)))
     except Exception:  # noqa: BLE001 - a renamed option or an unknown plugin: compare as written
         return options

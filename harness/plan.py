@@ -30,7 +30,7 @@ def plan(runner) -> dict:
 
 
 def _plan_slice(runner) -> dict:
-    from cxrbench.cells import expand_cells, refuse_relabelled
+    from cxrbench.cells import expand_cells
     from cxrbench.device import resolve_device
     from cxrbench.generation import DONE_FILE, fit_dir, replica_path, replica_plan
     from cxrbench.runner import _default_cache_root
@@ -40,8 +40,7 @@ def _plan_slice(runner) -> dict:
     spec, cache = runner.spec, runner.cache_root
     cells = expand_cells(spec)
     # the plan says what a run would do, so it refuses what a run would refuse
-    refuse_relabelled(cells, lambda c: runner.store.load(f"{c.id}__{runner._context_key(c)}"), runner.plugins,
-                      runner.spec_source)
+    runner.refuse_relabelled(cells)
     out = {"cells": [], "fits": {}, "replicas": {}}
     for cell in cells:
         cid = f"{cell.id}__{runner._context_key(cell)}"

@@ -119,7 +119,7 @@ def run_on_ray(runner, options: RayOptions):
         from cxrbench.errors import CxrbenchError
 
         raise CxrbenchError("--executor ray needs Ray: pip install 'cxrbench[ray]' (or pip install ray)") from None
-    from cxrbench.cells import expand_cells, refuse_relabelled
+    from cxrbench.cells import expand_cells
     from cxrbench.checking import preflight
     from cxrbench.config import spec_dict, to_dict
     from cxrbench.device import resolve_device
@@ -155,8 +155,7 @@ def run_on_ray(runner, options: RayOptions):
         cells = expand_cells(sub)
         ids = [f"{c.id}__{part._context_key(c)}" for c in cells]
         finished = {cid for cid in ids if part.store.is_finished(cid)}
-        refuse_relabelled(cells, lambda c: part.store.load(f"{c.id}__{part._context_key(c)}"), part.plugins,
-                          part.spec_source)
+        part.refuse_relabelled(cells)
         todo = [c for c, cid in zip(cells, ids) if cid not in finished]
         if todo:  # as a local run: a broken plugin or dataset file stops the run here, in one line
             if part.preflight:

@@ -136,9 +136,7 @@ class Runner:
             atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
         todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{self._context_key(c)}")]
-        # a finished record is reused by its id, which names a generator row by its label alone
-        refuse_relabelled(cells, lambda c: self.store.load(f"{c.id}__{self._context_key(c)}"),
-                          self.plugins, self.spec_source)
+        self.refuse_relabelled(cells)
         if todo and self.preflight:
             from cxrbench.checking import preflight
 
@@ -156,6 +154,12 @@ class Runner:
             self._run_locked(n, len(cells), cell, summary, blocking=True)
         self._write_summary()
         return summary
+
+    def refuse_relabelled(self, cells: list[Cell]) -> None:
+        """A finished record is reused by its id, which names a generator row by its label alone:
+        refuse a label that now stands for other options (cells.refuse_relabelled)."""
+        refuse_relabelled(cells, lambda c: self.store.load(f"{c.id}__{self._context_key(c)}"), self.plugins,
+                          self.spec_source)
 
     def _run_locked(self, n: int, total: int, cell: Cell, summary: RunSummary, *, blocking: bool) -> bool:
         """Run (or reuse) one cell under its lock; False when another run holds it (non-blocking)."""
