@@ -2,7 +2,7 @@
 
 :func:`build_rows` groups the records of one configuration (everything but the seed), pools its
 seeds with :func:`cxrbench.aggregate.aggregate` (Rubin's rules; one row per test set) and adds the
-mean over its ok seeds of every ``record.*`` column (quality, cost). The contract:
+mean over its ok seeds of every ``record.*`` and ``derived.*`` column (quality, cost). The contract:
 
 * Rows never mix datasets, sizes, classifiers, protocol versions, schedules or feature networks
   (the ``identity`` of a quality feature block): those are part of the grouping key, and
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from cxrbench.aggregate import aggregate, config_key, is_truncated
 from cxrbench.cli import _chain, _classifier
-from cxrbench.leaderboard.schema import Column, Schema, load_schema
+from cxrbench.leaderboard.schema import DERIVED, Column, Schema, load_schema
 
 #: group keys that belong to a record (the rest, test_set, come from the aggregate row)
 _RECORD_LEVEL = ("dataset", "size", "classifier", "protocol", "schedule", "generator", "chain", "ratio", "context")
@@ -148,6 +148,8 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
     first = record_fields(recs[0])
     networks = next((feature_networks(r) for r in recs if feature_networks(r)), {})
     record_values = {c.id: _mean_over(ok, c.path) for c in schema.columns if c.kind == "record"}
+    record_values.update({c.id: _mean_of([DERIVED[c.path[0]](r) for r in ok])
+                          for c in schema.columns if c.kind == "derived"})
     out = []
     for agg in aggregate(recs):
         row = {k: first[k] for k in _RECORD_LEVEL}
@@ -161,7 +163,7 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
             "ignored_records": sorted(p for r in recs for p in ignored.get(str(r.get("cell_id")), [])),
             "artifacts": _artifacts(members),
         })
-        row["values"] = {c.id: (record_values[c.id] if c.kind == "record" else
+        row["values"] = {c.id: (record_values[c.id] if c.kind in ("record", "derived") else
                                 _get(row if c.kind == "row" else agg, c.path)) for c in schema.columns}
         out.append(row)
     return out
@@ -238,7 +240,11 @@ def _get(obj, path: tuple[str, ...]):
 
 def _mean_over(records: list[dict], path: tuple[str, ...]):
     """The mean of a numeric value over the records that have it; text: the distinct values."""
-    values = [v for v in (_get(r, path) for r in records) if v is not None]
+    return _mean_of([_get(r, path) for r in records])
+
+
+def _mean_of(values: list):
+    values = [v for v in values if v is not None]
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if values and len(numbers) == len(values):
         finite = [x for x in numbers if math.isfinite(x)]

@@ -7,8 +7,10 @@ The default ships beside this file as ``default-schema.yaml`` (its comments docu
 
 A column's ``source`` is ``row.FIELD`` (a field the builder makes, :data:`ROW_FIELDS`),
 ``aggregate.PATH`` (the row of :func:`cxrbench.aggregate.aggregate`, checked against its known
-shape) or ``record.PATH`` (a value in each seed's cell record, averaged over the ok seeds; only the
-first key is checked, because plugins add their own keys below it).
+shape), ``record.PATH`` (a value in each seed's cell record, averaged over the ok seeds; only the
+first key is checked, because plugins add their own keys below it) or ``derived.NAME`` (a value
+computed from each seed's record by a function of :data:`DERIVED`, averaged the same way: for
+figures that older records hold only as parts).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrbench.errors import ConfigError
+from cxrbench.quality.cost import seconds_per_delivered_image
+
+#: ``derived.NAME`` column sources: NAME -> function(record) -> value
+DERIVED = {"seconds_per_delivered_image": seconds_per_delivered_image}
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = Path(__file__).with_name("default-schema.yaml")
@@ -144,9 +150,14 @@ def schema_from_data(data, source: str = "<schema>") -> Schema:
 
 def _check_source(col: Column, where: str) -> None:
     kind, path = col.kind, col.path
-    allowed = "row.FIELD, aggregate.PATH or record.PATH"
-    if kind not in ("row", "aggregate", "record") or not path or not all(path):
+    allowed = "row.FIELD, aggregate.PATH, record.PATH or derived.NAME"
+    if kind not in ("row", "aggregate", "record", "derived") or not path or not all(path):
         raise ConfigError(f"{where}.source: unknown column source {col.source!r}; expected {allowed}")
+    if kind == "derived":
+        if len(path) != 1 or path[0] not in DERIVED:
+            raise ConfigError(f"{where}.source: unknown column source {col.source!r}; derived values: "
+                              f"{', '.join(DERIVED)}")
+        return
     if kind == "row":
         if len(path) != 1 or path[0] not in ROW_FIELDS:
             raise ConfigError(f"{where}.source: unknown column source {col.source!r}; row fields: "

@@ -175,3 +175,35 @@ def test_a_row_says_how_many_generator_fits_its_seeds_stand_on(mixed_records):
     assert by_label(rows, "shared-fit")["values"]["fits"] == "1 (shared)"
     assert by_label(rows, "refit")["values"]["fits"] == "2, one per seed"
     assert by_label(rows, "noise")["values"]["fits"] == "-"  # noise trains nothing
+
+
+def test_seconds_per_image_counts_what_a_filter_made_the_generator_redraw(mixed_records):
+    """The s/image column is per image *delivered*: a record made before the cost block carried
+    that figure gets it from its parts (draw seconds, the cell's post-processing seconds, the
+    images delivered); one that carries it is taken as is; no chain: the draw seconds."""
+    from cxrbench.quality.cost import seconds_per_delivered_image
+
+    path, rec = next((p, r) for p, r in mixed_records if r["cell_id"].startswith("synthetic-only.v2__noise__"))
+    plain = copy.deepcopy(rec)
+    plain["generator"]["cost"] = {"generate_seconds_per_image": 0.2}
+    plain["generator"]["synthetic"] = {"n": 900, "tuning_slice": {"n": 100}}
+    plain["timings"]["postprocess_s"] = 0.0
+    plain["generator"]["postprocessing"] = None
+    assert seconds_per_delivered_image(plain) == 0.2
+    old = copy.deepcopy(plain)  # a proxy-filtered record of before: 22% dropped, 400 s of chain
+    old["generator"]["postprocessing"] = {"topup": {"rejected_first_pass": 0.22}}
+    old["timings"]["postprocess_s"] = 400.0
+    assert seconds_per_delivered_image(old) == pytest.approx(0.2 + 400.0 / 1000)
+    new = copy.deepcopy(old)
+    new["generator"]["cost"]["seconds_per_image_delivered"] = 0.55
+    assert seconds_per_delivered_image(new) == 0.55
+    rows = build_rows([("a/cells/x.json", old)], load_schema())
+    assert rows[0]["values"]["seconds_per_image"] == pytest.approx(0.6)
+
+
+def test_an_unknown_derived_source_is_a_one_line_error():
+    data = yaml.safe_load(DEFAULT_SCHEMA.read_text())
+    data["columns"][0]["source"] = "derived.cost_per_dream"
+    with pytest.raises(ConfigError) as info:
+        schema_from_data(data, "s.yaml")
+    assert "columns[0].source" in str(info.value) and "seconds_per_delivered_image" in str(info.value)

@@ -136,6 +136,17 @@ def test_a_run_with_proxy_filter_records_the_chain(tmp_path):
     assert first["in"] == pp["topup"]["requested"] and first["kept"] == pp["topup"]["kept_first_pass"]
     assert set(first["rejection_rate"]) == {"label0=0", "label0=1"}
     assert rec["training_set"]["n_synthetic"] == pp["topup"]["requested"]
+    # an image delivered costs its draw plus the chain's seconds (top-ups included, the proxy's
+    # one-off training not) spread over the images delivered (training set + tuning slice)
+    from cxrbench.quality.cost import seconds_per_delivered_image
+
+    cost, t, syn = rec["generator"]["cost"], rec["timings"], rec["generator"]["synthetic"]
+    assert cost["postprocess_seconds"] == pytest.approx(t["postprocess_s"] - t["postprocess_prepare_s"], abs=2e-3)
+    delivered = syn["n"] + syn["tuning_slice"]["n"]
+    assert cost["seconds_per_image_delivered"] == pytest.approx(
+        cost["generate_seconds_per_image"] + cost["postprocess_seconds"] / delivered, abs=1e-5)
+    assert cost["seconds_per_image_delivered"] > cost["generate_seconds_per_image"]
+    assert seconds_per_delivered_image(rec) == cost["seconds_per_image_delivered"]
 
 
 class _CoinDrawer(_Drawer):
