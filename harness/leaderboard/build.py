@@ -42,7 +42,36 @@ def build_rows(records: Iterable[Mapping | tuple[str, Mapping]], schema: Schema 
     for key in sorted(groups, key=_orderable):
         for members in _split_by_network(groups[key]):
             rows.extend(_rows_of_group(members, schema, ignored))
+    _add_utility_ratios(rows, schema)
     return sorted(rows, key=lambda r: _row_order(r, schema))
+
+
+def _add_utility_ratios(rows: list[dict], schema: Schema) -> None:
+    """``utility_ratio`` = (AUROC - 0.5) / (ceiling AUROC - 0.5), means over seeds: where the row's
+    AUROC sits between chance and the ``real`` generator's row (the real training images
+    themselves through the same protocol, ratio, dataset content, size, classifier, schedule and
+    test set). 1: as good as the real images; 0: chance. A chain (e.g. proxy-filter) gives a row
+    its own context hash, so the ceiling of the row's own context is preferred, else the only
+    one of its place. None without a ceiling (e.g. real-only, or supplemented, whose comparison
+    is dAUROC vs real-only) or with two ceilings of other contexts to choose from."""
+    def place(r):
+        return tuple(r[k] for k in ("dataset", "dataset_fingerprint", "size", "classifier", "protocol", "schedule",
+                                    "ratio", "test_set"))
+
+    def auroc(r):
+        return ((r["aggregate"].get("metrics") or {}).get("auroc") or {}).get("mean")
+
+    ceilings: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        if r["generator_plugin"] == "real" and r["chain"] == "-" and auroc(r) is not None:
+            ceilings.setdefault(place(r), {}).setdefault(r["context"], auroc(r))
+    for r in rows:
+        found = ceilings.get(place(r), {})
+        ceiling = found.get(r["context"], next(iter(found.values())) if len(found) == 1 else None)
+        value = auroc(r)
+        ok = ceiling is not None and value is not None and ceiling > 0.5
+        r["utility_ratio"] = (value - 0.5) / (ceiling - 0.5) if ok else None
+        r["values"].update({c.id: r["utility_ratio"] for c in schema.columns if c.source == "row.utility_ratio"})
 
 
 @dataclass(frozen=True)
@@ -157,7 +186,8 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
             "test_set": agg["test_set"], "feature_networks": networks,
             "feature_network": ", ".join(f"{k}={v}" for k, v in networks.items()) or None,
             "seeds": f"{len(ok)}/{len(recs)}", "seed_list": agg["seeds"], "failed_seeds": agg["failed_seeds"],
-            "fits": _fits_text(ok),
+            "fits": _fits_text(ok), "generator_plugin": ((recs[0].get("cell") or {}).get("generator") or {}).get("name"),
+            "dataset_fingerprint": (recs[0].get("dataset") or {}).get("fingerprint"),
             "status": _status(recs, ok, agg), "vs_real_only": _vs_text(agg["vs_real_only"]),
             "aggregate": agg, "records": [p for p, _ in members],
             "ignored_records": sorted(p for r in recs for p in ignored.get(str(r.get("cell_id")), [])),

@@ -102,3 +102,9 @@ def mixed_records(mixed_run) -> list[tuple[str, dict]]:
 @pytest.fixture(scope="session")
 def script_label() -> str:
     return SCRIPT_LABEL
+
+
+@pytest.fixture(scope="session")
+def derive():
+    """``derive(record, token, label, seed=None)``: a copy of a record as another generator label."""
+    return _derive

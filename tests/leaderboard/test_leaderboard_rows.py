@@ -207,3 +207,33 @@ def test_an_unknown_derived_source_is_a_one_line_error():
     with pytest.raises(ConfigError) as info:
         schema_from_data(data, "s.yaml")
     assert "columns[0].source" in str(info.value) and "seconds_per_delivered_image" in str(info.value)
+
+
+def test_utility_ratio_places_a_row_between_chance_and_the_real_images(mixed_records, derive):
+    """(AUROC - 0.5) / (the `real` row's AUROC - 0.5) within the same protocol and settings;
+    None where the protocol has no `real` row (v1 here, real-only, supplemented)."""
+    reals = []
+    for path, rec in mixed_records:
+        if rec["cell_id"].startswith("synthetic-only.v2__noise__"):
+            real = derive(rec, "real", "real")
+            real["cell"]["generator"]["name"] = real["generator"]["name"] = "real"
+            for metrics in real["metrics"].values():
+                metrics["macro"]["auroc"] = 0.9
+            reals.append((path.replace("__noise__", "__real__"), real))
+            # a filtered row: its chain gives it another context hash; the ceiling still applies
+            chained = derive(rec, "pf", "noise+pf")
+            chained["cell"]["generator"]["postprocess"] = [{"name": "proxy-filter", "options": {}}]
+            chained["cell_id"] = chained["cell_id"].rsplit("__", 1)[0] + "__0ther0ne"
+            reals.append((path.replace("__noise__", "__pf__"), chained))
+    rows = build_rows(list(mixed_records) + reals, load_schema())
+    chained = by_label(rows, "noise+pf")
+    assert chained["chain"] == "proxy-filter" and chained["context"] != by_label(rows, "real")["context"]
+    assert chained["values"]["utility_ratio"] == pytest.approx(
+        (chained["aggregate"]["metrics"]["auroc"]["mean"] - 0.5) / 0.4, rel=1e-12)
+    noise, ceiling = by_label(rows, "noise"), by_label(rows, "real")
+    noise_auroc = noise["aggregate"]["metrics"]["auroc"]["mean"]
+    assert ceiling["aggregate"]["metrics"]["auroc"]["mean"] == pytest.approx(0.9)
+    assert noise["values"]["utility_ratio"] == pytest.approx((noise_auroc - 0.5) / 0.4, rel=1e-12)
+    assert ceiling["values"]["utility_ratio"] == pytest.approx(1.0)
+    assert by_label(rows, "noise", "synthetic-only.v1")["values"]["utility_ratio"] is None
+    assert all(r["values"]["utility_ratio"] is None for r in rows if not r["protocol"].startswith("synthetic-only.v2"))
