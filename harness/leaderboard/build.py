@@ -299,5 +299,12 @@ def _row_order(row: dict, schema: Schema) -> tuple:
     metric = sort_value(row["values"].get(col.id))
     if isinstance(metric, float) and col.higher_is_better:
         metric = -metric  # descending: the best first
-    return (tuple(_orderable(row.get(k)) for k in schema.group_by), _orderable(metric),
+    groups = tuple(_orderable(_newest_first(row.get(k)) if k == "protocol" else row.get(k)) for k in schema.group_by)
+    return (groups, _orderable(metric),
             _orderable((row["generator"], row["ratio"], row["chain"], row["context"], row["test_set"])))
+
+
+def _newest_first(protocol):
+    """``synthetic-only.v2`` before ``synthetic-only.v1``: a protocol's latest version leads."""
+    name, _, version = str(protocol).rpartition(".v")
+    return (name, -int(version)) if name and version.isdigit() else (str(protocol), 0)

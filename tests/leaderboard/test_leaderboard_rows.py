@@ -237,3 +237,10 @@ def test_utility_ratio_places_a_row_between_chance_and_the_real_images(mixed_rec
     assert ceiling["values"]["utility_ratio"] == pytest.approx(1.0)
     assert by_label(rows, "noise", "synthetic-only.v1")["values"]["utility_ratio"] is None
     assert all(r["values"]["utility_ratio"] is None for r in rows if not r["protocol"].startswith("synthetic-only.v2"))
+
+
+def test_a_protocols_latest_version_is_listed_first(rows):
+    order = [r["protocol"] for r in rows]
+    assert order.index("synthetic-only.v2") < order.index("synthetic-only.v1")
+    firsts = list(dict.fromkeys(order))
+    assert firsts == ["real-only.v1", "supplemented.v1", "synthetic-only.v2", "synthetic-only.v1"], firsts
