@@ -299,9 +299,12 @@ def _row_order(row: dict, schema: Schema) -> tuple:
     metric = sort_value(row["values"].get(col.id))
     if isinstance(metric, float) and col.higher_is_better:
         metric = -metric  # descending: the best first
-    groups = tuple(_orderable(_newest_first(row.get(k)) if k == "protocol" else row.get(k)) for k in schema.group_by)
-    return (groups, _orderable(metric),
-            _orderable((row["generator"], row["ratio"], row["chain"], row["context"], row["test_set"])))
+    # the feature network keeps rows and fidelity columns apart (display_columns) but does not
+    # split the ranking: a row without a quality report (real, older records) ranks among the rest
+    groups = tuple(_orderable(_newest_first(row.get(k)) if k == "protocol" else row.get(k))
+                   for k in schema.group_by if k != "feature_network")
+    return (groups, _orderable(metric), _orderable((row["generator"], row["ratio"], row["chain"],
+                                                    row["feature_network"], row["context"], row["test_set"])))
 
 
 def _newest_first(protocol):

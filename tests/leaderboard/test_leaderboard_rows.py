@@ -244,3 +244,20 @@ def test_a_protocols_latest_version_is_listed_first(rows):
     assert order.index("synthetic-only.v2") < order.index("synthetic-only.v1")
     firsts = list(dict.fromkeys(order))
     assert firsts == ["real-only.v1", "supplemented.v1", "synthetic-only.v2", "synthetic-only.v1"], firsts
+
+
+def test_a_row_without_a_quality_report_ranks_among_the_others(mixed_records):
+    """Older records (no quality block, so no feature network) are ranked by AUROC with the rest
+    of their protocol, not listed after them."""
+    mixed = []
+    for path, rec in mixed_records:
+        rec = copy.deepcopy(rec)
+        if rec["cell_id"].startswith("synthetic-only.v2__flaky__") and rec.get("generator"):
+            rec["generator"].pop("quality", None)
+            for metrics in rec["metrics"].values():
+                metrics["macro"]["auroc"] = 0.99  # the best row, though without a report
+        mixed.append((path, rec))
+    rows = [r for r in build_rows(mixed, load_schema()) if r["protocol"] == "synthetic-only.v2"]
+    assert by_label(rows, "flaky")["feature_network"] is None and by_label(rows, "noise")["feature_network"]
+    scored = [r["values"]["auroc"]["mean"] for r in rows if r["values"]["auroc"]]
+    assert scored == sorted(scored, reverse=True) and rows[0]["generator"] == "flaky"
