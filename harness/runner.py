@@ -364,8 +364,6 @@ class Runner:
                     w.tuning_slice, postprocessing["tuning_topup"] = fill_to_size(
                         generator, chain, w.tuning_slice, chain(w.tuning_slice), label=cell.generator.label, seed=cell.seed)
                 postprocessing["steps"] = chain.record()
-        chain_s = (round(w.timings["postprocess_s"] - w.timings.get("postprocess_prepare_s", 0.0), 3)
-                   if postprocessing else None)
         # the masks of the final set (after filtering and top-up), for storage and adherence
         masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed)
         if masks is not None and masks.get("dice_own_mask") is not None:
@@ -384,7 +382,8 @@ class Runner:
             "capabilities": dataclasses.asdict(type(generator).capabilities),
             "fitted_on": f"{spec.dataset.name}:train" if sees_data else None,
             **gen_info, "synthetic": syn_info["stats"], "seed_check": checked, "masks": masks,
-            "postprocessing": postprocessing, "cost": cost_record(gen_info, syn_info["stats"], self.device, postprocess_seconds=chain_s),
+            "postprocessing": postprocessing,
+            "cost": cost_record(gen_info, syn_info["stats"], self.device, postprocessing, w.timings),
         }
         with w.timed("quality_s"):
             w.generator_record["quality"] = cell_quality(self, synthetic, source, w.adir, cell)

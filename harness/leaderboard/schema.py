@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cxrbench.errors import ConfigError
-from cxrbench.quality.cost import seconds_per_delivered_image
+from cxrbench.quality.cost import seconds_per_delivered_image, usd_per_delivered_image
 
 #: ``derived.NAME`` column sources: NAME -> function(record) -> value
-DERIVED = {"seconds_per_delivered_image": seconds_per_delivered_image}
+DERIVED = {"seconds_per_delivered_image": seconds_per_delivered_image,
+           "usd_per_delivered_image": usd_per_delivered_image}
 
 SCHEMA_VERSION = 1
 DEFAULT_SCHEMA = Path(__file__).with_name("default-schema.yaml")

@@ -48,10 +48,33 @@ def seconds_per_delivered_image(record: dict) -> float | None:
     return per_delivered_image(cost.get("generate_seconds_per_image"), pp, images_delivered(gen.get("synthetic") or {}))
 
 
-def cost_record(gen_info: dict, synthetic_stats: dict, device: str,
-                postprocess_seconds: float | None = None) -> dict[str, Any]:
-    """The ``cost`` block of a cell's generator record. ``postprocess_seconds``: the chain's
-    seconds on this cell's sets, top-ups included, its ``prepare`` excluded (None: no chain)."""
+def redrawn(postprocessing: dict | None) -> int:
+    """Images a chain made the generator draw again (top-ups of the training set and tuning slice)."""
+    pp = postprocessing or {}
+    return sum(int((pp.get(k) or {}).get("generated") or 0) for k in ("topup", "tuning_topup"))
+
+
+def usd_per_delivered_image(record: dict) -> float | None:
+    """A hosted model's price per image delivered: every top-up draw is billed too."""
+    gen = record.get("generator") or {}
+    cost = gen.get("cost") or {}
+    if "usd_per_image_delivered" in cost:
+        return cost["usd_per_image_delivered"]
+    return _usd_delivered(cost.get("usd_per_image"), images_delivered(gen.get("synthetic") or {}),
+                          redrawn(gen.get("postprocessing")))
+
+
+def _usd_delivered(price: float | None, delivered: int, extra_draws: int) -> float | None:
+    if price is None or not delivered or not extra_draws:
+        return price
+    return round(price * (delivered + extra_draws) / delivered, 6)
+
+
+def cost_record(gen_info: dict, synthetic_stats: dict, device: str, postprocessing: dict | None = None,
+                timings: dict | None = None) -> dict[str, Any]:
+    """The ``cost`` block of a cell's generator record. ``postprocessing``: the record's block of
+    that name (None: no chain); ``timings``: the cell's, whose ``postprocess_s`` less its
+    ``postprocess_prepare_s`` is the chain's time on this cell's sets, top-ups included."""
     import torch
 
     from cxrbench.kit.images import peak_memory_mb
@@ -62,6 +85,9 @@ def cost_record(gen_info: dict, synthetic_stats: dict, device: str,
     api = synthetic_stats.get("generator") or {}
     price = api.get("price_per_image_usd")
     kind = "cuda" if str(device).startswith("cuda") else str(device)
+    timings = timings or {}
+    postprocess_seconds = (round(timings.get("postprocess_s", 0.0) - timings.get("postprocess_prepare_s", 0.0), 3)
+                           if postprocessing else None)
     return {
         "device": kind,
         "device_name": torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" else None,
@@ -77,4 +103,5 @@ def cost_record(gen_info: dict, synthetic_stats: dict, device: str,
         # the process's peak so far (CPU: max resident set; CUDA: max allocated by torch)
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "usd_per_image": price,
+        "usd_per_image_delivered": _usd_delivered(price, images_delivered(synthetic_stats), redrawn(postprocessing)),
     }

@@ -181,7 +181,7 @@ def test_seconds_per_image_counts_what_a_filter_made_the_generator_redraw(mixed_
     """The s/image column is per image *delivered*: a record made before the cost block carried
     that figure gets it from its parts (draw seconds, the cell's post-processing seconds, the
     images delivered); one that carries it is taken as is; no chain: the draw seconds."""
-    from cxrbench.quality.cost import seconds_per_delivered_image
+    from cxrbench.quality.cost import seconds_per_delivered_image, usd_per_delivered_image
 
     path, rec = next((p, r) for p, r in mixed_records if r["cell_id"].startswith("synthetic-only.v2__noise__"))
     plain = copy.deepcopy(rec)
@@ -199,6 +199,29 @@ def test_seconds_per_image_counts_what_a_filter_made_the_generator_redraw(mixed_
     assert seconds_per_delivered_image(new) == 0.55
     rows = build_rows([("a/cells/x.json", old)], load_schema())
     assert rows[0]["values"]["seconds_per_image"] == pytest.approx(0.6)
+    # a hosted model bills every draw: 300 top-up draws for 1,000 images delivered
+    hosted = copy.deepcopy(old)
+    hosted["generator"]["cost"]["usd_per_image"] = 0.039
+    hosted["generator"]["postprocessing"] = {"topup": {"generated": 270}, "tuning_topup": {"generated": 30}}
+    assert usd_per_delivered_image(hosted) == pytest.approx(0.039 * 1.3)
+    assert usd_per_delivered_image(plain) is None
+    rows = build_rows([("a/cells/x.json", hosted)], load_schema())
+    assert rows[0]["values"]["usd_per_image"] == pytest.approx(0.039 * 1.3)
+
+
+def test_the_cost_block_counts_a_chains_seconds_and_draws():
+    from cxrbench.quality.cost import cost_record
+
+    stats = {"n": 900, "seconds_per_image_made": 0.2, "tuning_slice": {"n": 100},
+             "generator": {"price_per_image_usd": 0.05}}
+    pp = {"topup": {"generated": 200}, "tuning_topup": {"generated": 50}}
+    cost = cost_record({}, stats, "cpu", pp, {"postprocess_s": 130.0, "postprocess_prepare_s": 30.0})
+    assert cost["postprocess_seconds"] == 100.0
+    assert cost["seconds_per_image_delivered"] == pytest.approx(0.2 + 100.0 / 1000)
+    assert cost["usd_per_image"] == 0.05 and cost["usd_per_image_delivered"] == pytest.approx(0.05 * 1.25)
+    bare = cost_record({}, stats, "cpu")  # no chain: a delivered image is a drawn one
+    assert bare["postprocess_seconds"] is None and bare["seconds_per_image_delivered"] == 0.2
+    assert bare["usd_per_image_delivered"] == 0.05
 
 
 def test_an_unknown_derived_source_is_a_one_line_error():
