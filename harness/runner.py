@@ -29,7 +29,7 @@ from cxrbench.errors import CxrbenchError, DatasetError
 from cxrbench.generation import log, plugin_call
 from cxrbench.postprocessing import Chain, fill_to_size
 from cxrbench.hashing import content_key
-from cxrbench.store import RunStore, atomic_write_json, git_revision
+from cxrbench.store import RunStore, atomic_write_json, code_fingerprint, git_revision
 
 RECORD_SCHEMA = "cxrbench.cell/1"
 
@@ -538,7 +538,8 @@ class Runner:
     def _versions(self) -> dict:
         import platform
 
-        versions = {"cxrbench": __version__, "python": platform.python_version(), "plugins": {}}
+        versions = {"cxrbench": __version__, "code_fingerprint": code_fingerprint(),
+                    "python": platform.python_version(), "plugins": {}}
         for mod in ("torch", "diffusers", "timm", "numpy", "sklearn"):
             try:
                 versions[mod] = __import__(mod).__version__

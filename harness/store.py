@@ -12,6 +12,7 @@ A record with status "ok" is never recomputed; a "failed" one is retried on the 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -80,6 +81,36 @@ class RunStore:
             except json.JSONDecodeError:
                 continue
         return out
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of the code that made a record: every ``.py`` / ``.yaml`` / ``.js`` / ``.css`` file of
+    the ``cxrbench.plugins`` and ``cxrbench`` packages (name + bytes), so records made by a
+    pip-installed copy or a copied folder, where :func:`git_revision` is None, still say whether
+    they came from the same code (a checkout and a wheel of it give the same value)."""
+    import cxrbench.plugins
+
+    return fingerprint_files({"cxrbench.plugins": Path(cxrbench.plugins.__file__).parent,
+                              "cxrbench": Path(__file__).parent})
+
+
+def fingerprint_files(packages: dict[str, Path]) -> str:
+    """16 hex digits of sha256 over the code files of ``packages`` (name -> folder), each file
+    named by its package and relative path; a file is counted under the first package holding it."""
+    import hashlib
+
+    files: dict[Path, str] = {}
+    for name, root in packages.items():
+        root = Path(root).resolve()
+        for f in sorted(root.rglob("*")):
+            if f.suffix in (".py", ".yaml", ".js", ".css") and "__pycache__" not in f.parts:
+                files.setdefault(f.resolve(), f"{name}/{f.resolve().relative_to(root).as_posix()}")
+    digest = hashlib.sha256()
+    for f, label in sorted(files.items(), key=lambda item: item[1]):
+        digest.update(f"{label}\n".encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def git_revision() -> str | None:

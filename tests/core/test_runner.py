@@ -86,6 +86,30 @@ def test_records_are_self_describing(finished_run):
     assert rec["dataset"]["fingerprint"] and rec["protocol"]["id"].endswith(".v1")
     test = rec["metrics"]["phantom:test"]["macro"]
     assert 0 <= test["auroc_ci"][0] <= test["auroc"] <= test["auroc_ci"][1] <= 1
+    from cxrbench.store import code_fingerprint
+
+    assert rec["versions"]["code_fingerprint"] == code_fingerprint() and len(code_fingerprint()) == 16
+
+
+def test_the_code_fingerprint_names_the_code_not_where_it_lies(tmp_path):
+    """A checkout (harness/ + plugins/) and a wheel (cxrbench/ holding plugins/) of the same files
+    give one fingerprint; changing one byte of any code file changes it."""
+    import shutil
+
+    from cxrbench.store import fingerprint_files
+
+    (tmp_path / "harness").mkdir()
+    (tmp_path / "harness" / "runner.py").write_text("x = 1\n")
+    (tmp_path / "harness" / "data.bin").write_bytes(b"not code")
+    (tmp_path / "plugins" / "generators").mkdir(parents=True)
+    (tmp_path / "plugins" / "generators" / "ldm.py").write_text("y = 2\n")
+    checkout = fingerprint_files({"cxrbench.plugins": tmp_path / "plugins", "cxrbench": tmp_path / "harness"})
+    wheel = tmp_path / "site" / "cxrbench"
+    shutil.copytree(tmp_path / "harness", wheel)
+    shutil.copytree(tmp_path / "plugins", wheel / "plugins")
+    assert fingerprint_files({"cxrbench.plugins": wheel / "plugins", "cxrbench": wheel}) == checkout
+    (tmp_path / "plugins" / "generators" / "ldm.py").write_text("y = 3\n")
+    assert fingerprint_files({"cxrbench.plugins": tmp_path / "plugins", "cxrbench": tmp_path / "harness"}) != checkout
 
 
 def test_training_sets_have_promised_sizes_and_no_synthetic_in_tuning(finished_run):
