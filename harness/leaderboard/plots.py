@@ -21,6 +21,20 @@ _RC = {"svg.hashsalt": "cxrbench-leaderboard", "svg.fonttype": "path", "font.fam
        "path.simplify": True, "axes.grid": True, "grid.alpha": 0.3}
 #: AUROC lies in [0, 1]; a few-seed t interval can reach past it and would flatten the plot
 AUROC_LIMITS = (-0.02, 1.02)
+
+
+def auroc_limits(values) -> tuple[float, float]:
+    """The y range of an AUROC plot: the data's (CI ends included) padded by 0.02 and widened to a
+    0.05 grid, inside :data:`AUROC_LIMITS`, so differences of 0.01-0.05 between generators stay
+    visible instead of being pressed against 0.9 on a 0-1 axis."""
+    import math
+
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return AUROC_LIMITS
+    lo = max(AUROC_LIMITS[0], math.floor((min(vals) - 0.02) / 0.05) * 0.05)
+    hi = min(AUROC_LIMITS[1], math.ceil((max(vals) + 0.02) / 0.05) * 0.05)
+    return (lo, hi) if hi - lo >= 0.1 else (max(AUROC_LIMITS[0], hi - 0.1), hi)
 _PNG_META = {"Software": None}
 _SVG_META = {"Date": None, "Creator": None}
 #: row fields that keep comparisons apart (a panel / a series each)
@@ -88,6 +102,7 @@ def _auroc_vs_ratio(fig, rows: list[dict]) -> str | None:
         panels.setdefault(_context(r) + (r["protocol"],), []).append(r)
     keys = sorted(panels, key=lambda k: tuple(str(x) for x in k))
     axes = fig.subplots(1, len(keys), squeeze=False, sharey=True)[0]
+    shown = []
     for ax, key in zip(axes, keys):
         baseline = next((r for r in rows if r.get("protocol", "").startswith("real-only") and _auroc(r)
                          and _context(r) == key[:-1]), None)
@@ -103,13 +118,14 @@ def _auroc_vs_ratio(fig, rows: list[dict]) -> str | None:
             lo = [(p[1].get("ci") or [p[1]["mean"]] * 2)[0] for p in pts]
             hi = [(p[1].get("ci") or [p[1]["mean"]] * 2)[1] for p in pts]
             name = label if chain in (None, "-") else f"{label} ({chain})"
+            shown += y + lo + hi
             (line,) = ax.plot(x, y, marker="o", label=_plain(name))
             ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color(), linewidth=0)
         ax.set_xlabel("synthetic-to-real ratio r" + (" (r = 0: real-only)" if baseline else ""))
         ax.set_title(_plain(" / ".join(str(k) for k in key if k is not None)), fontsize=8)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("AUROC (mean over seeds, 95% CI)")
-    axes[0].set_ylim(*AUROC_LIMITS)
+    axes[0].set_ylim(*auroc_limits(shown))
     return None
 
 
@@ -139,6 +155,6 @@ def _scatter(fig, rows: list[dict], column: str, xlabel: str) -> str | None:
         ax.set_xscale("log")  # FD and seconds per image span orders of magnitude between generators
     ax.set_xlabel(xlabel)
     ax.set_ylabel("AUROC (mean over seeds, 95% CI)")
-    ax.set_ylim(*AUROC_LIMITS)
+    ax.set_ylim(*auroc_limits([v for p in pts for v in (p[1]["mean"], *(p[1].get("ci") or []))]))
     ax.legend(fontsize=7)
     return None

@@ -135,3 +135,16 @@ def test_the_command_builds_the_folder(mixed_run, tmp_path, capsys):
     assert main(["leaderboard", str(mixed_run), "--out", str(tmp_path / "other")]) == 2
     assert "not empty and not an earlier leaderboard" in capsys.readouterr().err
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_auroc_axes_fit_the_data_inside_zero_one():
+    """Differences of a few hundredths stay visible: the axis spans the data (CI ends included)
+    padded to a 0.05 grid, never wider than [-0.02, 1.02] and never narrower than 0.1."""
+    from cxrbench.leaderboard.plots import AUROC_LIMITS, auroc_limits
+
+    assert auroc_limits([0.881, 0.93, 0.85, 0.961]) == pytest.approx((0.8, 1.0))
+    assert auroc_limits([0.23, 0.477, 0.954]) == pytest.approx((0.2, 1.0))
+    assert auroc_limits([-0.3, 1.2]) == AUROC_LIMITS  # a few-seed t interval past [0, 1]
+    lo, hi = auroc_limits([0.9, 0.905])
+    assert hi - lo == pytest.approx(0.1) and lo <= 0.88 and hi >= 0.925
+    assert auroc_limits([]) == AUROC_LIMITS
