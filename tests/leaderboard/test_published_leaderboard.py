@@ -33,3 +33,20 @@ def test_rebuilding_from_the_committed_records_reproduces_every_file(records, tm
     assert rebuilt == committed
     for rel in committed:
         assert (out / rel).read_bytes() == (published / rel).read_bytes(), rel
+
+
+def test_the_readme_tables_are_what_the_summary_script_prints_from_the_published_csv():
+    """leaderboard/README.md carries no number typed by hand: its kermany-small tables are the
+    output of benchmarks/leaderboard_summary.py on the committed leaderboard.csv."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    csv = root / "leaderboard" / "kermany-small" / "leaderboard.csv"
+    if not csv.is_file():
+        pytest.skip("no kermany-small leaderboard published")
+    printed = subprocess.run([sys.executable, str(root / "benchmarks" / "leaderboard_summary.py"), str(csv)],
+                             capture_output=True, text=True, check=True).stdout
+    readme = (root / "leaderboard" / "README.md").read_text()
+    for table in printed.strip().split("\n\n"):
+        assert table in readme, table.splitlines()[0]
