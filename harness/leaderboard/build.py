@@ -42,11 +42,13 @@ def build_rows(records: Iterable[Mapping | tuple[str, Mapping]], schema: Schema 
     for key in sorted(groups, key=_orderable):
         for members in _split_by_network(groups[key]):
             rows.extend(_rows_of_group(members, schema, ignored))
-    _add_utility_ratios(rows, schema)
+    _add_utility_ratios(rows)
+    for row in rows:  # row.* columns last: utility_ratio needs every row first
+        row["values"].update({c.id: _get(row, c.path) for c in schema.columns if c.kind == "row"})
     return sorted(rows, key=lambda r: _row_order(r, schema))
 
 
-def _add_utility_ratios(rows: list[dict], schema: Schema) -> None:
+def _add_utility_ratios(rows: list[dict]) -> None:
     """``utility_ratio`` = (AUROC - 0.5) / (ceiling AUROC - 0.5), means over seeds: where the row's
     AUROC sits between chance and the ``real`` generator's row (the real training images
     themselves through the same protocol, ratio, dataset content, size, classifier, schedule and
@@ -71,7 +73,6 @@ def _add_utility_ratios(rows: list[dict], schema: Schema) -> None:
         value = auroc(r)
         ok = ceiling is not None and value is not None and ceiling > 0.5
         r["utility_ratio"] = (value - 0.5) / (ceiling - 0.5) if ok else None
-        r["values"].update({c.id: r["utility_ratio"] for c in schema.columns if c.source == "row.utility_ratio"})
 
 
 @dataclass(frozen=True)
@@ -193,8 +194,9 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
             "ignored_records": sorted(p for r in recs for p in ignored.get(str(r.get("cell_id")), [])),
             "artifacts": _artifacts(members),
         })
+        # in schema order; row.* columns are filled by build_rows once every row exists
         row["values"] = {c.id: (record_values[c.id] if c.kind in ("record", "derived") else
-                                _get(row if c.kind == "row" else agg, c.path)) for c in schema.columns}
+                                _get(agg, c.path) if c.kind == "aggregate" else None) for c in schema.columns}
         out.append(row)
     return out
 

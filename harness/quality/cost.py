@@ -44,8 +44,18 @@ def seconds_per_delivered_image(record: dict) -> float | None:
     cost = gen.get("cost") or {}
     if "seconds_per_image_delivered" in cost:
         return cost["seconds_per_image_delivered"]
-    pp = (record.get("timings") or {}).get("postprocess_s") if gen.get("postprocessing") else None
-    return per_delivered_image(cost.get("generate_seconds_per_image"), pp, images_delivered(gen.get("synthetic") or {}))
+    return per_delivered_image(cost.get("generate_seconds_per_image"),
+                               chain_seconds(gen.get("postprocessing"), record.get("timings")),
+                               images_delivered(gen.get("synthetic") or {}))
+
+
+def chain_seconds(postprocessing: dict | None, timings: dict | None) -> float | None:
+    """A chain's seconds on a cell's sets (top-up draws included): the cell's ``postprocess_s``
+    less its one-off ``postprocess_prepare_s``; None for a cell without a chain."""
+    if not postprocessing:
+        return None
+    timings = timings or {}
+    return round(timings.get("postprocess_s", 0.0) - timings.get("postprocess_prepare_s", 0.0), 3)
 
 
 def redrawn(postprocessing: dict | None) -> int:
@@ -85,9 +95,7 @@ def cost_record(gen_info: dict, synthetic_stats: dict, device: str, postprocessi
     api = synthetic_stats.get("generator") or {}
     price = api.get("price_per_image_usd")
     kind = "cuda" if str(device).startswith("cuda") else str(device)
-    timings = timings or {}
-    postprocess_seconds = (round(timings.get("postprocess_s", 0.0) - timings.get("postprocess_prepare_s", 0.0), 3)
-                           if postprocessing else None)
+    postprocess_seconds = chain_seconds(postprocessing, timings)
     return {
         "device": kind,
         "device_name": torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" else None,
