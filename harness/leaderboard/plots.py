@@ -6,6 +6,10 @@
 * ``fd-vs-auroc``: domain FD against AUROC (CI as error bars), one point per row with both.
 * ``cost-vs-auroc``: generation seconds per image against AUROC.
 
+Both scatters draw each group's references as horizontal lines (the ``real`` row: the ceiling;
+``noise``: the floor; real-only for supplemented rows), since a generator's AUROC means little
+without them; a floor far below every point is named under the axes instead of drawn.
+
 A figure without data is not written; :func:`write_plots` returns a note saying why instead.
 Files are byte-for-byte reproducible: fixed size and dpi, a fixed SVG hash salt, no dates or
 software tags in the metadata, everything drawn in the rows' (deterministic) order.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FIGSIZE = (7.0, 4.5)
+FIGSIZE = (7.0, 5.0)
 DPI = 100
 _RC = {"svg.hashsalt": "cxrbench-leaderboard", "svg.fonttype": "path", "font.family": "DejaVu Sans",
        "path.simplify": True, "axes.grid": True, "grid.alpha": 0.3}
@@ -129,6 +133,33 @@ def _auroc_vs_ratio(fig, rows: list[dict]) -> str | None:
     return None
 
 
+def _references(rows: list[dict], key: tuple) -> list[tuple[str, float]]:
+    """The reference AUROCs a group of points (``key``: context + protocol) is read against: the
+    ``real`` generator's row (the ceiling: the real training images through the same protocol)
+    and ``noise``'s (the floor), or, for a supplemented group, the real-only row it supplements."""
+    context, protocol = key[:-1], str(key[-1])
+    refs = []
+    for r in rows:
+        if _context(r) != context or not _auroc(r) or r.get("chain") not in (None, "-"):
+            continue
+        if protocol.startswith("supplemented"):
+            if str(r.get("protocol")).startswith("real-only"):
+                refs.append(("real-only", _auroc(r)["mean"]))
+        elif r.get("protocol") == protocol and r.get("generator_plugin") in _REFERENCE_NAMES:
+            refs.append((_REFERENCE_NAMES[r["generator_plugin"]], _auroc(r)["mean"]))
+    return sorted(set(refs), key=lambda ref: -ref[1])
+
+
+#: reference generators drawn as lines instead of points (they have no image-quality or cost figures)
+_REFERENCE_NAMES = {"real": "real (ceiling)", "noise": "noise (floor)"}
+
+
+def _point_label(row: dict) -> str:
+    ratio = row.get("ratio")
+    extra = f" r={float(ratio):g}" if str(row.get("protocol")).startswith("supplemented") and ratio is not None else ""
+    return _plain(f"{row['generator']}{extra}")
+
+
 def _scatter(fig, rows: list[dict], column: str, xlabel: str) -> str | None:
     pts = []
     for r in rows:
@@ -141,20 +172,54 @@ def _scatter(fig, rows: list[dict], column: str, xlabel: str) -> str | None:
     groups: dict[tuple, list] = {}
     for p in pts:
         groups.setdefault(_context(p[2]) + (p[2]["protocol"],), []).append(p)
+    xs = [p[0] for p in pts]
+    if min(xs) > 0 and max(xs) / min(xs) > 10:
+        ax.set_xscale("log")  # FD and seconds per image span orders of magnitude between generators
+    shown = [v for p in pts for v in (p[1]["mean"], *(p[1].get("ci") or []))]
+    lines, labels = [], []
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
         g = groups[key]
         ys = [p[1]["mean"] for p in g]
         err = [[p[1]["mean"] - (p[1].get("ci") or [p[1]["mean"]])[0] for p in g],
                [(p[1].get("ci") or [0, p[1]["mean"]])[1] - p[1]["mean"] for p in g]]
-        ax.errorbar([p[0] for p in g], ys, yerr=err, fmt="o", capsize=3,
-                    label=_plain(" / ".join(str(k) for k in key if k is not None)))
-        for x, y, (_, _, r) in zip([p[0] for p in g], ys, g):
-            ax.annotate(_plain(r["generator"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    xs = [p[0] for p in pts]
-    if min(xs) > 0 and max(xs) / min(xs) > 100:
-        ax.set_xscale("log")  # FD and seconds per image span orders of magnitude between generators
+        bars = ax.errorbar([p[0] for p in g], ys, yerr=err, fmt="o", capsize=3,
+                           label=_plain(" / ".join(str(k) for k in key if k is not None)))
+        color = bars.lines[0].get_color()
+        labels += [(p[0], p[1]["mean"], _point_label(p[2]), color) for p in g]
+        lines += [(name, y, color, key[-1]) for name, y in _references(rows, key)]
+    lo, hi = auroc_limits(shown + [y for _, y, _, _ in lines if y >= min(shown) - 0.1])
+    ax.set_ylim(lo, hi)
+    below = []
+    for name, y, color, protocol in lines:
+        if y < lo:  # the noise floor far below every generator: named, not drawn (it would flatten the rest)
+            below.append(f"{name} {y:.3f} ({protocol})")
+            continue
+        # in the legend, not beside the line: ceilings of different groups lie within 0.01 of each other
+        ax.axhline(y, color=color, linestyle=":" if "floor" in name else "--", linewidth=1,
+                   label=_plain(f"{name} {y:.3f}"))
+    if below:
+        ax.annotate(_plain("below the axis: " + ", ".join(below)), xy=(1, 0), xycoords="axes fraction",
+                    xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom", fontsize=7)
+    _annotate_apart(ax, labels)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("AUROC (mean over seeds, 95% CI)")
-    ax.set_ylim(*auroc_limits([v for p in pts for v in (p[1]["mean"], *(p[1].get("ci") or []))]))
-    ax.legend(fontsize=7)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)
     return None
+
+
+def _annotate_apart(ax, labels: list[tuple[float, float, str, str]]) -> None:
+    """Name each point beside it, moving a name down a line while it would overprint one already
+    placed (points of equal cost or FD otherwise stack their names into one unreadable word).
+    Positions come from the laid-out axes; name widths are estimated (7 pt DejaVu Sans)."""
+    ax.figure.draw_without_rendering()
+    line_pt, char_pt, to_pt = 8.5, 4.0, 72.0 / ax.figure.dpi
+    placed: list[tuple[float, float, float]] = []  # (left, bottom, right) of each name, in points
+    for x, y, text, color in sorted(labels, key=lambda t: (-t[1], t[0], t[2])):
+        px, py = (v * to_pt for v in ax.transData.transform((x, y)))
+        px, py = px + 4, py + 3
+        dy = 0.0
+        while dy > -6 * line_pt and any(left < px + len(text) * char_pt and px < right
+                                        and abs(bottom - (py + dy)) < line_pt for left, bottom, right in placed):
+            dy -= line_pt
+        placed.append((px, py + dy, px + len(text) * char_pt))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3 + dy), fontsize=7, color=color)

@@ -123,6 +123,36 @@ def test_plots_are_written_or_skipped_with_a_note(mixed_records, tmp_path):
     assert (tmp_path / "plots" / "cost-vs-auroc.svg").read_text().lstrip().startswith("<?xml")
 
 
+def test_scatter_plots_draw_each_groups_floor_and_ceiling_and_keep_names_apart(mixed_records):
+    """A generator's point is read against references of its own group: real-only for a
+    supplemented row, the noise floor (and the real ceiling, when run) for a synthetic-only one;
+    two points at the same place get names on different lines, not one overprinted word."""
+    import copy
+
+    from cxrbench.leaderboard.plots import _context, _figure, _point_label, _references, _scatter
+
+    rows = build_rows(mixed_records, load_schema())
+    mean = lambda r: r["aggregate"]["metrics"]["auroc"]["mean"]  # noqa: E731
+    real_only = next(r for r in rows if r["protocol"].startswith("real-only"))
+    supplemented = next(r for r in rows if r["protocol"].startswith("supplemented") and mean(r) is not None)
+    assert _references(rows, _context(supplemented) + (supplemented["protocol"],)) == [("real-only", mean(real_only))]
+    floor = next(r for r in rows if r["protocol"] == "synthetic-only.v2" and r["generator"] == "noise")
+    assert _references(rows, _context(floor) + ("synthetic-only.v2",)) == [("noise (floor)", mean(floor))]
+
+    with_fd = [r for r in rows if r["values"].get("domain_fd") is not None and mean(r) is not None]
+    twin = copy.deepcopy(with_fd[0])
+    twin["generator"] = "twin"  # the same FD and AUROC as the row it copies
+    fig = _figure()
+    assert _scatter(fig, rows + [twin], "domain_fd", "domain FD") is None
+    ax = fig.axes[0]
+    drawn = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() in ("--", ":")]
+    named = " ".join(t.get_text() for t in ax.texts)
+    for ref in (real_only, floor):  # each reference is a line, or named under the axes when far below
+        assert mean(ref) in drawn or f"{mean(ref):.3f}" in named
+    offsets = {t.get_text(): t.xyann for t in ax.texts}
+    assert offsets[_point_label(twin)] != offsets[_point_label(with_fd[0])]
+
+
 def test_the_command_builds_the_folder(mixed_run, tmp_path, capsys):
     from cxrbench.cli import main
 
