@@ -13,10 +13,6 @@ from __future__ import annotations
 import csv
 import sys
 
-#: README names for the reference rows of the latest synthetic-only version
-_NAMES = {("noise", "synthetic-only.v2"): "noise (floor)", ("real", "synthetic-only.v2"): "real (ceiling)"}
-
-
 def _fixed(value: str, digits: int = 3, signed: bool = False) -> str:
     if not value:
         return "-"
@@ -31,7 +27,9 @@ def main_table(rows: list[dict]) -> str:
     lines = ["| Generator | Protocol | r | Seeds ok | AUROC mean +/- sd [95% CI] | AUPR | dAUROC vs real-only | "
              "Utility vs real | domain FD | s/image | fit device-h |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        name = _NAMES.get((r["generator"], r["protocol"]), r["generator"])
+        name = r["generator"]
+        if r.get("reference") in ("ceiling", "floor"):  # the builder's Reference column
+            name = f"{name} ({r['reference']})"
         if r["chain"] not in ("", "-") and r["chain"] not in name:
             name = f"{name} ({r['chain']})"
         auroc = (f"{float(r['auroc_mean']):.3f} +/- {float(r['auroc_sd'] or 0):.3f} "

@@ -75,6 +75,19 @@ def _add_utility_ratios(rows: list[dict]) -> None:
         r["utility_ratio"] = (value - 0.5) / (ceiling - 0.5) if ok else None
 
 
+def _reference_role(row: dict, rec: dict) -> str | None:
+    """What a reference row is for: under synthetic-only the ``real`` generator (the real training
+    images themselves) is the ceiling and ``noise`` the floor every generator is read between;
+    real-only is the baseline a supplemented row is compared with. None for any other row."""
+    plugin = ((rec.get("cell") or {}).get("generator") or {}).get("name")
+    protocol = str(row.get("protocol") or "")
+    if protocol.startswith("real-only"):
+        return "baseline"
+    if protocol.startswith("synthetic-only") and row.get("chain") in (None, "-"):
+        return {"real": "ceiling", "noise": "floor"}.get(plugin)
+    return None
+
+
 @dataclass(frozen=True)
 class DisplayColumn:
     """A schema column as shown: ``network`` set when a fidelity column is split by feature network."""
@@ -191,6 +204,7 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
             "dataset_fingerprint": (recs[0].get("dataset") or {}).get("fingerprint"),
             "status": _status(recs, ok, agg), "vs_real_only": _vs_text(agg["vs_real_only"]),
             "aggregate": agg, "records": [p for p, _ in members],
+            "reference": _reference_role(first, recs[0]),
             "ignored_records": sorted(p for r in recs for p in ignored.get(str(r.get("cell_id")), [])),
             "artifacts": _artifacts(members),
         })

@@ -260,6 +260,12 @@ def test_utility_ratio_places_a_row_between_chance_and_the_real_images(mixed_rec
     assert ceiling["values"]["utility_ratio"] == pytest.approx(1.0)
     assert by_label(rows, "noise", "synthetic-only.v1")["values"]["utility_ratio"] is None
     assert all(r["values"]["utility_ratio"] is None for r in rows if not r["protocol"].startswith("synthetic-only.v2"))
+    # the Reference column says which rows the others are read between
+    assert ceiling["values"]["reference"] == "ceiling" and noise["values"]["reference"] == "floor"
+    assert by_label(rows, "noise", "synthetic-only.v1")["values"]["reference"] == "floor"
+    assert chained["values"]["reference"] is None  # a filtered noise set is a generator row, not the floor
+    assert {r["values"]["reference"] for r in rows if r["protocol"].startswith("real-only")} == {"baseline"}
+    assert {r["values"]["reference"] for r in rows if r["protocol"].startswith("supplemented")} == {None}
 
 
 def test_a_protocols_latest_version_is_listed_first(rows):
