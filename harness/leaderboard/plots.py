@@ -135,23 +135,18 @@ def _auroc_vs_ratio(fig, rows: list[dict]) -> str | None:
 
 def _references(rows: list[dict], key: tuple) -> list[tuple[str, float]]:
     """The reference AUROCs a group of points (``key``: context + protocol) is read against: the
-    ``real`` generator's row (the ceiling: the real training images through the same protocol)
-    and ``noise``'s (the floor), or, for a supplemented group, the real-only row it supplements."""
+    rows the builder marks as ceiling and floor (``real`` and ``noise``) of the same protocol,
+    or, for a supplemented group, the real-only baseline it supplements."""
     context, protocol = key[:-1], str(key[-1])
-    refs = []
-    for r in rows:
-        if _context(r) != context or not _auroc(r) or r.get("chain") not in (None, "-"):
-            continue
-        if protocol.startswith("supplemented"):
-            if str(r.get("protocol")).startswith("real-only"):
-                refs.append(("real-only", _auroc(r)["mean"]))
-        elif r.get("protocol") == protocol and r.get("generator_plugin") in _REFERENCE_NAMES:
-            refs.append((_REFERENCE_NAMES[r["generator_plugin"]], _auroc(r)["mean"]))
+    wanted = ("baseline",) if protocol.startswith("supplemented") else ("ceiling", "floor")
+    refs = [(_REFERENCE_NAMES[r["reference"]], _auroc(r)["mean"])
+            for r in rows if _context(r) == context and _auroc(r) and r.get("reference") in wanted
+            and (r["reference"] == "baseline" or r.get("protocol") == protocol)]
     return sorted(set(refs), key=lambda ref: -ref[1])
 
 
-#: reference generators drawn as lines instead of points (they have no image-quality or cost figures)
-_REFERENCE_NAMES = {"real": "real (ceiling)", "noise": "noise (floor)"}
+#: how each kind of reference row is named in the legend
+_REFERENCE_NAMES = {"ceiling": "real (ceiling)", "floor": "noise (floor)", "baseline": "real-only"}
 
 
 def _point_label(row: dict) -> str:
