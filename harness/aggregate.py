@@ -71,7 +71,8 @@ def config_key(record: dict) -> tuple:
     cell = record.get("cell", {})
     gen = cell.get("generator") or {}
     context = str(record.get("cell_id", "")).rsplit("__", 1)[-1]
-    return (cell.get("protocol"), gen.get("label", "-"), cell.get("ratio"), cell.get("schedule"), context)
+    return (cell.get("protocol"), gen.get("label", "-"), cell.get("ratio"), cell.get("schedule"), context,
+            cell.get("real_data"))
 
 
 def is_truncated(record: dict) -> bool:
@@ -90,7 +91,7 @@ def aggregate(records: Iterable[dict]) -> list[dict]:
         failed = [r.get("cell", {}).get("seed") for r in recs if r.get("status") != "ok"]
         test_sets = sorted({t for r in ok for t in r.get("metrics", {})})
         if not ok:
-            rows.append(_row(key, None, recs, failed, {}, {}))
+            rows.append(_row(key, None, recs, failed, {}, {}))  # every seed failed
             continue
         for tname in test_sets:
             per_seed = [r for r in ok if tname in r.get("metrics", {})]
@@ -108,15 +109,18 @@ def aggregate(records: Iterable[dict]) -> list[dict]:
                 if vals:
                     metrics[metric] = rubin_interval(vals, ses, confidence)
                     metrics[metric]["per_seed"] = vals
-            rows.append(_row(key, tname, recs, failed, metrics, _paired_summary(per_seed, tname, confidence)))
+            rows.append(_row(key, tname, recs, failed, metrics, _paired_summary(per_seed, tname, confidence),
+                             _paired_summary(per_seed, tname, confidence, "vs_noise_control")))
     return rows
 
 
-def _paired_summary(records: list[dict], tname: str, confidence: float) -> dict:
-    """Per-seed DeLong comparisons against real-only (macro over labels), pooled over seeds."""
+def _paired_summary(records: list[dict], tname: str, confidence: float, field: str = "comparisons") -> dict:
+    """Per-seed DeLong comparisons (macro over labels), pooled over seeds: against real-only
+    (``comparisons``), or against the noise control at the same size and ratio
+    (``vs_noise_control``: the content gain)."""
     deltas, ses, ps = [], [], []
     for r in records:
-        comp = (r.get("comparisons") or {}).get(tname) or {}
+        comp = (r.get(field) or {}).get(tname) or {}
         labels = [c for c in (comp.get("labels") or {}).values() if c.get("delta") is not None]
         if not labels:
             continue
@@ -136,11 +140,13 @@ def _paired_summary(records: list[dict], tname: str, confidence: float) -> dict:
     }
 
 
-def _row(key: tuple, tname: str | None, recs: list[dict], failed: list, metrics: dict, paired: dict) -> dict:
-    protocol, label, ratio, schedule, context = key
+def _row(key: tuple, tname: str | None, recs: list[dict], failed: list, metrics: dict, paired: dict,
+         vs_noise: dict | None = None) -> dict:
+    protocol, label, ratio, schedule, context, real_data = key
     return {
         "protocol": protocol, "generator": label, "ratio": ratio, "schedule": schedule, "context": context,
+        **({} if real_data is None else {"real_data": real_data}),
         "test_set": tname, "seeds": [r.get("cell", {}).get("seed") for r in recs], "failed_seeds": failed,
         "truncated": any(is_truncated(r) for r in recs), "method": AGGREGATE_METHOD,
-        "metrics": metrics, "vs_real_only": paired,
+        "metrics": metrics, "vs_real_only": paired, **({"vs_noise_control": vs_noise} if vs_noise else {}),
     }

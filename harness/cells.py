@@ -32,14 +32,21 @@ class Cell:
     ratio: float
     seed: int
     generator: GeneratorVariant | None = None
-    #: cells added by the runner because a comparison needs them (the real-only baseline)
+    #: cells added by the runner because a comparison needs them (the real-only baseline, the
+    #: noise control of a supplemented cell)
     auto_baseline: bool = field(default=False, compare=False)
+    #: the real-data axis (harness/subsets.py): a fraction of the training split or an image
+    #: count; None = the whole split (no axis: ids and records as before the axis existed)
+    real_data: float | int | None = None
 
     @property
     def id(self) -> str:
+        from cxrbench.subsets import size_token
+
         gen = self.generator.label if self.generator else "none"
         ratio = f"r{self.ratio:g}" if self.protocol.uses_generator else "r0"
-        slug = f"{self.protocol.id}__{gen}__{ratio}__{self.schedule}__seed{self.seed}"
+        size = "" if self.real_data is None else f"__real={size_token(self.real_data)}"
+        slug = f"{self.protocol.id}__{gen}__{ratio}{size}__{self.schedule}__seed{self.seed}"
         return "".join(c if c.isalnum() or c in "._-=" else "-" for c in slug)
 
     def describe(self) -> dict[str, Any]:
@@ -49,6 +56,7 @@ class Cell:
             "schedule": self.schedule,
             "ratio": self.ratio,
             "seed": self.seed,
+            **({} if self.real_data is None else {"real_data": self.real_data}),
             "generator": None
             if self.generator is None
             else {"name": self.generator.name, "options": self.generator.options, "label": self.generator.label,
@@ -56,6 +64,22 @@ class Cell:
                      if self.generator.postprocess else {})},
             "auto_baseline": self.auto_baseline,
         }
+
+    def baseline(self) -> Cell:
+        """The real-only cell this cell is compared with: same schedule, seed and real data."""
+        return Cell(protocols.get("real-only"), self.schedule, 0.0, self.seed, real_data=self.real_data)
+
+    def noise_control(self) -> Cell | None:
+        """The noise-supplemented cell at the same size, ratio, schedule and seed (the floor of a
+        supplemented cell: real + r x noise), or None for other protocols and for noise itself."""
+        if self.protocol.name != "supplemented" or self.generator is None or self.generator.name == NOISE:
+            return None
+        return Cell(self.protocol, self.schedule, self.ratio, self.seed, NOISE_CONTROL, real_data=self.real_data)
+
+
+#: the generator of the mandatory noise control, and its row when the spec has none
+NOISE = "noise"
+NOISE_CONTROL = GeneratorVariant(NOISE, {}, NOISE)
 
 
 def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
@@ -76,30 +100,40 @@ def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
 def expand_cells(spec: BenchmarkSpec) -> list[Cell]:
     """All cells of a spec, the real-only baselines first (added when a comparison needs them)."""
     variants = [(v, ref.fit_seed == "per-seed") for ref in spec.generators for v in generator_variants(ref)]
+    sizes = list(spec.real_data) if spec.real_data is not None else [None]
     cells: list[Cell] = []
     baselines: list[Cell] = []
-    for pref in spec.protocols:
+    for pref, size in itertools.product(spec.protocols, sizes):
         proto = protocols.get(pref.name)
         for seed in spec.seeds:
             if not proto.uses_generator:
-                baselines.append(Cell(proto, pref.schedule, 0.0, seed))
+                baselines.append(Cell(proto, pref.schedule, 0.0, seed, real_data=size))
                 continue
             ratios = pref.ratios if pref.ratios is not None else list(proto.default_ratios)
             for (variant, per_seed), ratio in itertools.product(variants, ratios):
                 if per_seed:  # the cell's seed is the fit's too: one fit per seed, one row over them
                     variant = dataclasses.replace(variant, options={**variant.options, "seed": seed})
-                cells.append(Cell(proto, pref.schedule, float(ratio), seed, variant))
-    # Every generator cell is compared with the real-only baseline of the same schedule and seed,
-    # unless a test set holds every image of a real dataset (``test: all``): a real-only classifier
-    # would then be tested on its own training patients, so the leakage guard would refuse it.
-    real_only = protocols.get("real-only")
+                cells.append(Cell(proto, pref.schedule, float(ratio), seed, variant, real_data=size))
+    # Every generator cell is compared with the real-only baseline of the same schedule, seed and
+    # real data, unless a test set holds every image of a real dataset (``test: all``): a real-only
+    # classifier would then be tested on its own training patients, which the leakage guard refuses.
     all_real = any(getattr(ref, "test", "test") == "all" for ref in [spec.dataset, *spec.external])
-    needed = set() if all_real else {(c.schedule, c.seed) for c in cells}
-    have = {(b.schedule, b.seed) for b in baselines}
-    for schedule, seed in sorted(needed - have):
-        baselines.append(Cell(real_only, schedule, 0.0, seed, auto_baseline=True))
+    have = {b.id for b in baselines}
+    for base in ([] if all_real else [c.baseline() for c in cells]):
+        if base.id not in have:
+            have.add(base.id)
+            baselines.append(dataclasses.replace(base, auto_baseline=True))
+    # The noise control is mandatory: a supplemented cell is also run with real + r x noise at the
+    # same size, ratio, schedule and seed, so a gain that extra images alone would buy is visible
+    # (its content gain is measured over this control). A spec row of plugin `noise` labelled
+    # `noise` with default options is the control (moved ahead of the cells compared with it);
+    # otherwise one is added.
+    spec_cells, controls = {c.id: c for c in cells}, {}
+    for control in [c.noise_control() for c in cells]:
+        if control is not None and control.id not in controls:
+            controls[control.id] = spec_cells.get(control.id) or dataclasses.replace(control, auto_baseline=True)
     seen, ordered = set(), []
-    for cell in baselines + cells:
+    for cell in baselines + list(controls.values()) + cells:
         if cell.id not in seen:
             seen.add(cell.id)
             ordered.append(cell)

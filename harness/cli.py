@@ -102,7 +102,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", action="append",
                      help="protocol name, e.g. synthetic-only or supplemented.v1 (repeatable); default: the spec's")
     p.add_argument("--ratio", action="append", type=float, help="synthetic-to-real ratio r (repeatable: a sweep)")
-    p.add_argument("--schedule", help="classifier schedule of the protocol: quick | standard | paper")
+    p.add_argument("--schedule", help="classifier schedule of the protocol: quick | standard | paper (epoch-defined), "
+                                      "budget-quick | budget-standard | budget-paper (fixed optimizer steps)")
+    p.add_argument("--real-data", action="append", type=_real_data_size, metavar="SIZE",
+                   help="real training data size (repeatable: the real-data axis): a fraction of the training split "
+                        "(0.05, 1.0) or an image count (200); needs a budget-* schedule")
     p.add_argument("--dataset", help=f"dataset plugin; default: the spec's, else '{DEFAULT_DATASET}' (embedded, offline)")
     p.add_argument("--data-root", help="folder with the dataset (default: $CXRBENCH_DATA_ROOT, then the spec)")
     p.add_argument("--classifier", help=f"classifier plugin; default: the spec's, else '{DEFAULT_CLASSIFIER}'")
@@ -191,6 +195,14 @@ def cmd_check(args) -> int:
                          device=args.device)
 
 
+def _real_data_size(text: str) -> float | int:
+    """``0.05`` or ``1.0`` is a fraction, ``200`` a count (checked with the spec's rules)."""
+    try:
+        return int(text) if text.strip().isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: a fraction (0.05) or an image count (200)") from None
+
+
 def resolve_run_spec(args):
     """The spec of a run: the --spec file (or defaults), then CLI flags on top."""
     import dataclasses
@@ -228,6 +240,8 @@ def resolve_run_spec(args):
         spec.device = args.device
     if args.seed:
         spec.seeds = list(args.seed)
+    if args.real_data:
+        spec.real_data = list(args.real_data)
     if args.bootstrap is not None:
         spec.evaluation.bootstrap_resamples = args.bootstrap
     if not args.spec and args.generator and not args.protocol:
@@ -334,13 +348,17 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
     from cxrbench.aggregate import aggregate
     from cxrbench.store import RunStore
 
+    from cxrbench.subsets import size_text
+
     records = RunStore(out).records()
+    # the real-data axis gets a column only in folders that use it (older tables stay as they were)
+    sized = any("real_data" in (rec.get("cell") or {}) for rec in records)
     rows, earlier = [], False
     for rec in records:
         cell = rec.get("cell", {})
         status = rec.get("status", "?") + ("*" if current is not None and rec.get("cell_id") not in current else "")
         base = [cell.get("protocol"), _generator_label(rec), _chain(rec), _classifier(rec), cell.get("ratio"),
-                cell.get("seed"), status]
+                *([_real_data_text(rec)] if sized else []), cell.get("seed"), status]
         earlier = earlier or status.endswith("*")
         if rec.get("status") != "ok":
             rows.append(base + ["-", "-", "-", (rec.get("error") or {}).get("message", "")[:60]])
@@ -359,7 +377,8 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
                 f"{ap:.3f}" if ap is not None else "n/a",
                 f"DeLong p={p:.3g}" if p is not None else "",
             ])
-    print(tabulate(rows, headers=["protocol", "generator", "post-processing", "classifier", "r", "seed", "status",
+    print(tabulate(rows, headers=["protocol", "generator", "post-processing", "classifier", "r",
+                                  *(["real data (n)"] if sized else []), "seed", "status",
                                   "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
     if earlier:
         print("* from an earlier invocation into this folder (not run or reused by this one)")
@@ -371,21 +390,38 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
         label = a["generator"] + (" (TRUNCATED fit)" if a["truncated"] else "")
         seeds = f"{len(a['seeds']) - len(a['failed_seeds'])}/{len(a['seeds'])}"
         auc, ap, vs = a["metrics"].get("auroc"), a["metrics"].get("aupr"), a["vs_real_only"]
-        cell = [a["protocol"], label, a["ratio"], seeds, a["test_set"] or "-"]
+        cell = [a["protocol"], label, a["ratio"], *([size_text(a.get("real_data"))] if sized else []), seeds,
+                a["test_set"] or "-"]
         if not auc:
-            arows.append(cell + ["all seeds failed", "", ""])
+            arows.append(cell + ["all seeds failed", "", ""] + ([""] if sized else []))
             continue
         ci = auc["ci"]
         text = f"{auc['mean']:.3f} +/- {auc['sd']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-        vs_text = ""
-        if vs:
-            d = vs["delta_auroc"]
-            dci = f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d.get("ci") else ""
-            vs_text = f"{d['mean']:+.3f}{dci}; worse in {vs['seeds_worse']}/{vs['n_seeds']}, better in {vs['seeds_better']}/{vs['n_seeds']}"
-        arows.append(cell + [text, f"{ap['mean']:.3f}" if ap else "n/a", vs_text])
+        gains = [_paired_text(vs)] + ([_paired_text(a.get("vs_noise_control"))] if sized else [])
+        arows.append(cell + [text, f"{ap['mean']:.3f}" if ap else "n/a", *gains])
     print("\nover seeds (mean +/- sd [95% CI pooling bootstrap and seed variation, Rubin's rules]):")
-    print(tabulate(arows, headers=["protocol", "generator", "r", "seeds ok", "test set", "AUROC mean +/- sd [95% CI]",
-                                   "AUPR", "dAUROC vs real-only [CI]; seeds p<0.05"]))
+    print(tabulate(arows, headers=["protocol", "generator", "r", *(["real data"] if sized else []), "seeds ok",
+                                   "test set", "AUROC mean +/- sd [95% CI]", "AUPR",
+                                   "dAUROC vs real-only [CI]; seeds p<0.05",
+                                   *(["content gain vs real + r x noise [CI]; seeds p<0.05"] if sized else [])]))
+
+
+def _paired_text(vs: dict | None) -> str:
+    """A pooled paired difference: mean [CI]; seeds significantly worse / better (DeLong)."""
+    if not vs:
+        return ""
+    d = vs["delta_auroc"]
+    dci = f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d.get("ci") else ""
+    return f"{d['mean']:+.3f}{dci}; worse in {vs['seeds_worse']}/{vs['n_seeds']}, better in {vs['seeds_better']}/{vs['n_seeds']}"
+
+
+def _real_data_text(rec: dict) -> str:
+    """A cell's real-data size and the number of real training images it gave: ``5% (235)``."""
+    from cxrbench.subsets import size_text
+
+    size = (rec.get("cell") or {}).get("real_data")
+    n = (rec.get("real_data") or {}).get("n_train")
+    return size_text(size) + (f" ({n})" if n is not None else "")
 
 
 def _chain(rec: dict) -> str:

@@ -108,6 +108,17 @@ class QualitySettings:
 
 
 @dataclass
+class SubsetSettings:
+    """How the real-data axis draws its subsets (harness/subsets.py)."""
+
+    #: seed of the per-stratum patient orders every size takes a prefix of (recorded)
+    seed: int = 0
+    #: the tuning split shrinks with the training split, but keeps at least this many images of
+    #: each value of each label (model selection and thresholds need both)
+    tuning_min_per_class: int = 10
+
+
+@dataclass
 class BenchmarkSpec:
     name: str
     spec_version: int = SPEC_VERSION
@@ -121,6 +132,11 @@ class BenchmarkSpec:
     classifier: ClassifierRef = field(default_factory=lambda: ClassifierRef(name="tiny-cnn"))
     protocols: list[ProtocolRef] = field(default_factory=lambda: [ProtocolRef(name="real-only")])
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: the real-data axis: sizes of the real training data, as fractions of the training split
+    #: (0.01, 0.25, 1.0) or image counts (50, 200); one cell per size, like seeds and ratios.
+    #: Generators are fitted on each size's subset alone. None: the whole split, no axis.
+    real_data: list[Union[int, float]] | None = None
+    subsets: SubsetSettings = field(default_factory=SubsetSettings)
     device: str = "auto"
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
@@ -342,8 +358,23 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
     for axis in GRID_AXES:
         if getattr(spec, axis) is not None and not getattr(spec, axis):
             raise ConfigError(f"{source}: {axis}: empty; list at least one (or remove the key)")
+    if spec.real_data is not None:
+        from cxrbench.subsets import check_sizes
+
+        if not spec.real_data:
+            raise ConfigError(f"{source}: real_data: empty; list at least one size (or remove the key)")
+        check_sizes(spec.real_data, f"{source}: real_data")
+        if spec.subsets.tuning_min_per_class < 1:
+            raise ConfigError(f"{source}: subsets.tuning_min_per_class: must be >= 1")
     for i, p in enumerate(spec.protocols):
         proto = protocols.get(p.name, f"{source}: protocols[{i}].name")
+        if spec.real_data is not None and p.schedule not in protocols.BUDGET_SCHEDULES:
+            raise ConfigError(f"{source}: protocols[{i}].schedule: {p.schedule!r} is epoch-defined, so across "
+                              "real-data sizes it would compare training budgets, not data; with real_data use "
+                              f"one of {', '.join(protocols.BUDGET_SCHEDULES)}")
+        if spec.real_data is not None and proto.external_training:
+            raise ConfigError(f"{source}: protocols[{i}]: {proto.id} trains on an external dataset's real split; "
+                              "real_data cuts the training dataset's: run it in a spec without real_data")
         proto.check_ratios(p.ratios, f"{source}: protocols[{i}].ratios")
         if p.schedule not in proto.schedules:
             raise ConfigError(

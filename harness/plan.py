@@ -34,6 +34,7 @@ def _plan_slice(runner) -> dict:
     from cxrbench.device import resolve_device
     from cxrbench.generation import DONE_FILE, fit_dir, replica_path, replica_plan
     from cxrbench.runner import _default_cache_root
+    from cxrbench.subsets import size_token
 
     runner.device = resolve_device(runner.device_request)
     runner.cache_root = runner.cache_dir or _default_cache_root()
@@ -48,9 +49,9 @@ def _plan_slice(runner) -> dict:
     users = [c for c in cells if c.generator is not None and c.protocol.uses_generator]
     if not users:
         return out
-    source = runner.dataset(spec.dataset)
     for cell in users:
         v = cell.generator
+        source = runner.training_source(cell.real_data)
         generator, key = unfitted_generator(runner, v, source)
         ckpt = fit_dir(cache, v.name, key)
         if not getattr(type(generator).capabilities, "needs_training", True):
@@ -62,11 +63,12 @@ def _plan_slice(runner) -> dict:
             status = f"to fit (resumes at step {step})"
         else:
             status = "to fit"
-        out["fits"][v.label] = {"generator": v.name, "fit_key": key, "status": status}
+        fit_name = v.label if cell.real_data is None else f"{v.label} real={size_token(cell.real_data)}"
+        out["fits"][fit_name] = {"generator": v.name, "fit_key": key, "status": status}
         for replica, _, conds, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
                                                       source_train=source.train):
             path = replica_path(cache, v.name, rkey)
-            out["replicas"][f"{v.label} seed {cell.seed} replica {replica}"] = {
+            out["replicas"][f"{fit_name} seed {cell.seed} replica {replica}"] = {
                 "images": len(conds), "status": "cached" if path.is_file() else "to generate"}
     return out
 

@@ -69,26 +69,27 @@ def _slice_runner(job: dict, slice_data: dict):
     return runner
 
 
-def _generator_of(runner, variant):
-    """The fitted (or loaded) generator of ``variant`` on the slice's training split."""
-    source = runner.dataset(runner.spec.dataset)
+def _generator_of(runner, variant, real_data=None):
+    """The fitted (or loaded) generator of ``variant`` on the slice's training split (cut to
+    ``real_data`` on the real-data axis)."""
+    source = runner.training_source(real_data)
     return runner.fitted_generator(variant, source.train, source.fingerprint), source
 
 
-def fit_task(job: dict, slice_data: dict, variant) -> str:
+def fit_task(job: dict, slice_data: dict, variant, real_data=None) -> str:
     """Fit (or find cached) one generator; returns its fit key."""
     runner = _slice_runner(job, slice_data)
-    (_, info), _ = _generator_of(runner, variant)
+    (_, info), _ = _generator_of(runner, variant, real_data)
     return info["fit_key"]
 
 
 def shard_task(job: dict, slice_data: dict, variant, ratio: float, seed: int, replica: int, shard: int,
-               _fit_key: str) -> str:
+               _fit_key: str, real_data=None) -> str:
     """One shard of one replica of a cell's synthetic set (runs after its fit: ``_fit_key``)."""
     from cxrbench.generation import generate_shard, replica_path, replica_plan
 
     runner = _slice_runner(job, slice_data)
-    (generator, info), source = _generator_of(runner, variant)
+    (generator, info), source = _generator_of(runner, variant, real_data)
     plan = {r: (conds, key) for r, _, conds, key in
             replica_plan(generator, info, ratio=ratio, seed=seed, source_train=source.train)}
     conditions, key = plan[replica]
@@ -203,12 +204,12 @@ def _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remot
     from cxrbench.plan import unfitted_generator
 
     variant = cell.generator
-    source = part.dataset(part.spec.dataset)
+    source = part.training_source(cell.real_data)
     generator, key = unfitted_generator(part, variant, source)
     fit_id = f"{variant.name}-{key}"
     if fit_id not in fits:  # a fit already in the cache needs no task: its key stands in for the ref
         cached = (fit_dir(part.cache_root, variant.name, key) / DONE_FILE).is_file()
-        fits[fit_id] = key if cached else remote_fit.remote(job, sub_data, variant)
+        fits[fit_id] = key if cached else remote_fit.remote(job, sub_data, variant, cell.real_data)
     deps = [fits[fit_id]] if not isinstance(fits[fit_id], str) else []
     for replica, _, conditions, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
                                                       source_train=source.train):
@@ -218,7 +219,7 @@ def _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remot
         for k in range(shard_count(len(conditions))):
             if (path.name, k) not in shards:
                 shards[(path.name, k)] = remote_shard.remote(job, sub_data, variant, cell.ratio, cell.seed, replica, k,
-                                                             fits[fit_id])
+                                                             fits[fit_id], cell.real_data)
             deps.append(shards[(path.name, k)])
     return deps
 

@@ -255,6 +255,23 @@ class Runner:
             self._datasets[key] = loaded
         return self._datasets[key]
 
+    def training_source(self, real_data=None):
+        """The training dataset as a cell of real-data size ``real_data`` sees it: its train and
+        val splits cut to the nested, stratified subset of that size (harness/subsets.py), its
+        test sets whole. ``None``: the whole dataset. Generators, post-processors that learn, the
+        classifier and the tuning split all take their real data from here, so nothing learns from
+        a real image outside the subset."""
+        from cxrbench.subsets import subset_dataset
+
+        loaded = self.dataset(self.spec.dataset)
+        if real_data is None:
+            return loaded
+        key = ("real_data", repr(real_data))
+        if key not in self._datasets:
+            self._datasets[key] = subset_dataset(loaded, real_data, seed=self.spec.subsets.seed,
+                                                 tuning_min_per_class=self.spec.subsets.tuning_min_per_class)
+        return self._datasets[key]
+
     # ------------------------------------------------------------------ generators
 
     def fitted_generator(self, variant: GeneratorVariant, train, fingerprint: str):
@@ -267,7 +284,7 @@ class Runner:
         cls.check_options(options, self.spec.size)
         entry = self.plugins.generators.get(variant.name)
         memo = content_key({"name": variant.name, "options": options_to_dict(options), "train": fingerprint,
-                            "size": self.spec.size})
+                            "train_keys": content_key(train.keys), "size": self.spec.size})
         if memo not in self._generators:
             generator = cls(options, size=self.spec.size, device=self.device)
             preset = generator.effective_options().get("preset")
@@ -302,7 +319,7 @@ class Runner:
     def _real_data(self, w: CellWork) -> None:
         """The real training split of this protocol (labels in the source dataset's space)."""
         spec, proto = self.spec, w.cell.protocol
-        w.source = self.dataset(spec.dataset)
+        w.source = self.training_source(w.cell.real_data)
         w.externals = []
         for i, ref in enumerate(spec.external):
             try:
@@ -380,7 +397,9 @@ class Runner:
             "version": self.plugins.generators.get(cell.generator.name).version,
             "sampling_version": type(generator).sampling_version, **options_record(generator),
             "capabilities": dataclasses.asdict(type(generator).capabilities),
-            "fitted_on": f"{spec.dataset.name}:train" if sees_data else None,
+            "fitted_on": (f"{spec.dataset.name}:train" + (f" (real_data {source.info['real_data']['size_text']}: "
+                                                          f"{len(source.train)} images)" if cell.real_data is not None else ""))
+            if sees_data else None,
             **gen_info, "synthetic": syn_info["stats"], "seed_check": checked, "masks": masks,
             "postprocessing": postprocessing,
             "cost": cost_record(gen_info, syn_info["stats"], self.device, postprocessing, w.timings),
@@ -452,6 +471,9 @@ class Runner:
             thresholds.append(choose_threshold(y[ok], tune_scores[ok, j], method=spec.evaluation.threshold) if both else 0.5)
         out = {"thresholds": [float(t) for t in thresholds], "metrics": {}, "comparisons": {}}
         predictions, baseline = {}, self._baseline_record(w.cell)
+        control = self._finished(w.cell.noise_control())
+        if control is not None:
+            out["vs_noise_control"] = {}
         for tname, split in w.test_sets.items():
             scores = predict(model, split.images, device=self.device)
             labels = split.labels.numpy()
@@ -465,6 +487,11 @@ class Runner:
                 base_scores = read_scores(Path(baseline["artifacts"]["predictions"][tname]), split.keys, names)
                 out["comparisons"][tname] = {"baseline": baseline["cell_id"],
                                              **compare_to_baseline(labels, scores, base_scores, names)}
+            # the content gain: over real + r x noise at the same size, ratio and seed (paired DeLong)
+            if control is not None and tname in control.get("artifacts", {}).get("predictions", {}):
+                control_scores = read_scores(Path(control["artifacts"]["predictions"][tname]), split.keys, names)
+                out["vs_noise_control"][tname] = {"baseline": control["cell_id"],
+                                                  **compare_to_baseline(labels, scores, control_scores, names)}
         w.artifacts["predictions"] = predictions
         return out
 
@@ -485,6 +512,7 @@ class Runner:
             "external": [{"name": n, "fingerprint": d.fingerprint, "test": r.test, "labels": dict(r.labels),
                           "info": jsonable(d.info)} for n, d, r in w.externals],
             "external_skipped": w.skipped_externals,
+            **({"real_data": w.source.info["real_data"]} if w.cell.real_data is not None else {}),
             "generator": w.generator_record,
             "training_set": {
                 "dataset": w.train_name, "n": len(kinds), "n_real": kinds.count("real"),
@@ -496,6 +524,8 @@ class Runner:
                 "weights": built.weights, "recipe": dataclasses.asdict(recipe), "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss, "history": jsonable(result.history),
                 "train_s": round(result.seconds, 3),
+                # the optimization budget this cell got (equal across protocols under a budget schedule)
+                "steps": result.steps, "images_seen": result.images_seen,
             },
             **evaluation,
             "timings": w.timings,
@@ -514,10 +544,13 @@ class Runner:
         return remap_split(split, columns, self.dataset(source).label_names)
 
     def _baseline_record(self, cell: Cell) -> dict | None:
-        if not cell.protocol.uses_generator:
+        return self._finished(cell.baseline()) if cell.protocol.uses_generator else None
+
+    def _finished(self, cell: Cell | None) -> dict | None:
+        """The stored record of ``cell`` when it finished ok, else None."""
+        if cell is None:
             return None
-        base = Cell(protocols.get("real-only"), cell.schedule, 0.0, cell.seed)
-        record = self.store.load(f"{base.id}__{self._context_key(base)}")
+        record = self.store.load(f"{cell.id}__{self._context_key(cell)}")
         return record if record and record.get("status") == "ok" else None
 
     def _record_header(self, cell: Cell, cell_id: str) -> dict:

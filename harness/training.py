@@ -41,7 +41,15 @@ AFFINE_SCALE = (0.9, 1.1)
 class TrainRecipe:
     """How a classifier is trained. Fixed data, recorded in every result.
 
-    :param epochs: passes over the training set.
+    :param epochs: passes over the training set (epoch-defined recipes; ``None`` with ``steps``).
+    :param steps: a fixed budget of optimizer steps that does not depend on the training set's
+        size (budget recipes; ``epochs`` must then be ``None``). Batches of exactly
+        ``batch_size`` images are drawn from consecutive shuffled passes over the data, so 47
+        real images and 47 + 470 synthetic ones get the same steps and the same images seen:
+        adding data, even noise, never buys training. Model selection happens after each of
+        ``eval_rounds`` equal rounds of steps.
+    :param eval_rounds: evaluation rounds of a ``steps`` budget (the "epochs" of its history).
+    :param warmup_steps: linear warmup of a ``steps`` budget, in steps (clamped to half of them).
     :param batch_size: images per step (a last batch of a single image is dropped: BatchNorm).
     :param optimizer: ``adamw`` (default), ``adam`` or ``sgd`` (momentum 0.9, nesterov).
         Weight decay is not applied to biases and norm parameters.
@@ -62,7 +70,7 @@ class TrainRecipe:
         labels (BCE ``pos_weight``, clamped to [1/100, 100]); also used in the tuning-set loss.
     """
 
-    epochs: int = 10
+    epochs: int | None = 10
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 1e-3
@@ -75,13 +83,30 @@ class TrainRecipe:
     label_smoothing: float = 0.0
     max_steps: int | None = None
     balance: bool = False
+    steps: int | None = None
+    eval_rounds: int | None = None
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         # YAML gives lists; the recipe must stay hashable and comparable
         object.__setattr__(self, "augment", tuple(self.augment or ()))
         problems = []
-        if int(self.epochs) < 1:
-            problems.append(f"epochs={self.epochs} must be >= 1")
+        if self.steps is None:
+            if self.epochs is None or int(self.epochs) < 1:
+                problems.append(f"epochs={self.epochs} must be >= 1 (or give a steps budget)")
+            if self.eval_rounds is not None or self.warmup_steps:
+                problems.append("eval_rounds and warmup_steps belong to a steps budget")
+        else:
+            if self.epochs is not None:
+                problems.append("give epochs or steps, not both (a steps budget sets epochs: null)")
+            if int(self.steps) < 1:
+                problems.append(f"steps={self.steps} must be >= 1")
+            if self.eval_rounds is None or not 1 <= int(self.eval_rounds) <= int(self.steps):
+                problems.append(f"eval_rounds={self.eval_rounds} must be in 1..steps with a steps budget")
+            if int(self.warmup_steps) < 0:
+                problems.append(f"warmup_steps={self.warmup_steps} must be >= 0")
+            if self.max_steps is not None:
+                problems.append("max_steps caps an epoch-defined recipe; a steps budget is its own cap")
         if int(self.batch_size) < 2:
             problems.append(f"batch_size={self.batch_size} must be >= 2")
         if self.optimizer not in OPTIMIZERS:
@@ -125,8 +150,9 @@ class TrainResult:
     :param best_epoch: 0-based epoch whose weights were kept.
     :param best_val_loss: the tuning-set loss of those weights (NaN with ``selection="last"``
         and no tuning set).
-    :param history: one dict per epoch: epoch, steps, train_loss, val_loss, lr (at the end of the
-        epoch), images_per_s (training throughput), seconds (epoch incl. validation).
+    :param history: one dict per epoch (per evaluation round of a steps budget): epoch, steps,
+        train_loss, val_loss, lr (at the end of the epoch), images_per_s (training throughput),
+        seconds (epoch incl. validation).
     """
 
     model: Any
@@ -319,6 +345,24 @@ def _batches(n: int, batch_size: int, generator):
     return out
 
 
+class _BatchStream:
+    """Batches of exactly ``batch_size`` indices from consecutive shuffled passes over ``n``
+    images (a batch may span two passes): a steps budget sees the same number of images per step
+    whether the training set holds 47 images or 51,000."""
+
+    def __init__(self, n: int, batch_size: int, generator):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.pending = []
+
+    def next(self):
+        import torch
+
+        while len(self.pending) < self.batch_size:
+            self.pending.extend(torch.randperm(self.n, generator=self.generator).tolist())
+        batch, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size:]
+        return torch.tensor(batch, dtype=torch.long)
+
+
 class _Gather:
     """``images[idx]`` for the training loop. On CUDA the rows are gathered into one of two
     page-locked staging buffers, so the copy to the GPU is asynchronous; a buffer is reused only
@@ -479,12 +523,19 @@ def train_classifier(
     pos_weight = compute_pos_weight(train_labels).to(device) if recipe.balance else None
     train_labels_dev = train_labels  # moved per batch
 
-    bs = min(int(recipe.batch_size), n_train)
-    steps_per_epoch = len(_batches(n_train, bs, torch.Generator().manual_seed(0)))
-    total_steps = steps_per_epoch * int(recipe.epochs)
-    if recipe.max_steps is not None:
-        total_steps = min(total_steps, int(recipe.max_steps))
-    warmup = min(int(recipe.warmup_epochs) * steps_per_epoch, total_steps // 2)
+    if recipe.steps is None:  # epoch-defined: the number of steps follows the data's size
+        bs = min(int(recipe.batch_size), n_train)
+        steps_per_epoch = len(_batches(n_train, bs, torch.Generator().manual_seed(0)))
+        total_steps = steps_per_epoch * int(recipe.epochs)
+        if recipe.max_steps is not None:
+            total_steps = min(total_steps, int(recipe.max_steps))
+        warmup = min(int(recipe.warmup_epochs) * steps_per_epoch, total_steps // 2)
+        rounds, stream = int(recipe.epochs), None
+    else:  # a steps budget: the same steps and images seen whatever the data's size
+        total_steps, rounds = int(recipe.steps), int(recipe.eval_rounds)
+        warmup = min(int(recipe.warmup_steps), total_steps // 2)
+        stream = _BatchStream(n_train, int(recipe.batch_size), g_shuffle)
+        ends = [round(total_steps * (k + 1) / rounds) for k in range(rounds)]  # last step of each round
     for group in optimizer.param_groups:
         group["lr"] = recipe.lr * _lr_factor(0, total_steps, warmup, recipe.schedule)
 
@@ -492,15 +543,16 @@ def train_classifier(
     best_loss, best_epoch, best_state = math.inf, -1, None
     step, images_seen = 0, 0
     t_start = time.perf_counter()
-    for epoch in range(int(recipe.epochs)):
+    for epoch in range(rounds):
         if step >= total_steps:
             break
         t_epoch = time.perf_counter()
         model.train()
-        batches = _batches(n_train, bs, g_shuffle)[: total_steps - step]
+        batches = (_batches(n_train, bs, g_shuffle)[: total_steps - step] if stream is None
+                   else [stream.next() for _ in range(ends[epoch] - step)])
         # the loss is summed on the device: reading it every step would stall a GPU each step
         loss_sum, loss_n, epoch_images = torch.zeros((), device=device), 0, 0
-        pbar = bar(total=len(batches), desc=f"train {epoch + 1}/{recipe.epochs}", unit="step", enabled=progress, leave=False)
+        pbar = bar(total=len(batches), desc=f"train {epoch + 1}/{rounds}", unit="step", enabled=progress, leave=False)
         try:
             for idx in batches:
                 x = _prepare(gather(idx), device, channels_last)

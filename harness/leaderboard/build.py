@@ -135,11 +135,12 @@ def record_fields(rec: Mapping) -> dict:
     """The row fields that a single record determines."""
     cell = rec.get("cell") or {}
     spec = rec.get("spec") or {}
-    protocol, label, ratio, schedule, context = config_key(rec)
+    protocol, label, ratio, schedule, context, real_data = config_key(rec)
     return {
         "dataset": (spec.get("dataset") or {}).get("name") or (rec.get("dataset") or {}).get("name"),
         "size": spec.get("size"), "classifier": _classifier(rec), "protocol": protocol, "schedule": schedule,
         "generator": label, "chain": _chain(rec), "ratio": ratio, "context": context, "seed": cell.get("seed"),
+        "real_data": real_data,
     }
 
 

@@ -1,0 +1,275 @@
+"""The real-data axis (issue #27): nested, label-stratified, patient-level subsets; the tuning
+split that shrinks with them; generators that learn only from their size's subset; and one
+optimization budget for every protocol at a size."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cxrbench import protocols
+from cxrbench.cells import expand_cells
+from cxrbench.config import spec_from_data
+from cxrbench.contracts import Generator, GeneratorCapabilities, Split
+from cxrbench.errors import ConfigError
+from cxrbench.runner import Runner
+from cxrbench.subsets import draw_subset, size_text, size_token
+from cxrbench.testing import plugins_with_generator
+
+
+def make_split(name: str, n_patients: int, positive_share: float, seed: int, labels: int = 1) -> Split:
+    """Patients with 1-3 images each; a patient's label is the same on each of its images."""
+    rng = np.random.default_rng(seed)
+    ids, rows = [], []
+    for p in range(n_patients):
+        value = [float(rng.random() < positive_share) for _ in range(labels)]
+        for _ in range(int(rng.integers(1, 4))):
+            ids.append(f"{name}-p{p:04d}")
+            rows.append(value)
+    n = len(ids)
+    return Split(name=name, images=torch.zeros((n, 1, 4, 4), dtype=torch.uint8),
+                 labels=torch.tensor(rows, dtype=torch.float32), label_names=tuple(f"y{j}" for j in range(labels)),
+                 patient_ids=ids, keys=[f"{name}/{i:05d}" for i in range(n)])
+
+
+TRAIN = make_split("train", 400, 0.3, seed=1)
+VAL = make_split("val", 60, 0.3, seed=2)
+
+
+def keys(split, idx):
+    return {split.keys[i] for i in idx}
+
+
+def test_subsets_are_nested_for_train_and_val():
+    sizes = [0.02, 0.05, 0.1, 0.25, 0.5, 1.0]
+    subs = [draw_subset(TRAIN, VAL, s, seed=0, tuning_min_per_class=3) for s in sizes]
+    for small, large in zip(subs, subs[1:]):
+        assert keys(TRAIN, small.train) < keys(TRAIN, large.train)
+        assert keys(VAL, small.val) <= keys(VAL, large.val)
+    assert len(subs[-1].train) == len(TRAIN) and len(subs[-1].val) == len(VAL)
+
+
+def test_subsets_keep_whole_patients_and_the_label_share():
+    full_share = float(TRAIN.labels.mean())
+    for size in (0.05, 0.1, 0.25):
+        sub = draw_subset(TRAIN, VAL, size, seed=0, tuning_min_per_class=3)
+        kept = set(sub.train)
+        for p in {TRAIN.patient_ids[i] for i in kept}:  # every image of a kept patient is kept
+            assert all(i in kept for i, q in enumerate(TRAIN.patient_ids) if q == p)
+        assert abs(len(sub.train) - size * len(TRAIN)) <= 2 * 3  # within a patient per stratum
+        share = float(TRAIN.labels[sub.train].mean())
+        assert abs(share - full_share) <= 3 / len(sub.train) + 0.02, (size, share, full_share)
+        counts = sub.record["train_label_counts"]["y0"]
+        assert counts["positive"] + counts["negative"] == len(sub.train) == sub.record["n_train"]
+
+
+def test_a_count_size_gives_about_that_many_images():
+    sub = draw_subset(TRAIN, VAL, 100, seed=0, tuning_min_per_class=3)
+    assert 100 <= len(sub.train) <= 100 + 2 * 3
+    assert sub.record["size_text"] == "100 images"
+
+
+def test_the_subset_seed_decides_which_patients():
+    a = draw_subset(TRAIN, VAL, 0.1, seed=0, tuning_min_per_class=3)
+    b = draw_subset(TRAIN, VAL, 0.1, seed=0, tuning_min_per_class=3)
+    c = draw_subset(TRAIN, VAL, 0.1, seed=1, tuning_min_per_class=3)
+    assert a.train == b.train and a.record["fingerprint"] == b.record["fingerprint"]
+    assert a.train != c.train and a.record["fingerprint"] != c.record["fingerprint"]
+
+
+def test_the_tuning_split_shrinks_with_the_training_split_but_keeps_a_minimum_per_class():
+    val = make_split("val", 300, 0.3, seed=3)
+    small = draw_subset(TRAIN, val, 0.1, seed=0, tuning_min_per_class=12)
+    counts = small.record["val_label_counts"]["y0"]
+    assert counts["positive"] >= 12 and counts["negative"] >= 12
+    # about 10% of the validation images, not all 300 patients' worth
+    assert len(small.val) < 0.25 * len(val)
+    larger = draw_subset(TRAIN, val, 0.5, seed=0, tuning_min_per_class=12)
+    assert abs(len(larger.val) - 0.5 * len(val)) <= 2 * 3
+    assert small.record["n_val"] == len(small.val) and small.record["n_val_full"] == len(val)
+
+
+def test_multi_label_subsets_are_stratified_by_label_pattern():
+    train = make_split("train", 500, 0.4, seed=4, labels=2)
+    val = make_split("val", 80, 0.4, seed=5, labels=2)
+    sub = draw_subset(train, val, 0.2, seed=0, tuning_min_per_class=5)
+    for j in range(2):
+        assert abs(float(train.labels[sub.train, j].mean()) - float(train.labels[:, j].mean())) < 0.05
+        c = sub.record["val_label_counts"][f"y{j}"]
+        assert c["positive"] >= 5 and c["negative"] >= 5
+
+
+def test_a_subset_without_both_label_values_is_a_one_line_error_with_the_counts():
+    rare = make_split("train", 400, 0.01, seed=6)
+    with pytest.raises(ConfigError) as err:
+        draw_subset(rare, VAL, 0.01, seed=0, tuning_min_per_class=3)
+    message = str(err.value)
+    assert "\n" not in message and "1%" in message and "0 positive" in message and "use a larger size" in message
+
+
+@pytest.mark.parametrize("sizes, match", [
+    ([0.0], "fraction must be in"), ([1.5], "fraction must be in"), ([1], "write 1.0"),
+    ([0.1, 0.1], "listed twice"), (["x"], "expected"), ([], "empty"),
+])
+def test_bad_sizes_are_refused_at_validate(sizes, match):
+    spec = {"name": "t", "real_data": sizes, "protocols": [{"name": "real-only", "schedule": "budget-quick"}]}
+    with pytest.raises(ConfigError, match=match):
+        spec_from_data(spec, "s.yaml")
+
+
+def test_an_epoch_defined_schedule_is_refused_on_the_real_data_axis():
+    spec = {"name": "t", "real_data": [0.1, 1.0], "protocols": [{"name": "real-only", "schedule": "quick"}]}
+    with pytest.raises(ConfigError, match=r"'quick' is epoch-defined.*budget-quick"):
+        spec_from_data(spec, "s.yaml")
+
+
+def test_the_axis_joins_cell_ids_and_adds_the_noise_control():
+    spec = spec_from_data({
+        "name": "t", "real_data": [0.05, 200, 1.0], "generators": [{"name": "real"}], "seeds": [0, 1],
+        "protocols": [{"name": "supplemented", "ratios": [1, 3], "schedule": "budget-quick"}],
+    }, "s.yaml")
+    cells = expand_cells(spec)
+    ids = [c.id for c in cells]
+    assert len(ids) == len(set(ids))
+    # per size and seed: real-only, then the noise control of each ratio, then the generator
+    assert "real-only.v1__none__r0__real=0.05__budget-quick__seed1" in ids
+    assert "supplemented.v1__noise__r3__real=200__budget-quick__seed0" in ids
+    assert "supplemented.v1__real__r1__real=all__budget-quick__seed0" in ids
+    assert len(cells) == 3 * 2 * (1 + 2 + 2)
+    first_generator = next(i for i, c in enumerate(cells) if c.generator is not None and c.generator.name == "real")
+    assert all(c.generator is None or c.generator.name == "noise" for c in cells[:first_generator])
+    assert all(c.auto_baseline for c in cells[:first_generator])
+    # without the axis, ids are what they always were
+    plain = expand_cells(spec_from_data({"name": "t", "generators": [{"name": "real"}],
+                                         "protocols": [{"name": "synthetic-only", "schedule": "quick"}]}, "s.yaml"))
+    assert [c.id for c in plain] == ["real-only.v1__none__r0__quick__seed0", "synthetic-only.v2__real__r1__quick__seed0"]
+
+
+def test_size_names():
+    assert [size_token(s) for s in (0.05, 1.0, 200)] == ["0.05", "all", "200"]
+    assert [size_text(s) for s in (0.05, 1.0, 200, None)] == ["5%", "all", "200 images", "-"]
+
+
+# --------------------------------------------------------------------------- through the runner
+
+
+class RecordingGenerator(Generator):
+    """Remembers every real image it is shown and every condition it is asked for."""
+
+    name = "recording"
+    capabilities = GeneratorCapabilities(needs_training=False)
+    seen: list = []
+    asked: list = []
+
+    def fit(self, train, *, progress=True):
+        RecordingGenerator.seen.append(list(train.keys))
+        return {}
+
+    def generate(self, conditions):
+        RecordingGenerator.asked.append([c.labels for c in conditions])
+        out = torch.empty((len(conditions), 1, self.size, self.size), dtype=torch.uint8)
+        for i, c in enumerate(conditions):
+            g = torch.Generator().manual_seed(c.seed)
+            out[i] = torch.randint(0, 256, (1, self.size, self.size), generator=g, dtype=torch.uint8)
+        return out
+
+
+SPEC = {
+    "name": "t", "dataset": {"name": "phantom", "options": {"n_train": 200, "n_val": 80, "n_test": 80}},
+    "size": 16, "classifier": {"name": "tiny-cnn"}, "real_data": [0.2, 0.5], "seeds": [0],
+    "generators": [{"name": "recording"}],
+    "protocols": [{"name": "supplemented", "ratios": [1, 3], "schedule": "budget-quick"},
+                  {"name": "synthetic-only", "ratios": [1], "schedule": "budget-quick"}],
+    "subsets": {"tuning_min_per_class": 6},
+    "evaluation": {"bootstrap_resamples": 20}, "quality": {"enabled": False},
+}
+
+
+@pytest.fixture(scope="module")
+def scarce_run(tmp_path_factory):
+    # a short budget for the test (the schedule dict is shared by every protocol, like the real one)
+    mp = pytest.MonkeyPatch()
+    mp.setitem(protocols._SCHEDULES_V1["budget-quick"], "steps", 12)
+    mp.setitem(protocols._SCHEDULES_V1["budget-quick"], "eval_rounds", 3)
+    mp.setitem(protocols._SCHEDULES_V1["budget-quick"], "warmup_steps", 2)
+    RecordingGenerator.seen.clear()
+    RecordingGenerator.asked.clear()
+    out = tmp_path_factory.mktemp("scarce")
+    spec = spec_from_data(SPEC, "test-spec")
+    runner = Runner(spec, out=out, device="cpu", progress=False,
+                    plugins=plugins_with_generator("recording", RecordingGenerator))
+    summary = runner.run()
+    records = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    yield runner, summary, records
+    mp.undo()
+
+
+def test_every_protocol_at_a_size_gets_the_same_optimization_budget(scarce_run):
+    _, summary, records = scarce_run
+    assert not summary.failed and len(records) == 2 * (1 + 2 + 2 + 1)  # real-only, noise r1 r3, gen r1 r3, syn-only
+    for rec in records:
+        clf = rec["classifier"]
+        assert clf["recipe"]["steps"] == 12 and clf["recipe"]["epochs"] is None
+        assert clf["steps"] == 12 and clf["images_seen"] == 12 * 64, rec["cell_id"]
+        assert len(clf["history"]) == 3
+    # while the training sets differ in size by a factor of 4
+    sizes = {rec["training_set"]["n"] for rec in records if rec["cell"]["real_data"] == 0.2}
+    assert len(sizes) >= 3
+
+
+def test_the_generator_learns_only_from_its_sizes_subset(scarce_run):
+    runner, _, records = scarce_run
+    full = runner.dataset(runner.spec.dataset)
+    subsets = {size: set(runner.training_source(size).train.keys) for size in (0.2, 0.5)}
+    assert subsets[0.2] < subsets[0.5] < set(full.train.keys)
+    # one fit per size, each shown exactly its subset (and never a validation or test image)
+    assert sorted(map(frozenset, RecordingGenerator.seen)) == sorted(frozenset(s) for s in subsets.values())
+    # the conditions it is asked for are those of the subset, r times
+    by_size = {rec["cell"]["real_data"]: rec for rec in records
+               if rec["cell"]["protocol"] == "synthetic-only.v2"}
+    for size, rec in by_size.items():
+        assert rec["generator"]["synthetic"]["n"] == len(subsets[size])
+        assert f"{len(subsets[size])} images" in rec["generator"]["fitted_on"]
+    for rec in records:  # the leakage guard's groups are the subset's patients
+        if rec["cell"]["protocol"] != "real-only.v1":
+            continue
+        assert rec["training_set"]["n_real"] == rec["real_data"]["n_train"] == len(subsets[rec["cell"]["real_data"]])
+
+
+def test_records_carry_the_subset_and_the_tuning_split_rule(scarce_run):
+    runner, _, records = scarce_run
+    full = runner.dataset(runner.spec.dataset)
+    for rec in records:
+        sub = rec["real_data"]
+        assert sub["size"] == rec["cell"]["real_data"] and sub["seed"] == 0 and sub["fingerprint"]
+        assert sub["n_val"] < len(full.val) or sub["size"] == 1.0
+        counts = sub["val_label_counts"][full.label_names[0]]
+        assert min(counts["positive"], counts["negative"]) >= 6
+        if rec["cell"]["protocol"] != "synthetic-only.v2":
+            assert rec["training_set"]["tuning_set"].endswith(f"n={sub['n_val']})")
+
+
+def test_supplemented_cells_are_compared_with_real_only_and_the_noise_control_of_their_size(scarce_run):
+    _, _, records = scarce_run
+    ids = {rec["cell_id"] for rec in records}
+    for rec in records:
+        cell = rec["cell"]
+        if cell["protocol"] != "supplemented.v1" or cell["generator"]["name"] != "recording":
+            continue
+        size = size_token(cell["real_data"])
+        (comp,) = rec["comparisons"].values()
+        assert f"real-only.v1__none__r0__real={size}__" in comp["baseline"] and comp["baseline"] in ids
+        (control,) = rec["vs_noise_control"].values()
+        assert f"supplemented.v1__noise__r{cell['ratio']:g}__real={size}__" in control["baseline"]
+        assert math.isfinite(control["labels"][next(iter(control["labels"]))]["delta"])
+
+
+def test_show_has_a_real_data_column_and_the_content_gain(scarce_run, capsys):
+    from cxrbench.cli import print_table
+
+    runner, _, _ = scarce_run
+    print_table(runner.store.out)
+    text = capsys.readouterr().out
+    assert "real data (n)" in text and "20% (" in text and "50% (" in text
