@@ -383,8 +383,20 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
     if earlier:
         print("* from an earlier invocation into this folder (not run or reused by this one)")
     agg = [a for a in aggregate(records) if len(a["seeds"]) > 1]
-    if not agg:
-        return
+    if agg:
+        _print_aggregates(agg, sized)
+    if sized:
+        from cxrbench.learning_curves import print_curves
+
+        print_curves(records)
+
+
+def _print_aggregates(agg: list[dict], sized: bool) -> None:
+    """One row per configuration over its seeds."""
+    from tabulate import tabulate
+
+    from cxrbench.subsets import size_text
+
     arows = []
     for a in agg:
         label = a["generator"] + (" (TRUNCATED fit)" if a["truncated"] else "")

@@ -32,17 +32,20 @@ DEFAULT_SCHEMA = Path(__file__).with_name("default-schema.yaml")
 #: fields of a leaderboard row usable as ``row.FIELD`` sources and as group keys
 ROW_FIELDS = ("dataset", "size", "classifier", "protocol", "schedule", "test_set", "feature_network",
               "generator", "reference", "chain", "ratio", "context", "status", "seeds", "fits", "vs_real_only",
-              "utility_ratio")
+              "utility_ratio", "real_data", "n_real", "vs_noise_control")
 #: group keys every schema must keep: numbers from different values of these are not comparable
 REQUIRED_GROUP_KEYS = ("dataset", "size", "classifier", "protocol", "schedule", "feature_network")
 
 _RUBIN = dict.fromkeys(("mean", "sd", "n_seeds", "within_var", "between_var", "total_var", "df", "ci", "per_seed"))
+_PAIRED = {"delta_auroc": _RUBIN, **dict.fromkeys(("p_values", "seeds_better", "seeds_worse", "n_seeds"))}
 #: the shape of an aggregate row (cxrbench.aggregate._row); None marks a leaf
 AGGREGATE_TREE: dict = {
-    **dict.fromkeys(("protocol", "generator", "ratio", "schedule", "context", "test_set", "seeds",
+    **dict.fromkeys(("protocol", "generator", "ratio", "schedule", "context", "real_data", "test_set", "seeds",
                      "failed_seeds", "truncated", "method")),
     "metrics": {"auroc": _RUBIN, "aupr": _RUBIN},
-    "vs_real_only": {"delta_auroc": _RUBIN, **dict.fromkeys(("p_values", "seeds_better", "seeds_worse", "n_seeds"))},
+    "vs_real_only": _PAIRED,
+    # the content gain: over real + r x noise images at the same real-data size, ratio and seed
+    "vs_noise_control": _PAIRED,
 }
 #: top-level keys of a cell record (schema cxrbench.cell/1)
 RECORD_KEYS = ("artifacts", "cell", "cell_id", "classifier", "comparisons", "created", "dataset", "error", "external",
@@ -56,13 +59,16 @@ FORMATS_HELP = "text, int, fixed:N, signed:N, sig:N, percent:N, mean_sd_ci:N"
 @dataclass
 class Column:
     """One column: ``id`` names it in the CSV and in ``sort.column``; ``higher_is_better`` sets the
-    sort direction (true: descending, false: ascending, null: ascending and no "best")."""
+    sort direction (true: descending, false: ascending, null: ascending and no "best");
+    ``hide_when_empty``: the column is left out when no row has a value in it (e.g. the real-data
+    size, which records without that axis do not have)."""
 
     id: str
     header: str
     source: str
     format: str = "text"
     higher_is_better: bool | None = None
+    hide_when_empty: bool = False
 
     @property
     def kind(self) -> str:

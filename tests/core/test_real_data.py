@@ -273,3 +273,51 @@ def test_show_has_a_real_data_column_and_the_content_gain(scarce_run, capsys):
     print_table(runner.store.out)
     text = capsys.readouterr().out
     assert "real data (n)" in text and "20% (" in text and "50% (" in text
+    assert "learning curve: phantom 16 px, tiny-cnn budget-quick" in text and "worth (real images)" in text
+
+
+def test_learning_curves_put_every_size_on_the_real_only_curve(scarce_run):
+    from cxrbench.learning_curves import learning_curves, plain_reading
+
+    _, _, records = scarce_run
+    (group,) = learning_curves(records)
+    ns = [p["n"] for p in group["real_only"]]
+    assert ns == sorted(ns) and len(ns) == 2
+    assert {p["n"] for p in group["points"]} == set(ns)
+    for p in group["points"]:
+        assert p["equivalent"]["text"] and p["gain"] is not None
+        assert (p["content_gain"] is not None) == (p["protocol"] == "supplemented.v1" and p["generator"] != "noise")
+    assert plain_reading(group)  # always says something, "no generator helps" included
+
+
+def test_the_convergence_script_compares_each_size_under_twice_the_steps(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    mp = pytest.MonkeyPatch()
+    for name, steps in (("budget-quick", 8), ("budget-standard", 16)):
+        mp.setitem(protocols._SCHEDULES_V1[name], "steps", steps)
+        mp.setitem(protocols._SCHEDULES_V1[name], "eval_rounds", 2)
+        mp.setitem(protocols._SCHEDULES_V1[name], "warmup_steps", 1)
+    try:
+        spec = spec_from_data({**SPEC, "generators": [], "seeds": [0, 1], "real_data": [0.3, 1.0],
+                               "protocols": [{"name": "real-only", "schedule": "budget-quick"},
+                                             {"name": "real-only", "schedule": "budget-standard"}]}, "test-spec")
+        summary = Runner(spec, out=tmp_path / "run", device="cpu", progress=False).run()
+    finally:
+        mp.undo()
+    assert len(summary.ok) == 8
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "scarce_convergence.py"
+    module_spec = importlib.util.spec_from_file_location("scarce_convergence", path)
+    script = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(script)
+    code = script.main([str(tmp_path / "run"), "--json", str(tmp_path / "c.json")])
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert [r["size_text"] for r in rows] == ["30%", "all"] and all(r["seeds"] == [0, 1] for r in rows)
+    for r in rows:
+        assert r["difference"] == pytest.approx(r["budget-standard"]["mean"] - r["budget-quick"]["mean"])
+        lo, hi = r["budget-quick"]["ci"]
+        assert r["long_mean_inside_quick_ci"] == (lo <= r["budget-standard"]["mean"] <= hi)
+    assert code == (0 if all(r["long_mean_inside_quick_ci"] for r in rows) else 3)
+    assert "converged" in capsys.readouterr().out
+    assert script.main([str(tmp_path)]) == 2  # not a run folder: one line, exit 2

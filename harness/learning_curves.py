@@ -1,0 +1,191 @@
+"""Learning curves over the real-data axis, and the figures derived from them.
+
+Built from finished cell records (a run folder, or the leaderboard's copies), for ``cxrbench
+show`` and the leaderboard alike. Definitions (quoted in leaderboard/README.md):
+
+* **curve point**: a configuration's AUROC at one real-data size, the mean over its seeds with a
+  95% interval pooling the test-set bootstrap and the seed-to-seed variation (Rubin's rules,
+  :mod:`cxrbench.aggregate`); its x is the number of real training images the size gave.
+* **gain**: AUROC minus real-only AUROC at the same size, paired per seed (DeLong on the same test
+  patients), pooled over seeds; with the number of seeds significantly better / worse.
+* **content gain** (supplemented only): AUROC minus that of real + r x *noise* images at the same
+  size, ratio and seed (the noise control): what the synthetic images' content adds beyond their
+  number. The plain reading uses it.
+* **real-image equivalent**: the number of real images at which the real-only curve (made
+  monotone by isotonic regression, linear in log n) reaches the row's AUROC, with an interval by
+  parametric bootstrap of both (:mod:`cxrbench.evaluation.curves`); "> N" / "< n" outside the
+  measured sizes.
+* **saturation size**: for one (protocol, generator, ratio), the smallest size from which every
+  larger size's gain interval covers 0 (``None``: the largest size still shows a gain or a loss).
+
+Curves are grouped by everything a comparison must hold fixed: dataset, image size, classifier,
+schedule, the cell's context hash and the test set. Every size is tested on the same test set.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from cxrbench.aggregate import aggregate, config_key
+from cxrbench.subsets import size_text
+
+REAL_ONLY = "real-only.v1"
+
+
+def _group_key(rec: dict, test_set: str) -> tuple:
+    spec = rec.get("spec") or {}
+    protocol, _, _, schedule, context, _ = config_key(rec)
+    return ((spec.get("dataset") or {}).get("name"), spec.get("size"),
+            (spec.get("classifier") or {}).get("name"), schedule, context, test_set)
+
+
+def _pooled(paired: dict | None) -> dict | None:
+    """A pooled paired difference as plain numbers (mean, ci, seeds better / worse, p per seed)."""
+    if not paired:
+        return None
+    d = paired["delta_auroc"]
+    return {"mean": d["mean"], "ci": d.get("ci"), "seeds_better": paired["seeds_better"],
+            "seeds_worse": paired["seeds_worse"], "n_seeds": paired["n_seeds"], "p_values": paired["p_values"]}
+
+
+def learning_curves(records: Iterable[dict]) -> list[dict]:
+    """One entry per curve group with a real-data axis: its real-only curve, every other
+    configuration's points (gain, content gain, real-image equivalent) and saturation sizes."""
+    from cxrbench.evaluation.curves import equivalent_interval, real_image_equivalent, saturation_size
+
+    records = [r for r in records if "real_data" in (r.get("cell") or {})]
+    n_of = {}  # (group minus test set, size) -> real training images
+    by_config: dict[tuple, list[dict]] = {}
+    for rec in records:
+        if rec.get("status") == "ok" and rec.get("real_data"):
+            n_of[(_group_key(rec, "")[:-1], rec["cell"]["real_data"])] = rec["real_data"]["n_train"]
+        by_config.setdefault(config_key(rec), []).append(rec)
+    groups: dict[tuple, dict] = {}
+    for recs in by_config.values():
+        for row in aggregate(recs):
+            auc = row["metrics"].get("auroc")
+            if not auc or row["test_set"] is None:
+                continue
+            key = _group_key(recs[0], row["test_set"])
+            n = n_of.get((key[:-1], row["real_data"]))
+            if n is None:
+                continue
+            point = {"protocol": row["protocol"], "generator": row["generator"], "ratio": row["ratio"],
+                     "real_data": row["real_data"], "size_text": size_text(row["real_data"]), "n": n,
+                     "auroc": auc["mean"], "ci": auc.get("ci"), "sd": auc.get("sd"),
+                     "se": math.sqrt(auc["total_var"]), "n_seeds": auc["n_seeds"],
+                     "gain": _pooled(row.get("vs_real_only")), "content_gain": _pooled(row.get("vs_noise_control"))}
+            group = groups.setdefault(key, {"dataset": key[0], "image_size": key[1], "classifier": key[2],
+                                            "schedule": key[3], "context": key[4], "test_set": key[5],
+                                            "real_only": [], "points": []})
+            group["real_only" if row["protocol"] == REAL_ONLY else "points"].append(point)
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        group = groups[key]
+        curve = sorted(group["real_only"], key=lambda p: p["n"])
+        group["real_only"] = curve
+        # at each size, every generator beside the floor (noise) and ceiling (real) of that size
+        group["points"].sort(key=lambda p: (p["protocol"], p["ratio"], p["n"], p["generator"]))
+        sizes, means, ses = [p["n"] for p in curve], [p["auroc"] for p in curve], [p["se"] for p in curve]
+        for p in group["points"]:
+            if len(curve) < 2:
+                p["equivalent"] = None
+                continue
+            eq = real_image_equivalent(sizes, means, p["auroc"])
+            p["equivalent"] = {"n": eq.n, "bound": eq.bound, "text": eq.text(),
+                               **equivalent_interval(sizes, means, ses, p["auroc"], p["se"])}
+        group["saturation"] = []
+        for config in sorted({(p["protocol"], p["generator"], p["ratio"]) for p in group["points"]}):
+            pts = [p for p in group["points"] if (p["protocol"], p["generator"], p["ratio"]) == config]
+            cis = [tuple(p["gain"]["ci"]) if p["gain"] and p["gain"].get("ci") else None for p in pts]
+            if len(pts) < 2 or None in cis:
+                continue
+            size = saturation_size([p["n"] for p in pts], cis)
+            group["saturation"].append({"protocol": config[0], "generator": config[1], "ratio": config[2],
+                                        "saturation_n": size, "sizes": [p["n"] for p in pts]})
+        out.append(group)
+    return out
+
+
+def _diff(d: dict | None) -> str:
+    if not d:
+        return ""
+    ci = f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d.get("ci") else ""
+    return f"{d['mean']:+.3f}{ci} ({d['seeds_better']}+/{d['seeds_worse']}- of {d['n_seeds']})"
+
+
+def _interval(eq: dict | None) -> str:
+    if not eq:
+        return ""
+    return f"{eq['text']} [{eq['lo_text']}, {eq['hi_text']}]"
+
+
+TABLE_HEADERS = ["protocol", "generator", "r", "real data", "n real", "seeds", "AUROC [95% CI]",
+                 "gain vs real-only [CI] (seeds +/-)", "content gain vs real + r x noise [CI] (seeds +/-)",
+                 "worth (real images) [CI]"]
+
+
+def table_rows(group: dict) -> list[list[Any]]:
+    """The table of one curve group: real-only first, then every configuration by size."""
+    rows = []
+    for p in group["real_only"] + group["points"]:
+        ci = f" [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]" if p.get("ci") else ""
+        rows.append([p["protocol"], p["generator"], f"{p['ratio']:g}", p["size_text"], p["n"], p["n_seeds"],
+                     f"{p['auroc']:.3f}{ci}", _diff(p["gain"]), _diff(p["content_gain"]),
+                     _interval(p.get("equivalent"))])
+    return rows
+
+
+def _excludes_zero(d: dict | None, sign: int) -> bool:
+    return bool(d and d.get("ci") and (d["ci"][0] > 0 if sign > 0 else d["ci"][1] < 0))
+
+
+def plain_reading(group: dict) -> list[str]:
+    """What the curve group says, one sentence per finding, whatever the answer."""
+    lines = []
+    sizes = sorted({(p["n"], p["size_text"]) for p in group["points"]})
+    for n, text in sizes:
+        here = [p for p in group["points"] if p["n"] == n and p["generator"] != "noise"
+                and p["protocol"].startswith("supplemented")]
+        helped = [p for p in here if _excludes_zero(p["content_gain"], +1)]
+        hurt = [p for p in here if _excludes_zero(p["content_gain"], -1)]
+        bought = [p for p in here if _excludes_zero(p["gain"], +1) and not _excludes_zero(p["content_gain"], +1)]
+        name = lambda p: f"{p['generator']} r = {p['ratio']:g}"  # noqa: E731
+        if not here:
+            continue
+        if helped:
+            lines.append(f"At {n:,} real images ({text}), " + ", ".join(
+                f"{name(p)} beats the same number of noise images by {_diff(p['content_gain'])} AUROC "
+                f"(worth {_interval(p.get('equivalent'))} real images)" for p in helped) + ".")
+        if bought:
+            lines.append(f"At {n:,} real images ({text}), the gain of " + ", ".join(name(p) for p in bought)
+                         + " over real-only is not larger than that of noise images: it is the extra training, "
+                           "not the synthetic content.")
+        if hurt:
+            lines.append(f"At {n:,} real images ({text}), " + ", ".join(name(p) for p in hurt)
+                         + " scores below real + the same number of noise images.")
+        if not helped and not bought and not hurt:
+            lines.append(f"At {n:,} real images ({text}), no generator's supplemented set differs from the "
+                         "noise control: no generator helps here.")
+    for p in group["points"]:
+        if p["protocol"].startswith("synthetic-only") and p["generator"] not in ("noise", "real"):
+            lines.append(f"Synthetic-only at {p['n']:,} real images ({p['size_text']}): {p['generator']} scores "
+                         f"{p['auroc']:.3f}, worth {_interval(p.get('equivalent'))} real images.")
+    for s in group["saturation"]:
+        where = f"from {int(s['saturation_n']):,} real images" if s["saturation_n"] is not None else \
+            "not within the measured sizes (the largest size still differs from real-only)"
+        lines.append(f"{s['generator']} ({s['protocol']}, r = {s['ratio']:g}): gain over real-only saturates {where}.")
+    return lines
+
+
+def print_curves(records: Iterable[dict]) -> None:
+    """The learning-curve section of ``cxrbench show`` (nothing without a real-data axis)."""
+    from tabulate import tabulate
+
+    for group in learning_curves(records):
+        print(f"\nlearning curve: {group['dataset']} {group['image_size']} px, {group['classifier']} "
+              f"{group['schedule']}, test set {group['test_set']} (same test set at every size)")
+        print(tabulate(table_rows(group), headers=TABLE_HEADERS))
+        for line in plain_reading(group):
+            print(f"  - {line}")
