@@ -22,10 +22,20 @@ DEFAULT_SCHEDULE = "quick"
 DEFAULT_OUT = "runs"
 
 
+#: exit statuses scripts can trust (every command)
+EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_STATUS_HELP = """exit status:
+  0    every cell ok (or the command did what it was asked)
+  1    some cell failed: their count is printed, each is recorded with its error and re-run next time
+  2    usage or configuration error (bad flag, spec, plugin, path or data): nothing was run
+  130  interrupted (Ctrl-C): finished cells are stored; the same command resumes"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxrbench",
         description="Benchmark synthetic chest X-ray generators by what they do for a classifier on real patients.",
+        epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"cxrbench {__version__}")
     parser.add_argument("--disable-plugin", action="append", metavar="NAME",
@@ -33,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "e.g. one that fails to import; same as $CXRBENCH_DISABLE_PLUGINS")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a benchmark (a spec file and/or flags) and store one record per cell")
+    run = sub.add_parser("run", help="run a benchmark (a spec file and/or flags) and store one record per cell",
+                         epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(run)
     quality = sub.add_parser("quality", help="fidelity / diversity / memorization / label-fidelity report of each "
                                               "generator's synthetic set (ratio 1), without training a classifier")
@@ -142,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except CxrbenchError as exc:
         print(f"cxrbench: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("cxrbench: interrupted; finished cells are stored, re-run the same command to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def cmd_plugins(args) -> int:
@@ -298,9 +309,9 @@ def cmd_run(args) -> int:
     n_failed = len(summary.failed)
     print(f"\n{len(summary.ok)} cell(s) ran, {len(summary.skipped)} reused, {n_failed} failed -> {out}")
     if n_failed:
-        print(f"failed cells are recorded with their error in {out}/cells/; fix and re-run to retry only them",
-              file=sys.stderr)
-    return min(n_failed, 100)
+        print(f"cxrbench: {n_failed} cell(s) failed; each is recorded with its error in {out}/cells/; fix and re-run "
+              "to retry only them", file=sys.stderr)
+    return EXIT_CELLS_FAILED if n_failed else EXIT_OK
 
 
 def cmd_quality(args) -> int:

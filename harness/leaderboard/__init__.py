@@ -7,6 +7,9 @@ configuration over its seeds (:func:`cxrbench.leaderboard.build.build_rows`) and
     leaderboard.md / .csv / .tex   the table (Markdown, CSV with unrounded numbers, LaTeX)
     index.html                     one static page: sortable, filterable, inline CSS/JS only
     plots/*.png, plots/*.svg       AUROC vs ratio, domain FD vs AUROC, cost vs AUROC
+    learning-curves.md             only when a record has the real-data axis (``real_data:``): per
+                                   curve group its table and plain reading (cxrbench.learning_curves),
+                                   also a section of index.html; plots/learning-curve.png / .svg
     records/<folder>/cells/*.json  a verbatim copy of every record read
     assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row
 
@@ -26,14 +29,16 @@ from cxrbench.errors import CxrbenchError
 
 TABLE_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html")
 OWNED_DIRS = ("records", "assets", "plots")
+#: files of ours written only for some inputs: removed before a rebuild, so none is left stale
+OPTIONAL_FILES = ("learning-curves.md",)
 
 
 def build_leaderboard(results_dirs, out, schema=None) -> dict:
     """Build the leaderboard of ``results_dirs`` into ``out``; ``schema``: a Schema, a YAML path or
     None (the default). Returns a summary: rows, records, sources, statuses, files, notes."""
     from cxrbench.aggregate import AGGREGATE_METHOD
-    from cxrbench.leaderboard import plots, render
-    from cxrbench.leaderboard.build import build_rows, display_columns
+    from cxrbench.leaderboard import curve_plot, curves, plots, render
+    from cxrbench.leaderboard.build import _dedupe, build_rows, display_columns
     from cxrbench.leaderboard.schema import Schema, load_schema
 
     schema = schema if isinstance(schema, Schema) else load_schema(schema)
@@ -47,15 +52,24 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     notes += _copy_assets(rows, sources, out)
     columns = display_columns(rows, schema)
     figures, plot_notes = plots.write_plots(rows, out / "plots")
+    groups = curves.curve_groups(rec for _, rec in _dedupe(items)[0])
+    curve_figure = curve_plot.write_curve_plot(groups, out / "plots")
+    figures += [curve_figure] if curve_figure else []
     notes += _network_notes(rows) + plot_notes + [f"AUROC / AUPR over seeds: {AGGREGATE_METHOD}"]
+    if groups:
+        notes.append(f"learning curves over the real-data axis: {curves.FILE} ({len(groups)} group(s)); every "
+                     "size is tested on the same full test set")
     for rel in sorted(p for r in rows for p in r["ignored_records"]):
         notes.append(f"{rel}: a second copy of a cell already counted; not counted again")
     texts = {
         "leaderboard.md": render.render_markdown(rows, columns, notes),
         "leaderboard.csv": render.render_csv(rows, columns),
         "leaderboard.tex": render.render_latex(rows, columns),
-        "index.html": render.render_html(rows, columns, notes, figures, sorted(sources)),
+        "index.html": render.render_html(rows, columns, notes, figures, sorted(sources),
+                                         curves.render_html(groups) if groups else None),
     }
+    if groups:
+        texts[curves.FILE] = curves.render_markdown(groups, curve_figure)
     for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
     statuses: dict[str, int] = {}
@@ -115,6 +129,9 @@ def _prepare(out: Path) -> None:
     for d in OWNED_DIRS:
         if (out / d).is_dir():
             shutil.rmtree(out / d)
+    for f in OPTIONAL_FILES:
+        if (out / f).is_file():
+            (out / f).unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 

@@ -12,6 +12,10 @@ mean over its ok seeds of every ``record.*`` and ``derived.*`` column (quality, 
   or a failed seed check says so in ``status``. A record seen twice (the same ``cell_id`` in two
   results folders) is counted once; the other copy is listed under ``ignored_records``.
 * Each row lists the relative paths of the records it came from, ordered by seed.
+* A record of a spec with a real-data axis (``real_data:``) gives its row ``real_data`` (a
+  :class:`RealDataSize`: "5% (235)", sorting by its 235 real training images) and ``n_real``;
+  rows of different sizes never share a row (the size is part of the configuration). Without
+  the axis both are None.
 * The order is deterministic: by the schema's ``group_by`` fields, then its sort column in the
   direction of ``higher_is_better`` (missing values last), then generator label, ratio, chain.
 """
@@ -42,10 +46,61 @@ def build_rows(records: Iterable[Mapping | tuple[str, Mapping]], schema: Schema 
     for key in sorted(groups, key=_orderable):
         for members in _split_by_network(groups[key]):
             rows.extend(_rows_of_group(members, schema, ignored))
+    _add_real_data(rows, items)
     _add_utility_ratios(rows)
     for row in rows:  # row.* columns last: utility_ratio needs every row first
         row["values"].update({c.id: _get(row, c.path) for c in schema.columns if c.kind == "row"})
     return sorted(rows, key=lambda r: _row_order(r, schema))
+
+
+class RealDataSize(str):
+    """A real-data size as shown, ``5% (235)`` (:func:`cxrbench.subsets.size_text` and the number
+    of real training images it gave), that sorts by that number: ``size`` is the spec's value
+    (a float fraction or an int count), ``n`` the real training images (None when no record says)."""
+
+    size: float | int
+    n: int | None
+
+    def __new__(cls, size: float | int, n: int | None):
+        from cxrbench.subsets import size_text
+
+        obj = super().__new__(cls, size_text(size) + (f" ({n:,})" if n is not None else ""))
+        obj.size, obj.n = size, n
+        return obj
+
+    def __reduce__(self):
+        return (RealDataSize, (self.size, self.n))
+
+    @property
+    def order(self) -> tuple:
+        """Smallest first: by real training images, then by the spec's value (a count after a fraction)."""
+        return (_orderable(self.n), _orderable(self.size), isinstance(self.size, int))
+
+
+def _add_real_data(rows: list[dict], items: list[tuple[str, dict]]) -> None:
+    """``real_data`` and ``n_real`` of each row: the number of real training images comes from the
+    row's own records, else from any record of the same dataset, size (px) and real-data size (a
+    configuration whose seeds all failed wrote none)."""
+    known: dict[tuple, int] = {}
+    for _, rec in items:
+        n = (rec.get("real_data") or {}).get("n_train") if isinstance(rec.get("real_data"), Mapping) else None
+        size = (rec.get("cell") or {}).get("real_data")
+        if n is not None and size is not None:
+            f = record_fields(rec)
+            known.setdefault((f["dataset"], f["size"], _size_key(size)), int(n))
+    for row in rows:
+        size = row.pop("_real_data")
+        if size is None:
+            row["real_data"] = row["n_real"] = None
+            continue
+        n = row.pop("_n_real")
+        n = n if n is not None else known.get((row["dataset"], row["size"], _size_key(size)))
+        row["real_data"], row["n_real"] = RealDataSize(size, n), n
+
+
+def _size_key(size) -> tuple | None:
+    """A size as a dict key: 1.0 (every image) and 1 (an image count, not allowed) stay apart."""
+    return None if size is None else (type(size).__name__, size)
 
 
 def _add_utility_ratios(rows: list[dict]) -> None:
@@ -55,10 +110,12 @@ def _add_utility_ratios(rows: list[dict]) -> None:
     test set). 1: as good as the real images; 0: chance. A chain (e.g. proxy-filter) gives a row
     its own context hash, so the ceiling of the row's own context is preferred, else the only
     one of its place. None without a ceiling (e.g. real-only, or supplemented, whose comparison
-    is dAUROC vs real-only) or with two ceilings of other contexts to choose from."""
+    is dAUROC vs real-only) or with two ceilings of other contexts to choose from. On the real-data
+    axis the ceiling is the ``real`` row of the same size."""
     def place(r):
+        size = r["real_data"].size if r["real_data"] is not None else None
         return tuple(r[k] for k in ("dataset", "dataset_fingerprint", "size", "classifier", "protocol", "schedule",
-                                    "ratio", "test_set"))
+                                    "ratio", "test_set")) + (_size_key(size),)
 
     def auroc(r):
         return ((r["aggregate"].get("metrics") or {}).get("auroc") or {}).get("mean")
@@ -108,9 +165,12 @@ class DisplayColumn:
 def display_columns(rows: list[dict], schema: Schema) -> list[DisplayColumn]:
     """The schema's columns; one whose numbers come from a feature network is split into one
     column per network identity (its header naming it) when the rows were measured with more
-    than one, so numbers from different networks never share a column."""
+    than one, so numbers from different networks never share a column. A ``hide_when_empty``
+    column without a value in any row is left out."""
     out = []
     for col in schema.columns:
+        if col.hide_when_empty and all(r["values"].get(col.id) is None for r in rows):
+            continue
         net = col.feature_network
         identities = sorted({(r.get("feature_networks") or {}).get(net) for r in rows} - {None}) if net else []
         if len(identities) <= 1:
@@ -121,7 +181,10 @@ def display_columns(rows: list[dict], schema: Schema) -> list[DisplayColumn]:
 
 
 def sort_value(value):
-    """What a value sorts by: a pooled interval by its mean; None stays None (sorted last)."""
+    """What a value sorts by: a pooled interval by its mean, a real-data size by its number of
+    real training images; None stays None (sorted last)."""
+    if isinstance(value, RealDataSize):
+        return None if value.n is None else float(value.n)
     if isinstance(value, Mapping):
         value = value.get("mean")
     if isinstance(value, bool):
@@ -204,6 +267,11 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
             "fits": _fits_text(ok), "generator_plugin": ((recs[0].get("cell") or {}).get("generator") or {}).get("name"),
             "dataset_fingerprint": (recs[0].get("dataset") or {}).get("fingerprint"),
             "status": _status(recs, ok, agg), "vs_real_only": _vs_text(agg["vs_real_only"]),
+            "vs_noise_control": _vs_text(agg.get("vs_noise_control")),
+            # made into real_data / n_real by build_rows (a failed configuration takes n from others)
+            "_real_data": first["real_data"],
+            "_n_real": next((r["real_data"]["n_train"] for r in ok if isinstance(r.get("real_data"), Mapping)
+                             and r["real_data"].get("n_train") is not None), None),
             "aggregate": agg, "records": [p for p, _ in members],
             "reference": _reference_role(first, recs[0]),
             "ignored_records": sorted(p for r in recs for p in ignored.get(str(r.get("cell_id")), [])),
@@ -318,10 +386,19 @@ def _row_order(row: dict, schema: Schema) -> tuple:
         metric = -metric  # descending: the best first
     # the feature network keeps rows and fidelity columns apart (display_columns) but does not
     # split the ranking: a row without a quality report (real, older records) ranks among the rest
-    groups = tuple(_orderable(_newest_first(row.get(k)) if k == "protocol" else row.get(k))
-                   for k in schema.group_by if k != "feature_network")
+    groups = tuple(_group_order(row, k) for k in schema.group_by if k != "feature_network")
     return (groups, _orderable(metric), _orderable((row["generator"], row["ratio"], row["chain"],
                                                     row["feature_network"], row["context"], row["test_set"])))
+
+
+def _group_order(row: dict, key: str):
+    if key == "protocol":
+        return _orderable(_newest_first(row.get(key)))
+    value = row.get(key)
+    if key in ("real_data", "n_real"):  # by real training images, smallest first; no axis last
+        size = row.get("real_data")
+        return size.order if size is not None else (_orderable(None),) * 2 + (False,)
+    return _orderable(value)
 
 
 def _newest_first(protocol):

@@ -41,8 +41,9 @@ def auroc_limits(values) -> tuple[float, float]:
     return (lo, hi) if hi - lo >= 0.1 else (max(AUROC_LIMITS[0], hi - 0.1), hi)
 _PNG_META = {"Software": None}
 _SVG_META = {"Date": None, "Creator": None}
-#: row fields that keep comparisons apart (a panel / a series each)
-_CONTEXT = ("dataset", "size", "classifier", "schedule", "test_set")
+#: row fields that keep comparisons apart (a panel / a series each); real_data is None without
+#: the real-data axis, and a None is left out of every title and label
+_CONTEXT = ("dataset", "size", "classifier", "schedule", "real_data", "test_set")
 
 
 def write_plots(rows: list[dict], out_dir: Path, fd_column: str = "domain_fd",

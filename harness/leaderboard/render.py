@@ -24,11 +24,12 @@ import math
 from pathlib import Path
 from urllib.parse import quote
 
-from cxrbench.leaderboard.build import DisplayColumn, sort_value
+from cxrbench.leaderboard.build import DisplayColumn, RealDataSize, sort_value
 
 _HERE = Path(__file__).parent
-#: the HTML filter selects, in order: a row field each
+#: the HTML filter selects, in order: a row field each (real_data only when a row has a size)
 FILTERS = ("dataset", "protocol", "classifier", "size")
+REAL_DATA_FILTER = "real_data"
 
 
 def format_value(fmt: str, value) -> str:
@@ -126,8 +127,9 @@ def _csp_hash(text: str) -> str:
 
 
 def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str], plots: list[dict],
-                sources: list[str]) -> str:
-    """The page. ``plots``: [{"png", "svg", "title"}] relative paths; ``sources``: results folder names."""
+                sources: list[str], sections: list[str] | None = None) -> str:
+    """The page. ``plots``: [{"png", "svg", "title"}] relative paths; ``sources``: results folder names;
+    ``sections``: HTML lines (already escaped) put between the table and the plots."""
     css = (_HERE / "page.css").read_text()
     js = (_HERE / "page.js").read_text()
     csp = (f"default-src 'none'; img-src 'self' file: data:; style-src {_csp_hash(css)}; "
@@ -141,15 +143,19 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
            f"<p>{len(rows)} rows from {n_records} cell records in {_e(', '.join(sources))}. Click a column header "
            "to sort (again to reverse); AUROC is the mean over seeds +/- sd with its 95% CI (Rubin's rules).</p>",
            '<div class="filters">']
-    for key in FILTERS:
+    filters = _filters(rows)
+    for key in filters:
         values = sorted({_filter_value(r, key) for r in rows}, key=lambda v: (len(v) if key == "size" else 0, v))
+        if key == REAL_DATA_FILTER:  # by real training images, smallest first
+            sizes = {_filter_value(r, key): r.get(key) for r in rows}
+            values = sorted(values, key=lambda v: (sizes[v] is None, sizes[v].order if sizes[v] is not None else ()))
         options = "".join(f'<option value="{_e(v)}">{_e(v)}</option>' for v in values)
         out.append(f'<label>{_e(key)}<select data-filter="{_e(key)}" id="filter-{_e(key)}">'
                    f'<option value="">all</option>{options}</select></label>')
     out += ['<span id="row-count"></span>', "</div>", '<div class="table-wrap">', '<table id="leaderboard">',
             "<thead><tr>"]
-    for c in columns:
-        numeric = c.column.format != "text"
+    numeric_columns = [_numeric(c, rows) for c in columns]
+    for c, numeric in zip(columns, numeric_columns):
         first = "descending" if c.column.higher_is_better else "ascending"
         out.append(f'<th scope="col" tabindex="0" data-col="{_e(c.id)}" data-type="{"number" if numeric else "text"}" '
                    f'data-first="{first}">{_e(c.header)}</th>')
@@ -158,8 +164,8 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
             '<th scope="col" tabindex="0" data-col="records" data-type="text" data-first="ascending">Records</th>',
             "</tr></thead>", "<tbody>"]
     for i, r in enumerate(rows):
-        out.append(_html_row(i, r, columns))
-    out += ["</tbody></table></div>"]
+        out.append(_html_row(i, r, columns, filters, numeric_columns))
+    out += ["</tbody></table></div>"] + list(sections or [])
     if plots:
         out.append("<h2>Plots</h2>")
         for p in plots:
@@ -171,19 +177,28 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
     return "\n".join(out) + "\n"
 
 
+def _filters(rows: list[dict]) -> tuple[str, ...]:
+    return FILTERS + ((REAL_DATA_FILTER,) if any(r.get(REAL_DATA_FILTER) is not None for r in rows) else ())
+
+
+def _numeric(column: DisplayColumn, rows: list[dict]) -> bool:
+    """Sorted as numbers: a column with a number format, or one of real-data sizes (by real images)."""
+    return column.column.format != "text" or any(isinstance(column.value(r), RealDataSize) for r in rows)
+
+
 def _filter_value(row: dict, key: str) -> str:
     return "-" if row.get(key) is None else str(row[key])
 
 
-def _html_row(index: int, row: dict, columns: list[DisplayColumn]) -> str:
+def _html_row(index: int, row: dict, columns: list[DisplayColumn], filters: tuple[str, ...],
+              numeric_columns: list[bool]) -> str:
     status = row["status"]
     cls = "status-ok" if status == "ok" else ("status-failed" if status.startswith("failed") else "status-warn")
-    attrs = "".join(f' data-f-{key}="{_e(_filter_value(row, key))}"' for key in FILTERS)
+    attrs = "".join(f' data-f-{key}="{_e(_filter_value(row, key))}"' for key in filters)
     cells = []
-    for c in columns:
+    for c, numeric in zip(columns, numeric_columns):
         value = c.value(row)
         text = format_value(c.column.format, value).replace(" +/- ", " \u00b1 ")
-        numeric = c.column.format != "text"
         key = sort_value(value)
         if numeric:  # a number or nothing: the page sorts this column with parseFloat
             data = repr(key) if isinstance(key, float) else ""
