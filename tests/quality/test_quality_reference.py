@@ -134,6 +134,18 @@ def test_kid_seeded_and_subset_size_capped():
     assert kid(a, b, subsets=3, subset_size=1000) == kid(a, b, subsets=3, subset_size=50)
 
 
+def test_the_quality_blocks_kid_subsets_are_smaller_than_its_sets_so_the_spread_is_real():
+    from cxrbench.quality.fidelity import kid_subset_size
+
+    a, b = gaussians(600, 600, 16, shift=0.3, seed=7)
+    m = kid_subset_size(len(a), len(b))
+    assert m == 300 and kid_subset_size(5000, 3000) == 1000 and kid_subset_size(3, 2) == 2
+    mean, std = kid(a, b, subset_size=m, seed=0)
+    whole, _ = kid(a, b, subsets=1, subset_size=600)
+    assert std > 0.05 * abs(mean) > 0  # a spread, not ~1e-15
+    assert mean == pytest.approx(whole, rel=0.2)  # the same (unbiased) quantity
+
+
 # --------------------------------------------------------------------------- FD ratio
 
 
