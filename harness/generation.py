@@ -419,7 +419,9 @@ def seed_check(generator, source_train, *, seed: int, size: int) -> dict[str, An
 
     caps = type(generator).capabilities
     base = condition_for(source_train, 0, seed, "seed-check", caps)
-    others = [dataclasses.replace(base, seed=derive_seed(seed, "seed-check", k)) for k in range(2)]
+    # their own key: derive_seed(seed, "seed-check", 0) IS the base image's seed (condition_for
+    # derives it so), and a "different" image of the same seed would be a second paid request
+    others = [dataclasses.replace(base, seed=derive_seed(seed, "seed-check-other", k)) for k in range(2)]
     name = type(generator).name
     with plugin_call("generator", name, "generate"):
         images = generator.generate([base, *others, base])

@@ -55,8 +55,9 @@ def build_rows(records: Iterable[Mapping | tuple[str, Mapping]], schema: Schema 
 
 class RealDataSize(str):
     """A real-data size as shown, ``5% (235)`` (:func:`cxrbench.subsets.size_text` and the number
-    of real training images it gave), that sorts by that number: ``size`` is the spec's value
-    (a float fraction or an int count), ``n`` the real training images (None when no record says)."""
+    of real training images it gave; ``200 images`` when a count gave that many), that sorts by
+    that number: ``size`` is the spec's value (a float fraction or an int count), ``n`` the real
+    training images (None when no record says)."""
 
     size: float | int
     n: int | None
@@ -64,7 +65,8 @@ class RealDataSize(str):
     def __new__(cls, size: float | int, n: int | None):
         from cxrbench.subsets import size_text
 
-        obj = super().__new__(cls, size_text(size) + (f" ({n:,})" if n is not None else ""))
+        shown = n is not None and not (isinstance(size, int) and n == size)  # "200 images (200)" says it twice
+        obj = super().__new__(cls, size_text(size) + (f" ({n:,})" if shown else ""))
         obj.size, obj.n = size, n
         return obj
 
@@ -83,17 +85,17 @@ def _add_real_data(rows: list[dict], items: list[tuple[str, dict]]) -> None:
     configuration whose seeds all failed wrote none)."""
     known: dict[tuple, int] = {}
     for _, rec in items:
-        n = (rec.get("real_data") or {}).get("n_train") if isinstance(rec.get("real_data"), Mapping) else None
+        info = rec.get("real_data")
+        n = info.get("n_train") if isinstance(info, Mapping) else None
         size = (rec.get("cell") or {}).get("real_data")
         if n is not None and size is not None:
             f = record_fields(rec)
             known.setdefault((f["dataset"], f["size"], _size_key(size)), int(n))
     for row in rows:
-        size = row.pop("_real_data")
+        size, n = row.pop("_real_data"), row.pop("_n_real")
         if size is None:
             row["real_data"] = row["n_real"] = None
             continue
-        n = row.pop("_n_real")
         n = n if n is not None else known.get((row["dataset"], row["size"], _size_key(size)))
         row["real_data"], row["n_real"] = RealDataSize(size, n), n
 

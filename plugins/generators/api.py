@@ -135,7 +135,7 @@ class ApiGenerator(Generator):
         self._client = None
         self._lock = threading.Lock()
         self._next_slot = 0.0
-        self.counts = {"requested": 0, "produced": 0, "cached": 0, "retried": 0, "failed": 0}
+        self.counts = {"requested": 0, "produced": 0, "cached": 0, "retried": 0, "failed": 0, "merged": 0}
         self.request_seconds = 0.0
 
     # ------------------------------------------------------------------ options
@@ -251,7 +251,17 @@ class ApiGenerator(Generator):
                 out[i, 0] = torch.from_numpy(arr)
                 self.counts["cached"] += 1
         if todo:
-            self._fetch_all([(i, prompts[i], int(conditions[i].seed)) for i in todo], out)
+            # One paid image per (prompt, seed): identical requests inside one call are fetched
+            # once and copied (the run-time seed check asks for its base image twice).
+            first: dict[tuple[str, int], int] = {}
+            for i in todo:
+                first.setdefault((prompts[i], int(conditions[i].seed)), i)
+            self._fetch_all([(i, p, seed) for (p, seed), i in first.items()], out)
+            for i in todo:
+                j = first[(prompts[i], int(conditions[i].seed))]
+                if j != i:
+                    out[i] = out[j]
+                    self.counts["merged"] += 1
         return out
 
     def _read_cached(self, prompt: str, seed: int):

@@ -215,3 +215,41 @@ class TestApiGeneratorContract(GeneratorContractTests):
     generator_options = {"provider": "gemini", "api_key_env": _KIT_ENV, "base_url": _KIT_API.url,
                          "requests_per_minute": 60000.0, "concurrency": 4, "timeout_s": 5.0}
     size = 16
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_one_paid_image_per_prompt_and_seed_within_a_call(provider, key, tmp_path):
+    """The run-time seed check asks for its base image twice in one call: the server must see
+    (and bill) it once; the copies are identical (issue #28 point 4)."""
+    with FakeImageAPI(KEY, fail_rate=0.0, seed=3) as api:
+        g = make(api, provider, tmp_path / "cache")
+        a, b = conds(2)
+        images = g.generate([a, a, b, a])
+        assert api.requests == 2 and g.generation_stats()["produced"] == 2 and g.counts["merged"] == 2
+        assert bool((images[0] == images[1]).all()) and bool((images[0] == images[3]).all())
+
+
+def test_the_seed_checks_other_seeds_are_not_its_base_seed():
+    """Its two 'different' images must have seeds of their own, never the base image's."""
+    import torch
+
+    from cxrbench.contracts import Split
+    from cxrbench.generation import seed_check
+
+    asked = []
+
+    class Spy:
+        name = "spy"
+        capabilities = type("Caps", (), {"mask": False})()
+
+        def generate(self, conditions):
+            asked.extend(c.seed for c in conditions)
+            return torch.stack([torch.full((1, 8, 8), c.seed % 251, dtype=torch.uint8) for c in conditions])
+
+    split = Split("train", torch.zeros((3, 1, 8, 8), dtype=torch.uint8), torch.tensor([[1.0], [0.0], [1.0]]),
+                  ("y",), ["a", "b", "c"], ["k1", "k2", "k3"])
+    for seed in range(20):
+        asked.clear()
+        assert seed_check(Spy(), split, seed=seed, size=8)["ok"]
+        base, other1, other2, again = asked
+        assert base == again and len({base, other1, other2}) == 3, (seed, asked)
