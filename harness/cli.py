@@ -361,7 +361,7 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
 
     from cxrbench.subsets import size_text
 
-    records = RunStore(out).records()
+    records, problems = RunStore(out).checked_records()
     # the real-data axis gets a column only in folders that use it (older tables stay as they were)
     sized = any("real_data" in (rec.get("cell") or {}) for rec in records)
     rows, earlier = [], False
@@ -393,6 +393,12 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
                                   "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
     if earlier:
         print("* from an earlier invocation into this folder (not run or reused by this one)")
+    for line in problems:  # never shown as a number
+        print(f"NOT SHOWN: {line}")
+    unsealed = sum(1 for rec in records if "digest" not in rec)
+    if unsealed:
+        print(f"{unsealed} record(s) carry no digest (written before cxrbench sealed records): their numbers "
+              "cannot be checked")
     agg = [a for a in aggregate(records) if len(a["seeds"]) > 1]
     if agg:
         _print_aggregates(agg, sized)

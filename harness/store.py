@@ -8,6 +8,12 @@ Layout of a run directory::
     <out>/summary.json              comparisons against the baseline, Bonferroni-corrected
 
 A record with status "ok" is never recomputed; a "failed" one is retried on the next run.
+
+Every record is **sealed**: ``record["digest"]`` holds the sha256 of its canonical JSON (sorted
+keys, no whitespace, the digest itself left out). Reuse, ``show`` and the leaderboard verify it: a
+record edited or cut short is reported in one line naming the file, never shown as a number,
+and recomputed by the next run. Records written before sealing existed carry no digest; they
+are reused and shown (their numbers cannot be checked), and the leaderboard refuses them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,59 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+DIGEST_KEY = "digest"
+
+
+def record_digest(record: dict) -> str:
+    """sha256 of a record's canonical JSON, its digest left out."""
+    import hashlib
+
+    body = {k: v for k, v in record.items() if k != DIGEST_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(record: dict) -> dict:
+    """The record as it will read back from JSON, with its digest."""
+    plain = json.loads(json.dumps({k: v for k, v in record.items() if k != DIGEST_KEY}, default=str))
+    return {**plain, DIGEST_KEY: {"sha256": record_digest(plain)}}
+
+
+def check_record(record: Any) -> str | None:
+    """What is wrong with a parsed record (None: it is sound, or unsealed)."""
+    if not isinstance(record, dict) or "cell" not in record:
+        return "not a cell record"
+    digest = record.get(DIGEST_KEY)
+    if digest is None:
+        return None
+    if not isinstance(digest, dict) or digest.get("sha256") != record_digest(record):
+        return "its content does not match its digest (edited or damaged)"
+    return None
+
+
+class BadRecord(Exception):
+    """A record file that cannot be trusted (unreadable, cut short, or failing its digest)."""
+
+
+def read_record(path: Path) -> dict:
+    """A record file, verified; :class:`BadRecord` says in one line what is wrong with it."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRecord(f"{path}: unreadable or cut short ({type(exc).__name__}): not trusted; a re-run "
+                        "recomputes it") from None
+    problem = check_record(record)
+    if problem:
+        raise BadRecord(f"{path}: {problem}: not trusted; a re-run recomputes it")
+    return record
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"[cxrbench] WARNING: {message}", file=sys.stderr, flush=True)
+
+
 class RunStore:
     def __init__(self, out: Path):
         self.out = Path(out)
@@ -54,13 +113,16 @@ class RunStore:
         return d
 
     def load(self, cell_id: str) -> dict | None:
+        """The verified record of ``cell_id``; None when there is none or it cannot be trusted
+        (then recomputed, never reused)."""
         path = self.record_path(cell_id)
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None  # a corrupt record is recomputed, never trusted
+            return read_record(path)
+        except BadRecord as exc:
+            _warn(str(exc))
+            return None
 
     def is_finished(self, cell_id: str) -> bool:
         record = self.load(cell_id)
@@ -68,19 +130,27 @@ class RunStore:
 
     def write(self, cell_id: str, record: dict) -> Path:
         path = self.record_path(cell_id)
-        atomic_write_json(path, record)
+        atomic_write_json(path, seal(record))
         return path
 
-    def records(self) -> list[dict]:
+    def checked_records(self) -> tuple[list[dict], list[str]]:
+        """(every trustworthy record, one line per record file that is not)."""
         if not self.cells_dir.is_dir():
-            return []
-        out = []
+            return [], []
+        out, problems = [], []
         for path in sorted(self.cells_dir.glob("*.json")):
             try:
-                out.append(json.loads(path.read_text()))
-            except json.JSONDecodeError:
-                continue
-        return out
+                out.append(read_record(path))
+            except BadRecord as exc:
+                problems.append(str(exc))
+        return out, problems
+
+    def records(self) -> list[dict]:
+        """Every trustworthy record; one warning line for each that is not."""
+        records, problems = self.checked_records()
+        for line in problems:
+            _warn(line)
+        return records
 
 
 @functools.lru_cache(maxsize=1)
