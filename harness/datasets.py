@@ -49,7 +49,7 @@ import numpy as np
 
 from cxrbench.contracts import Dataset, ImageRecord, Split, options_to_dict
 from cxrbench.errors import ConfigError, DatasetError, LeakageError
-from cxrbench.integrity import quarantine
+from cxrbench.integrity import quarantine, write_checksum
 from cxrbench.kit.datasets import DATA_ROOT_ENV, carve_validation, default_cache_dir
 from cxrbench.preprocessing import Preprocessing, preprocess_image, preprocess_mask
 from cxrbench.progress import bar
@@ -318,11 +318,15 @@ def load_dataset(
     folder = root / "datasets" / f"{dataset.name}-{fingerprint[:16]}-{size}-{_prep_hash(dataset, prep)}"
 
     t0 = time.perf_counter()
-    cached = _open_cache(folder, size)
+    try:
+        cached = _open_cache(folder, size)
+        why = "its arrays do not match index.json or cannot be read"
+    except _CacheProblem as exc:
+        cached, why = None, str(exc)
     hit = cached is not None
     t_decode = 0.0
-    if cached is None and folder.exists():  # there, but unreadable or not matching its index
-        quarantine(folder, "its arrays do not match index.json or cannot be read")
+    if cached is None and folder.exists():  # there, but unreadable, not matching its index, or altered
+        quarantine(folder, why)
     if cached is None:
         if missing and prep.on_unreadable == "fail":
             shown = ", ".join(repr(p) for p in missing[:5])
@@ -483,8 +487,10 @@ def _build_cache(
                 f"(first: {skipped[0]['path']!r}: {skipped[0]['error']})"
             )
         _finalize_array(images, tmp / "images.raw.npy", tmp / "images.npy", kept)
+        write_checksum(tmp / "images.npy")  # checked at every load: a flipped byte is never trained on
         if masks is not None:
             _finalize_array(masks, tmp / "masks.raw.npy", tmp / "masks.npy", kept)
+            write_checksum(tmp / "masks.npy")
         index = {
             "cache_format": CACHE_FORMAT,
             "dataset": dataset.name,
@@ -511,7 +517,11 @@ def _build_cache(
         try:
             os.rename(tmp, folder)
         except OSError:
-            if _open_cache(folder, size) is None:  # a broken folder is in the way: replace it
+            try:
+                usable = _open_cache(folder, size) is not None
+            except _CacheProblem:
+                usable = False
+            if not usable:  # a broken folder is in the way: replace it
                 stale = folder.with_name(f".{folder.name}.stale-{uuid.uuid4().hex[:8]}")
                 os.rename(folder, stale)
                 os.rename(tmp, folder)
@@ -536,7 +546,15 @@ def _finalize_array(arr: np.memmap, raw: Path, final: Path, kept: np.ndarray) ->
     os.remove(raw)
 
 
+class _CacheProblem(Exception):
+    """A decoded-dataset cache folder that is there but cannot be trusted (why: the message)."""
+
+
 def _open_cache(folder: Path, size: int):
+    """The cached arrays, or None when there is no usable cache; :class:`_CacheProblem` when
+    an array fails its checksum (written when the cache was built)."""
+    from cxrbench.integrity import check_file
+
     index_path = folder / "index.json"
     if not index_path.is_file():
         return None
@@ -554,6 +572,11 @@ def _open_cache(folder: Path, size: int):
             masks = np.load(folder / "masks.npy", mmap_mode="c")
             if masks.shape != images.shape:
                 return None
+        for name in ("images.npy", "masks.npy") if masks is not None else ("images.npy",):
+            # a cache decoded before checksums existed is trusted once (decoding is the costly part)
+            problem = check_file(folder / name, missing_ok=True)
+            if problem:
+                raise _CacheProblem(problem)
         return images, masks, index
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None

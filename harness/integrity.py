@@ -56,6 +56,60 @@ def verify(entries: dict[str, list], root: Path) -> str | None:
     return None
 
 
+#: the checksum sidecar of a single-file cache entry: ``<file>.sha256.json``
+CHECKSUM_SUFFIX = ".sha256.json"
+
+
+def checksum_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + CHECKSUM_SUFFIX)
+
+
+def write_checksum(path: Path) -> None:
+    """Record the size, sha256 and modification time of ``path`` in its sidecar (atomically)."""
+    import json
+    import tempfile
+
+    path = Path(path)
+    st = path.stat()
+    side = checksum_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", dir=side.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"size": st.st_size, "sha256": sha256_file(path), "mtime_ns": st.st_mtime_ns}, fh)
+    os.replace(tmp, side)
+
+
+def check_file(path: Path, *, missing_ok: bool = False) -> str | None:
+    """None when ``path`` matches its checksum sidecar, else what is wrong (one line).
+
+    The content is re-hashed only when the file's modification time differs from the one
+    recorded when it was last verified (any write changes it), so a large cache that nobody
+    touched loads without reading it twice. ``missing_ok``: a file without a sidecar (made
+    before checksums existed) is trusted once and given one - for entries that are costly to
+    rebuild (decoded datasets, paid images); elsewhere a missing sidecar is a problem."""
+    import json
+
+    path, side = Path(path), checksum_path(path)
+    if not side.is_file():
+        if missing_ok and path.is_file():
+            write_checksum(path)
+            return None
+        return f"{path.name} has no checksum"
+    try:
+        meta = json.loads(side.read_text())
+        size, digest = int(meta["size"]), str(meta["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"the checksum of {path.name} is unreadable"
+    st = path.stat()
+    if st.st_size != size:
+        return f"{path.name} has {st.st_size} bytes, expected {size}"
+    if st.st_mtime_ns == meta.get("mtime_ns"):
+        return None
+    if sha256_file(path) != digest:
+        return f"{path.name} does not match its checksum"
+    write_checksum(path)  # the same bytes under a new time (a copy): verified, hash once
+    return None
+
+
 def quarantine(path: Path, why: str, *, also: tuple[Path, ...] = ()) -> Path:
     """Rename a bad cache entry (and its sidecars ``also``) aside, kept for inspection and never
     read again, and say so in one line."""

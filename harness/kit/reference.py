@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrbench.integrity import quarantine
+from cxrbench.integrity import check_file, checksum_path, quarantine, write_checksum
 from cxrbench.kit.checkpoints import load_tensors, save_tensors, write_json
 from cxrbench.kit.images import data_fingerprint, step_generator, to_model_range
 from cxrbench.kit.runtime import bar
@@ -81,11 +81,15 @@ class ReferenceClassifier:
             self.net = reference_net(labels.shape[1], int(o.width))
         if path.is_file():
             try:
+                problem = check_file(path)  # weights altered on disk would load silently otherwise
+                if problem:
+                    raise ValueError(problem)
                 self.net.load_state_dict(load_tensors(path))
                 self.net.eval()
                 return {"path": str(path), "cached": True, "identity": self.identity}
             except Exception as exc:  # noqa: BLE001 - a damaged cache entry is retrained, never trusted
-                quarantine(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                quarantine(path, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+                           also=(checksum_path(path),))
                 with torch.random.fork_rng(devices=[]):  # a partial load may have touched weights
                     torch.manual_seed(int(o.seed))
                     self.net = reference_net(labels.shape[1], int(o.width))
@@ -108,6 +112,7 @@ class ReferenceClassifier:
         self.net.eval()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_tensors(path, self.net.state_dict())
+        write_checksum(path)
         write_json(path.with_suffix(".json"), {"options": asdict(o), "fitted_on": train.name, "n": len(train),
                                                "identity": self.identity})
         return {"path": str(path), "cached": False, "final_loss": float(loss.detach()), "identity": self.identity}

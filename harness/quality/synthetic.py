@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from cxrbench.integrity import entry_lock, quarantine
+from cxrbench.integrity import check_file, entry_lock, quarantine, write_checksum
 from cxrbench.quality import diversity, fidelity
 from cxrbench.quality.memorization import image_memorization, memorization, save_worst_pairs
 from cxrbench.quality.features import load_extractor, reference_classifier
@@ -155,6 +155,9 @@ def _cached_or_computed(images, labels, train, cache: Path, out_dir: Path, *, se
 
     if (cache / "report.json").is_file():
         try:
+            problem = check_file(cache / "report.json")  # an edited report must not reach new records
+            if problem:
+                raise ValueError(problem)
             report = json.loads((cache / "report.json").read_text())
         except (OSError, ValueError) as exc:
             quarantine(cache, " ".join(str(exc).split())[:200])
@@ -190,6 +193,7 @@ def _cached_or_computed(images, labels, train, cache: Path, out_dir: Path, *, se
     report = jsonable(report)  # numpy scalars -> floats, NaN -> None
     tmp.write_text(json.dumps(report, sort_keys=True, allow_nan=False))
     tmp.replace(cache / "report.json")
+    write_checksum(cache / "report.json")
     if (cache / WORST_PAIRS_PNG).is_file():
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cache / WORST_PAIRS_PNG, out_dir / WORST_PAIRS_PNG)

@@ -230,6 +230,9 @@ class ApiGenerator(Generator):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        from cxrbench.integrity import write_checksum
+
+        write_checksum(path)
 
     # ------------------------------------------------------------------ generation
     def fit(self, train: Split, *, progress: bool = True) -> dict:
@@ -265,14 +268,20 @@ class ApiGenerator(Generator):
         return out
 
     def _read_cached(self, prompt: str, seed: int):
+        from cxrbench.integrity import check_file, checksum_path, quarantine
+
         path = self._cache_path(prompt, seed)
         if not path.is_file():
             return None
-        try:
-            return self._to_array(self._decode(path.read_bytes()))
-        except Retryable:  # cannot happen for a file we wrote, unless the disk changed it
-            path.unlink(missing_ok=True)
-            return None
+        # a paid image stored before checksums existed is trusted once (re-buying it costs money)
+        problem = check_file(path, missing_ok=True)
+        if problem is None:
+            try:
+                return self._to_array(self._decode(path.read_bytes()))
+            except Retryable as exc:  # cannot happen for a file we wrote, unless the disk changed it
+                problem = f"cannot be decoded: {exc.reason}"
+        quarantine(path, problem, also=(checksum_path(path),))
+        return None
 
     def _fetch_all(self, jobs: list[tuple[int, str, int]], out) -> None:
         import torch
