@@ -14,7 +14,9 @@ Every dataset plugin only *describes* its images (:meth:`Dataset.records`) and d
    cache format. On a miss every image is decoded once (progress bar, a few threads),
    preprocessed (:func:`cxrbench.preprocessing.preprocess_image`) and written as one ``uint8`` array (N, 1, H, W)
    ``images.npy`` (+ ``masks.npy``) and an ``index.json``, into a temporary folder renamed
-   into place (atomic; a concurrent loader that loses the race uses the winner's folder);
+   into place (atomic; a concurrent loader that loses the race uses the winner's folder); each
+   array has a checksum sidecar (:func:`cxrbench.integrity.check_file`) verified at every load,
+   so a cache altered on disk is moved aside and decoded again, never trained on;
 5. the arrays are memory-mapped (``np.load(mmap_mode="c")``) and wrapped with
    ``torch.from_numpy``: a warm load decodes nothing.
 

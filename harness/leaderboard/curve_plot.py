@@ -82,7 +82,8 @@ def draw(fig, groups: list[dict]) -> None:
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
     shown, handles = [], {}
     for ax, group in zip(axes, groups):
-        curves = [("real-only", {"color": _BLACK, "linestyle": "-", "marker": "o"}, group["real_only"])]
+        # real-only drawn above the rest: the curve every other one is read against
+        curves = [("real-only", {"color": _BLACK, "linestyle": "-", "marker": "o", "zorder": 4}, group["real_only"])]
         configs = sorted({(p["protocol"], p["generator"], float(p["ratio"])) for p in group["points"]})
         for config in configs:
             pts = [p for p in group["points"] if (p["protocol"], p["generator"], float(p["ratio"])) == config]

@@ -65,7 +65,7 @@ def render_html(groups: list[dict]) -> list[str]:
     from cxrbench.leaderboard.render import _e
     from cxrbench.learning_curves import TABLE_HEADERS, plain_reading, table_rows
 
-    out = ['<h2 id="learning-curves">Learning curves</h2>', f"<p>{_e(INTRO)} Also in "
+    out = ['<h2 id="learning-curves">Learning curves</h2>', f"<p>{_e(INTRO.replace('`', ''))} Also in "
            f'<a href="{FILE}">{FILE}</a>.</p>']
     for heading, group in zip(headings(groups), groups):
         out += [f"<h3>{_e(heading)}</h3>", '<div class="table-wrap"><table class="learning-curve">',

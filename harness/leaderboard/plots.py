@@ -2,9 +2,12 @@
 
 * ``auroc-vs-ratio``: AUROC against the supplementation ratio r per generator, with the 95% CI
   as a band (Khosravi et al.'s figure), from ``supplemented*`` rows; a matching real-only row is
-  drawn at r = 0. One panel per dataset / size / classifier / protocol / schedule / test set.
+  drawn at r = 0. One panel per dataset / size / classifier / protocol / schedule / test set and
+  real-data size (the spec's ``real_data:``; smallest first).
 * ``fd-vs-auroc``: domain FD against AUROC (CI as error bars), one point per row with both.
 * ``cost-vs-auroc``: generation seconds per image against AUROC.
+* ``learning-curve`` (:mod:`cxrbench.leaderboard.curve_plot`, only with the real-data axis): AUROC
+  against the number of real training images.
 
 Both scatters draw each group's references as horizontal lines (the ``real`` row: the ceiling;
 ``noise``: the floor; real-only for supplemented rows), since a generator's AUROC means little
@@ -105,7 +108,12 @@ def _auroc_vs_ratio(fig, rows: list[dict]) -> str | None:
     panels: dict[tuple, list[dict]] = {}
     for r in supplemented:
         panels.setdefault(_context(r) + (r["protocol"],), []).append(r)
-    keys = sorted(panels, key=lambda k: tuple(str(x) for x in k))
+    at = _CONTEXT.index("real_data")
+    # real-data sizes (None without the axis) smallest first, then as text
+    keys = sorted(panels, key=lambda k: (k[at].order if k[at] is not None else (), tuple(str(x) for x in k)))
+    sized = any(k[at] is not None for k in keys)
+    if sized:  # a panel per size: room for each, and the size on a line of its own in the title
+        fig.set_size_inches(max(FIGSIZE[0], 4.5 * len(keys)), FIGSIZE[1])
     axes = fig.subplots(1, len(keys), squeeze=False, sharey=True)[0]
     shown = []
     for ax, key in zip(axes, keys):
@@ -127,7 +135,8 @@ def _auroc_vs_ratio(fig, rows: list[dict]) -> str | None:
             (line,) = ax.plot(x, y, marker="o", label=_plain(name))
             ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color(), linewidth=0)
         ax.set_xlabel("synthetic-to-real ratio r" + (" (r = 0: real-only)" if baseline else ""))
-        ax.set_title(_plain(" / ".join(str(k) for k in key if k is not None)), fontsize=8)
+        title = " / ".join(str(k) for i, k in enumerate(key) if k is not None and not (sized and i == at))
+        ax.set_title(_plain(title + (f"\nreal data: {key[at]}" if sized else "")), fontsize=8)
         ax.legend(fontsize=7)
     axes[0].set_ylabel("AUROC (mean over seeds, 95% CI)")
     axes[0].set_ylim(*auroc_limits(shown))
