@@ -69,7 +69,7 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
                                          curves.render_html(groups) if groups else None),
     }
     if groups:
-        pass
+        texts[curves.FILE] = curves.render_markdown(groups, curve_figure)
     for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
     statuses: dict[str, int] = {}

@@ -399,7 +399,7 @@ def _group_order(row: dict, key: str):
     value = row.get(key)
     if key in ("real_data", "n_real"):  # by real training images, smallest first; no axis last
         size = row.get("real_data")
-        return _orderable(size.size if size is not None else None)
+        return size.order if size is not None else (_orderable(None),) * 2 + (False,)
     return _orderable(value)
 
 
