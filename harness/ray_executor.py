@@ -41,9 +41,15 @@ def job_of(runner) -> dict[str, Any]:
     from cxrbench import generation
     from cxrbench.device import compile_enabled
 
+    import torch
+
     return {"out": str(runner.store.out), "data_root": runner.data_root,
             "cache_dir": str(runner.cache_root), "device": runner.device_request, "spec_source": runner.spec_source,
             "compile": compile_enabled(),
+            # the thread count a local run would train with (--threads, else torch's default): it
+            # changes floating-point reduction order, so tasks must use the same to give the same
+            # numbers (Ray starts workers with 1 thread per CPU slot)
+            "torch_threads": torch.get_num_threads(),
             # the driver's shard size: shard tasks and the cells that assemble them must agree
             "shard_size": generation.SHARD_SIZE}
 
@@ -54,6 +60,10 @@ def _slice_runner(job: dict, slice_data: dict):
     from cxrbench.device import COMPILE_ENV
 
     generation.SHARD_SIZE = int(job["shard_size"])
+    if job.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(job["torch_threads"]))
     os.environ["CXRBENCH_PROGRESS"] = "0"
     os.environ[COMPILE_ENV] = "1" if job.get("compile") else "0"
     from cxrbench.config import spec_from_data

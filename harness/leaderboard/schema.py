@@ -49,8 +49,8 @@ AGGREGATE_TREE: dict = {
 }
 #: top-level keys of a cell record (schema cxrbench.cell/1)
 RECORD_KEYS = ("artifacts", "cell", "cell_id", "classifier", "comparisons", "created", "dataset", "error", "external",
-               "generator", "git_revision", "hardware", "metrics", "protocol", "schema", "seeds", "spec",
-               "spec_source", "status", "thresholds", "timings", "training_set", "versions")
+               "generator", "git_revision", "hardware", "metrics", "protocol", "real_data", "schema", "seeds", "spec",
+               "spec_source", "status", "thresholds", "timings", "training_set", "versions", "vs_noise_control")
 
 _FORMAT = re.compile(r"^(?:text|int|(?:fixed|signed|sig|percent|mean_sd_ci):\d)$")
 FORMATS_HELP = "text, int, fixed:N, signed:N, sig:N, percent:N, mean_sd_ci:N"

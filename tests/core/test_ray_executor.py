@@ -91,10 +91,18 @@ def _metrics(out: Path) -> dict:
     return got
 
 
-def test_a_spec_on_ray_matches_the_local_run(cluster, tmp_path, capsys, monkeypatch):
+def test_a_spec_on_ray_matches_the_local_run(cluster, tmp_path, capsys, monkeypatch, request):
+    """Both at their default settings: the driver's thread count (2 here, as a laptop's default
+    would be; the suite runs with 1) reaches every Ray task, so the numbers agree."""
+    import torch
+
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
     from cxrbench import generation
+
+    threads = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    torch.set_num_threads(2)
 
     # the driver's shard size travels with every task (the workers' own environment says 1,024)
     monkeypatch.setattr(generation, "SHARD_SIZE", 256)
@@ -105,9 +113,13 @@ def test_a_spec_on_ray_matches_the_local_run(cluster, tmp_path, capsys, monkeypa
     # 2 real-only baselines + 2 generators x 2 seeds; one ddpm fit; 2 shards per missing replica
     assert "ray: 6 cell task(s), 2 fit task(s), 8 shard task(s)" in log
     assert not list((tmp_path / "cache-ray" / "synthetic" / "shards").glob("*.npy"))  # all assembled
-    assert main(["run", "--spec", str(spec), "--threads", "1", "--out", str(local_out),
+    assert main(["run", "--spec", str(spec), "--out", str(local_out),
                  "--cache-dir", str(tmp_path / "cache-local"), "--no-progress"]) == 0
+    torch.set_num_threads(threads)
     on_ray, local = _metrics(ray_out), _metrics(local_out)
+    used = {json.loads(p.read_text())["hardware"]["torch_threads"]
+            for o in (ray_out, local_out) for p in (o / "cells").glob("*.json")}
+    assert used == {2}
     assert on_ray.keys() == local.keys() and len(on_ray) == 6
     assert on_ray == local  # the same cells, the same numbers
     manifests = 0
