@@ -102,20 +102,31 @@ def name_sources(results_dirs) -> dict[str, Path]:
     return named
 
 
+SEAL_SCRIPT = "benchmarks/seal_records.py"
+
+
 def load_records(sources: dict[str, Path]) -> tuple[list[tuple[str, dict]], list[str]]:
-    """[(relative path, record)] of every readable cells/*.json, and a note per unreadable one."""
+    """[(relative path, record)] of every cells/*.json, each verified against its digest; a
+    published table is built only from records whose numbers can be checked, so an edited,
+    truncated or unsealed record stops the build in one line naming the file. A JSON file that
+    is not a cell record is skipped with a note."""
+    from cxrbench.store import DIGEST_KEY, BadRecord, read_record
+
     items, notes = [], []
     for name in sorted(sources):
         for path in sorted((sources[name] / "cells").glob("*.json")):
             rel = f"{name}/cells/{path.name}"
             try:
-                record = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                notes.append(f"{rel}: unreadable record skipped ({type(exc).__name__})")
-                continue
-            if not isinstance(record, dict) or "cell" not in record:
-                notes.append(f"{rel}: not a cell record (no 'cell' key); skipped")
-                continue
+                record = read_record(path)
+            except BadRecord as exc:
+                if "not a cell record" in str(exc):
+                    notes.append(f"{rel}: not a cell record (no 'cell' key); skipped")
+                    continue
+                raise CxrbenchError(f"leaderboard: {exc} (or remove it): a leaderboard is built only from "
+                                    "verified records") from None
+            if DIGEST_KEY not in record:
+                raise CxrbenchError(f"leaderboard: {path}: carries no digest (written before cxrbench sealed "
+                                    f"records); check it, then seal it with python {SEAL_SCRIPT} {sources[name]}")
             items.append((rel, record))
     return items, notes
 

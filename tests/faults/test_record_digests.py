@@ -67,3 +67,35 @@ def test_an_unsealed_record_is_shown_with_a_note(finished, capsys):
     main(["show", str(path.parent.parent)])
     assert "carry no digest" in capsys.readouterr().out
     path.write_text(original)
+
+
+PUBLISHED = sorted((__import__("pathlib").Path(__file__).resolve().parents[2] / "leaderboard").glob("*/records/*"))
+
+
+@pytest.mark.parametrize("damage", ["edited", "unsealed"])
+def test_the_leaderboard_build_refuses_a_record_it_cannot_verify(damage, tmp_path, capsys):
+    import shutil
+
+    src = PUBLISHED[0]
+    run = tmp_path / src.name
+    shutil.copytree(src, run)
+    path = sorted((run / "cells").glob("*.json"))[0]
+    record = json.loads(path.read_text())
+    if damage == "edited":
+        (m,) = record["metrics"].values()
+        m["macro"]["auroc"] = 0.999
+    else:
+        record.pop("digest")
+    path.write_text(json.dumps(record, indent=2, sort_keys=True))
+    assert main(["leaderboard", str(run), "--out", str(tmp_path / "board")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert str(path) in line
+    assert ("does not match its digest" if damage == "edited" else "benchmarks/seal_records.py") in line
+    assert not (tmp_path / "board" / "leaderboard.md").exists()
+
+
+def test_every_published_record_is_sealed_and_verifies():
+    assert PUBLISHED
+    for folder in PUBLISHED:
+        records, problems = RunStore(folder).checked_records()
+        assert problems == [] and records and all("digest" in r for r in records)

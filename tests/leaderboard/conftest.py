@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cxrbench.store import seal
 
 SPEC = {
     "name": "lb", "dataset": {"name": "phantom", "options": {"n_train": 120, "n_val": 40, "n_test": 60}},
@@ -90,7 +91,7 @@ def mixed_run(tiny_run, tmp_path_factory) -> Path:
         derived += [trunc, _derive(rec, "flaky", "flaky"), _derive(rec, "xss", SCRIPT_LABEL)]
     derived.append(_fail(_derive(v2[1], "flaky", "flaky", seed=2), "out of memory"))
     for rec in derived:
-        (out / "cells" / f"{rec['cell_id']}.json").write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+        (out / "cells" / f"{rec['cell_id']}.json").write_text(json.dumps(seal(rec), indent=2, sort_keys=True) + "\n")
     return out
 
 

@@ -23,6 +23,7 @@ from cxrbench.leaderboard import build_leaderboard
 from cxrbench.leaderboard.build import RealDataSize, build_rows, display_columns
 from cxrbench.leaderboard.render import render_csv, render_html, render_markdown
 from cxrbench.leaderboard.schema import DEFAULT_SCHEMA, load_schema, schema_from_data
+from cxrbench.store import seal
 
 CELLS = Path(__file__).resolve().parents[2] / "leaderboard" / "kermany-small" / "records" / "k32v2" / "cells"
 REAL_ONLY = "real-only.v1__none__r0__quick__seed0__cea7fcdf.json"
@@ -98,7 +99,7 @@ def axis_run(records, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("axis") / "scarce"
     (out / "cells").mkdir(parents=True)
     for path, rec in records:
-        (out / "cells" / path.rsplit("/", 1)[-1]).write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+        (out / "cells" / path.rsplit("/", 1)[-1]).write_text(json.dumps(seal(rec), indent=2, sort_keys=True) + "\n")
     return out
 
 
