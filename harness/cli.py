@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a spec strictly (keys, types, plugin names, options)")
     validate.add_argument("spec")
+    validate.add_argument("--data-root", help="also check that every dataset of the spec (training and external) "
+                                              "is there and lists its images (nothing is decoded)")
 
     check = sub.add_parser("check", help="run a plugin's contract checks on toy data (a dataset: on its files), "
                                           "one PASS/FAIL/SKIP line each; exit 1 on a failure")
@@ -196,7 +198,39 @@ def cmd_validate(args) -> int:
           f"classifier(s) {', '.join(axes['classifiers'])}, {len(axes['chains'])} chain(s), "
           f"{n_gen} generator(s), {len(spec.protocols)} protocol(s), {len(spec.seeds)} seed(s): "
           f"{grid['slices']} slice(s), {cells} cell(s))")
+    if args.data_root:
+        _check_data(spec, args.spec, args.data_root)
     return 0
+
+
+def _check_data(spec, source: str, data_root: str) -> None:
+    """Every dataset of ``spec`` found under ``data_root`` and listing its images; one line each."""
+    from cxrbench.errors import DatasetError
+    from cxrbench.grid import grid_slices
+    from cxrbench.runner import Runner
+
+    seen = set()
+    for part in grid_slices(spec):
+        runner = Runner(part, out=Path(DEFAULT_OUT), data_root=data_root, spec_source=source, preflight=False)
+        for ref in [part.dataset, *part.external]:
+            if ref.name in seen:
+                continue
+            seen.add(ref.name)
+            try:
+                plugin = runner.dataset_plugin(ref)
+                records = list(plugin.records())
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                if ref.optional:
+                    print(f"{ref.name}: not found (optional: runs skip it): {exc}")
+                    continue
+                raise DatasetError(f"dataset {ref.name!r}: missing {exc.filename or exc} under {plugin.root}; "
+                                   f"expected layout: {plugin.describe_layout()}") from None
+            except DatasetError:
+                if ref.optional:
+                    print(f"{ref.name}: not found (optional: runs skip it)")
+                    continue
+                raise
+            print(f"{ref.name}: {len(records):,} images listed under {plugin.root}")
 
 
 def cmd_check(args) -> int:
@@ -204,6 +238,20 @@ def cmd_check(args) -> int:
 
     return check_command(args.name, kind=args.kind, options=args.option, size=args.size, data_root=args.data_root,
                          device=args.device)
+
+
+def _check_folders(*, out: Path, cache: Path | None) -> None:
+    """--out and --cache-dir must be folders (or not exist yet): refused in one line before
+    anything runs, instead of a traceback after pre-flight."""
+    for flag, path in (("--out", out), ("--cache-dir", cache)):
+        if path is None:
+            continue
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            what = "is a file" if blocker == path else f"is inside {blocker}, which is a file"
+            raise CxrbenchError(f"{flag} {path}: {what}; give a folder")
+        if blocker is not None and not os.access(blocker, os.W_OK):
+            raise CxrbenchError(f"{flag} {path}: {blocker} is not writable; give a folder you can write to")
 
 
 def _real_data_size(text: str) -> float | int:
@@ -286,6 +334,7 @@ def cmd_run(args) -> int:
         os.environ["CXRBENCH_PROGRESS"] = "0"  # also reaches bars deep inside plugins
     spec, source = resolve_run_spec(args)
     out = Path(args.out or os.path.join(DEFAULT_OUT, spec.name))
+    _check_folders(out=out, cache=Path(args.cache_dir) if args.cache_dir else None)
     from cxrbench.runner import Runner
 
     runner = Runner(
@@ -322,6 +371,7 @@ def cmd_quality(args) -> int:
         os.environ["CXRBENCH_PROGRESS"] = "0"
     spec, source = resolve_run_spec(args)
     out = Path(args.out or os.path.join(DEFAULT_OUT, spec.name, "quality"))
+    _check_folders(out=out, cache=Path(args.cache_dir) if args.cache_dir else None)
     from cxrbench.quality.command import quality_reports
 
     quality_reports(spec, source, out=out, data_root=args.data_root,

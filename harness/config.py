@@ -392,7 +392,7 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
     if q.k < 1 or q.pairs < 1 or q.worst_pairs < 0 or q.reference_steps < 1 or not 0 < q.near_copy_quantile < 1:
         raise ConfigError(f"{source}: quality: need k >= 1, pairs >= 1, worst_pairs >= 0, reference_steps >= 1, "
                           "0 < near_copy_quantile < 1")
-    allowed_prep = {"resize", "equalize", "on_unreadable"}
+    allowed_prep = {"resize", "equalize", "on_unreadable", "min_side"}
     for key in spec.preprocessing:
         if key not in allowed_prep:
             raise ConfigError(f"{source}: preprocessing.{key}: unknown key; allowed: {', '.join(sorted(allowed_prep))}")

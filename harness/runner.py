@@ -132,8 +132,6 @@ class Runner:
         stale = clean_stale_temps(self.store.out, self.cache_root)
         if stale:
             log(f"removed {len(stale)} temporary file(s) left by interrupted runs (e.g. {stale[0]})")
-        if not self._in_grid:
-            atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
         todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{self._context_key(c)}")]
         self.refuse_relabelled(cells)
@@ -143,6 +141,8 @@ class Runner:
             preflight(self, todo)  # a broken plugin stops the run here, before anything trains
         if todo:  # decode the training dataset once, up front: a bad file is one line, not N failed cells
             self.dataset(self.spec.dataset)
+        if not self._in_grid:  # only once nothing stopped the run: a refused run writes nothing
+            atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         # Another run of the same spec into the same folder may be computing a cell right now:
         # leave it, do the others, then wait for it and reuse its record (never computed twice).
         deferred = []
@@ -221,8 +221,8 @@ class Runner:
     def _dataset_root(self, ref) -> Path | None:
         from cxrbench.datasets import resolve_data_root
 
-        root = resolve_data_root(self.data_root if ref is self.spec.dataset else None, ref.root)
-        return root
+        # --data-root is a folder of datasets (one sub-folder each): it serves external test sets too
+        return resolve_data_root(self.data_root, ref.root)
 
     def dataset_plugin(self, ref):
         """A fresh instance of the dataset plugin of ``ref``: options parsed, data root resolved."""
