@@ -49,6 +49,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cxrbench import datastamps
 from cxrbench.contracts import Dataset, ImageRecord, Split, options_to_dict
 from cxrbench.errors import ConfigError, DatasetError, LeakageError
 from cxrbench.integrity import quarantine, write_checksum
@@ -267,8 +268,13 @@ def load_dataset(
     preprocessing: Preprocessing | None = None,
     cache_dir: Path | None = None,
     progress: bool | None = None,
+    verify_data: bool = False,
 ) -> LoadedDataset:
     """Decode (once) and return every split of ``dataset`` at ``size`` x ``size`` pixels.
+
+    ``verify_data``: also hash every source file and re-decode those whose bytes differ from
+    when they were decoded (:mod:`cxrbench.datastamps`); without it, files whose size or
+    modification time changed are re-decoded.
 
     See the module docstring for the steps. Raises :class:`DatasetError` for a missing or
     malformed dataset or unreadable images (``on_unreadable="fail"``) and
@@ -325,6 +331,21 @@ def load_dataset(
         why = "its arrays do not match index.json or cannot be read"
     except _CacheProblem as exc:
         cached, why = None, str(exc)
+    stats = datastamps.file_stats(records)
+    hashes = datastamps.content_hashes(records, progress) if verify_data else None
+    if cached is not None:
+        changed = datastamps.changed_keys(cached[2], stats, hashes)
+        if changed:  # a source file was replaced or edited since it was decoded: decode those again
+            from cxrbench.generation import log
+
+            shown = ", ".join(repr(k) for k in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            log(f"dataset {dataset.name}: {len(changed)} source file(s) changed since they were decoded ({shown}); "
+                "decoding them again")
+            _build_cache(dataset, records, folder, size, prep, fingerprint, missing, progress,
+                         stamps=(stats, hashes), reuse=(cached, set(changed)))
+            cached = _open_cache(folder, size)
+        elif "stats" not in cached[2] or (hashes is not None and "sha256" not in cached[2]):
+            _add_stamps(folder, cached[2], stats, hashes)  # a cache made before stamps: record them now
     hit = cached is not None
     t_decode = 0.0
     if cached is None and folder.exists():  # there, but unreadable, not matching its index, or altered
@@ -337,7 +358,7 @@ def load_dataset(
                 f"dataset {dataset.name!r}: {len(missing)} image file(s) listed but missing: "
                 f"{shown}{more}; fix the files or set preprocessing on_unreadable: skip"
             )
-        _build_cache(dataset, records, folder, size, prep, fingerprint, missing, progress)
+        _build_cache(dataset, records, folder, size, prep, fingerprint, missing, progress, stamps=(stats, hashes))
         t_decode = time.perf_counter() - t0
         t0 = time.perf_counter()
         cached = _open_cache(folder, size)
@@ -426,7 +447,17 @@ def _build_cache(
     fingerprint: str,
     missing: list[str],
     progress: bool | None,
+    stamps: tuple[dict, dict | None] = ({}, None),
+    reuse: tuple | None = None,
 ) -> None:
+    """Decode every record into a new cache folder (atomically renamed into place). ``stamps``:
+    (file stats, content hashes or None) recorded in the index. ``reuse``: ((images, masks,
+    index) of the cache this one replaces, keys to decode again): every other record's pixels are
+    copied from it instead of decoded."""
+    old_rows = {}
+    if reuse is not None:
+        (old_images, old_masks, old_index), redo = reuse
+        old_rows = {rec["key"]: j for j, rec in enumerate(old_index["records"]) if rec["key"] not in redo}
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
@@ -446,6 +477,10 @@ def _build_cache(
             if _record_location(r) in missing_set:
                 ok[i] = False
                 skipped.append({"path": _record_location(r), "key": r.key, "error": "file not found"})
+            elif r.key in old_rows:  # unchanged since the cache this one replaces: copy its pixels
+                images[i] = old_images[old_rows[r.key]]
+                if masks is not None and old_masks is not None:
+                    masks[i] = old_masks[old_rows[r.key]]
             else:
                 todo.append(i)
         window = 8 * _workers()
@@ -503,6 +538,10 @@ def _build_cache(
             "label_names": list(dataset.label_names),
             "has_masks": has_masks,
             "skipped": skipped,
+            # each source file's [size, mtime_ns] (and sha256 after --verify-data): datastamps.py
+            "stats": {records[i].key: stamps[0][records[i].key] for i in kept if records[i].key in stamps[0]},
+            **({"sha256": {records[i].key: stamps[1][records[i].key] for i in kept if records[i].key in stamps[1]}}
+               if stamps[1] is not None else {}),
             "records": [
                 {
                     "key": records[i].key,
@@ -520,10 +559,10 @@ def _build_cache(
             os.rename(tmp, folder)
         except OSError:
             try:
-                usable = _open_cache(folder, size) is not None
+                usable = reuse is None and _open_cache(folder, size) is not None
             except _CacheProblem:
                 usable = False
-            if not usable:  # a broken folder is in the way: replace it
+            if not usable:  # a broken (or, with reuse, an outdated) folder is in the way: replace it
                 stale = folder.with_name(f".{folder.name}.stale-{uuid.uuid4().hex[:8]}")
                 os.rename(folder, stale)
                 os.rename(tmp, folder)
@@ -532,6 +571,17 @@ def _build_cache(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _add_stamps(folder: Path, index: dict, stats: dict, hashes: dict | None) -> None:
+    """Record source-file stamps in the index of a cache decoded before they existed."""
+    from cxrbench.store import atomic_write_text
+
+    keys = [rec["key"] for rec in index["records"]]
+    index = {**index, "stats": {k: stats[k] for k in keys if k in stats}}
+    if hashes is not None:
+        index["sha256"] = {k: hashes[k] for k in keys if k in hashes}
+    atomic_write_text(folder / "index.json", json.dumps(index, allow_nan=False))
 
 
 def _finalize_array(arr: np.memmap, raw: Path, final: Path, kept: np.ndarray) -> None:

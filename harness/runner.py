@@ -95,6 +95,7 @@ class Runner:
         plugins=None,
         spec_source: str = "<spec>",
         preflight: bool = True,
+        verify_data: bool = False,
     ):
         from cxrbench.registry import get_plugins, load_plugins
 
@@ -110,6 +111,8 @@ class Runner:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         #: cheap contract checks of every plugin before the first cell (cxrbench.checking.preflight)
         self.preflight = preflight
+        #: hash every source image file and re-decode those whose bytes changed (datastamps.py)
+        self.verify_data = verify_data
         self._datasets: dict[str, Any] = {}
         self._generators: dict[str, tuple[Any, dict]] = {}
         #: a slice of a grid run (harness/grid.py): the parent writes the run's resolved spec
@@ -248,7 +251,7 @@ class Runner:
             start = time.perf_counter()
             loaded = load_dataset(
                 self.dataset_plugin(ref), size=self.spec.size, preprocessing=prep,
-                cache_dir=self.cache_root, progress=self.progress,
+                cache_dir=self.cache_root, progress=self.progress, verify_data=self.verify_data,
             )
             loaded.info.setdefault("load_s", round(time.perf_counter() - start, 3))
             check_loaded(ref.name, loaded)
