@@ -317,6 +317,8 @@ def _preflight_generator(runner, variant, num_labels: int) -> None:
     conds = [Condition(labels=tuple(float((i + j) % 2) for j in range(num_labels)), seed=7919 + i) for i in range(2)]
     with _guard("generator", variant.name, "generate()"):
         a, b = gen.generate(conds), gen.generate(conds)
+        if hasattr(gen, "generation_stats"):  # what pre-flight paid for (a hosted model): in the first record
+            runner.preflight_costs[variant.label] = gen.generation_stats()
         expect_images(a, 2, size, "generate(2 conditions)")
         require(torch.equal(a.cpu(), b.cpu()), "generate() gave other images for the same conditions and seeds; draw "
                                                "noise from torch.Generator().manual_seed(condition.seed)")

@@ -159,6 +159,44 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         return info
 
 
+class PaidLedger:
+    """What a generator that reports ``generation_stats()`` (a hosted model) was asked for and
+    paid for in one cell, by purpose: pre-flight (once per run, in the first cell of its row),
+    the seed check, the training set, the tuning slice, post-processing top-ups. Its counters
+    are per instance and the instance serves several cells, so each purpose is the difference
+    between two readings."""
+
+    COUNTS = ("requested", "produced", "cached", "retried", "failed", "merged", "estimated_cost_usd")
+
+    def __init__(self, generator, preflight: dict | None = None):
+        self.generator = generator
+        self.active = hasattr(generator, "generation_stats")
+        self.purposes: dict[str, dict] = {}
+        if preflight:
+            self.purposes["pre-flight"] = self._counts(preflight)
+        self.last = self._read()
+
+    def _counts(self, stats: dict) -> dict:
+        return {k: stats.get(k) or 0 for k in self.COUNTS}
+
+    def _read(self) -> dict | None:
+        return self._counts(self.generator.generation_stats()) if self.active else None
+
+    def mark(self, purpose: str) -> None:
+        """Everything since the previous reading was spent on ``purpose``."""
+        if not self.active:
+            return
+        now = self._read()
+        diff = {k: round(now[k] - self.last[k], 6) for k in self.COUNTS}
+        if any(diff.values()):
+            self.purposes[purpose] = diff
+        self.last = now
+
+    def record(self) -> dict:
+        total = {k: round(sum(p[k] for p in self.purposes.values()), 6) for k in self.COUNTS}
+        return {"by_purpose": self.purposes, "total": total}
+
+
 def condition_for(split, i: int, seed: int, replica: Any, caps) -> Condition:
     """The condition of training example ``i`` for one replica (or the tuning slice)."""
     labels = tuple(0.0 if math.isnan(v) else float(v) for v in split.labels[i].tolist())

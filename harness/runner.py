@@ -26,7 +26,7 @@ from cxrbench.celldata import (
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
-from cxrbench.generation import log, plugin_call
+from cxrbench.generation import PaidLedger, log, plugin_call
 from cxrbench.postprocessing import Chain, fill_to_size
 from cxrbench.hashing import content_key
 from cxrbench.store import RunStore, atomic_write_json, code_fingerprint, git_revision
@@ -114,6 +114,8 @@ class Runner:
         #: hash every source image file and re-decode those whose bytes changed (datastamps.py)
         self.verify_data = verify_data
         self._datasets: dict[str, Any] = {}
+        #: what pre-flight's generate() calls cost per generator row (hosted models): recorded once
+        self.preflight_costs: dict[str, dict] = {}
         self._generators: dict[str, tuple[Any, dict]] = {}
         #: a slice of a grid run (harness/grid.py): the parent writes the run's resolved spec
         self._in_grid = False
@@ -359,15 +361,19 @@ class Runner:
         sees_data = getattr(type(generator).capabilities, "sees_training_data", True)
         if sees_data:
             w.patients["generator-train"] = namespaced(source, source.train.patient_ids)
+        paid = PaidLedger(generator, preflight=self.preflight_costs.pop(cell.generator.label, None))
         checked = seed_check(generator, source.train, seed=cell.seed, size=spec.size)
+        paid.mark("seed check")
         common = dict(variant_name=cell.generator.name, variant_label=cell.generator.label, seed=cell.seed,
                       source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress)
         with w.timed("generate_s"):
             synthetic, syn_info = synthetic_training_set(generator, gen_info, ratio=cell.ratio, **common)
+            paid.mark("training set")
             manifest = syn_info["manifest"]
             if proto.tuning == "synthetic":
                 w.tuning_slice, tune_info = synthetic_tuning_slice(
                     generator, gen_info, fraction=proto.tuning_fraction, minimum=proto.tuning_minimum, **common)
+                paid.mark("tuning slice")
                 manifest = manifest + tune_info["manifest"]
                 syn_info["stats"]["tuning_slice"] = tune_info["stats"]
         with w.timed("postprocess_s"):
@@ -384,6 +390,7 @@ class Runner:
                     w.tuning_slice, postprocessing["tuning_topup"] = fill_to_size(
                         generator, chain, w.tuning_slice, chain(w.tuning_slice), label=cell.generator.label, seed=cell.seed)
                 postprocessing["steps"] = chain.record()
+                paid.mark("post-processing top-up")
         # the masks of the final set (after filtering and top-up), for storage and adherence
         masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed)
         if masks is not None and masks.get("dice_own_mask") is not None:
@@ -406,6 +413,7 @@ class Runner:
             **gen_info, "synthetic": syn_info["stats"], "seed_check": checked, "masks": masks,
             "postprocessing": postprocessing,
             "cost": cost_record(gen_info, syn_info["stats"], self.device, postprocessing, w.timings),
+            **({"paid": paid.record()} if paid.active else {}),
         }
         with w.timed("quality_s"):
             w.generator_record["quality"] = cell_quality(self, synthetic, source, w.adir, cell)

@@ -78,6 +78,15 @@ def test_nano_banana_end_to_end_on_the_fake_server(tmp_path, monkeypatch, capfd)
     # RSNA is optional and its data is not under this data root: skipped, and the record says so
     assert [s["name"] for s in record["external_skipped"]] == ["rsna-pneumonia"]
     assert gen["fitted_on"] is None and gen["options"]["api_key_env"] == ENV
+    # everything paid for, by purpose, adds up to what the server counted (issue #28 point 4):
+    # the training set, the synthetic tuning slice, pre-flight and the seed check, retries included
+    paid = gen["paid"]
+    assert {"pre-flight", "training set", "tuning slice", "seed check"} <= set(paid["by_purpose"])
+    assert paid["total"]["requested"] == served == sum(api.by_mode.values())
+    assert paid["total"]["produced"] == api.by_mode.get("ok", 0)
+    assert paid["total"]["requested"] == paid["total"]["produced"] + paid["total"]["retried"] + paid["total"]["failed"]
+    assert paid["by_purpose"]["seed check"]["produced"] == 3  # its base image once, two others
+    assert paid["total"]["estimated_cost_usd"] == pytest.approx(paid["total"]["produced"] * stats["price_per_image_usd"])
     manifest = json.loads(next((tmp_path / "run").rglob("synthetic-manifest.json")).read_text())
     assert manifest and all("a frontal chest X-ray of a child with" in m["prompt"] for m in manifest)
     out, err = capfd.readouterr()
