@@ -54,7 +54,7 @@ from cxrbench.contracts import Dataset, ImageRecord, Split, options_to_dict
 from cxrbench.errors import ConfigError, DatasetError, LeakageError
 from cxrbench.integrity import quarantine, write_checksum
 from cxrbench.kit.datasets import DATA_ROOT_ENV, carve_validation, default_cache_dir
-from cxrbench.preprocessing import Preprocessing, preprocess_image, preprocess_mask
+from cxrbench.preprocessing import Preprocessing, check_min_side, preprocess_image, preprocess_mask
 from cxrbench.progress import bar
 
 #: bump when the cache layout or :func:`preprocess_image` changes (invalidates every cache)
@@ -420,6 +420,7 @@ def _prevalence(split: Split) -> dict[str, float | None]:
 def _decode_one(dataset: Dataset, record: ImageRecord, size: int, prep: Preprocessing):
     try:
         raw = dataset.read_image(record)
+        check_min_side(raw, prep)
         img = preprocess_image(raw, size, prep)
         mask = None
         if record.has_mask:

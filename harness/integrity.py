@@ -72,7 +72,7 @@ def write_checksum(path: Path) -> None:
     path = Path(path)
     st = path.stat()
     side = checksum_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", dir=side.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{side.name}.", suffix=".tmp", dir=side.parent)  # *.tmp: cleaned if killed
     with os.fdopen(fd, "w") as fh:
         json.dump({"size": st.st_size, "sha256": sha256_file(path), "mtime_ns": st.st_mtime_ns}, fh)
     os.replace(tmp, side)

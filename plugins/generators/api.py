@@ -230,7 +230,7 @@ class ApiGenerator(Generator):
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        from cxrbench.integrity import write_checksum
+        from cxrbench.kit.cachefiles import write_checksum
 
         write_checksum(path)
 
@@ -268,7 +268,7 @@ class ApiGenerator(Generator):
         return out
 
     def _read_cached(self, prompt: str, seed: int):
-        from cxrbench.integrity import check_file, checksum_path, quarantine
+        from cxrbench.kit.cachefiles import check_file, checksum_path, quarantine
 
         path = self._cache_path(prompt, seed)
         if not path.is_file():

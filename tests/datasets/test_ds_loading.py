@@ -41,7 +41,7 @@ def test_load_shapes_types_and_info(kermany_root, cache):
     assert info["prevalence"]["test"]["pneumonia"] == 0.5
     assert info["skipped"] == {"count": 0, "paths": [], "errors": []}
     assert info["splits"]["val_seed"] == 0
-    assert info["preprocessing"] == {"resize": "pad", "equalize": True, "on_unreadable": "fail"}
+    assert info["preprocessing"] == {"resize": "pad", "equalize": True, "on_unreadable": "fail", "min_side": 8}
     assert {"decode_s", "cache_load_s", "records_s", "fingerprint_s"} <= set(info["timings"])
     folder = Path(info["cache_path"])
     assert folder.parent == cache / "datasets"

@@ -60,7 +60,7 @@ def test_a_1x1_image_is_refused_or_skipped_never_upscaled(mode, tmp_path, capsys
     err = capsys.readouterr().err
     if mode == "fail":
         line = _one_error_line(err)
-        assert rc == 2 and "person9_bacteria_28.jpeg" in line and "1x1 px is below the minimum of 16 px" in line
+        assert rc == 2 and "person9_bacteria_28.jpeg" in line and "1x1 px is below the minimum of 8 px" in line
     else:
         assert rc == 0 and "skipped 1 unreadable image(s)" in err
 
