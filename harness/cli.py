@@ -134,6 +134,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-data", action="store_true",
                    help="hash every source image file and decode again those whose bytes changed since they were "
                         "decoded (without it: those whose size or modification time changed)")
+    p.add_argument("--keep-stale", action="store_true",
+                   help="reuse finished cells whose plugins changed since (name, version, sampling_version or source "
+                        "code): shown marked STALE; by default such cells are re-run")
     p.add_argument("--dry-run", action="store_true",
                    help="print the grid (cells, fits, synthetic replicas) and what is cached; run nothing")
     p.add_argument("--compile", action="store_true",
@@ -343,6 +346,7 @@ def cmd_run(args) -> int:
     runner = Runner(
         spec, out=out, data_root=args.data_root, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         progress=False if args.no_progress else None, spec_source=source, verify_data=args.verify_data,
+        keep_stale=args.keep_stale,
     )
     if args.dry_run:
         from cxrbench.plan import plan, print_plan

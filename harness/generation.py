@@ -2,7 +2,7 @@
 
 Everything here is keyed by what determines the result, never by wall time:
 
-* a **fit** is keyed by the generator's name and version, its *effective* options (preset values
+* a **fit** is keyed by the generator's name, version and source code, its *effective* options (preset values
   resolved, so ``train_steps`` is always in the key; sampling- and runtime-only fields left out),
   the training data and the size. A fit cut short by a time budget is a different model: it is
   saved under ``<fit key>-truncated-<steps>`` and every record built on it says so.
@@ -71,10 +71,15 @@ def fit_relevant(options_cls: Any, effective: dict[str, Any]) -> dict[str, Any]:
 
 def fit_key_of(generator, *, name: str, version: str, train, fingerprint: str, size: int) -> tuple[str, int]:
     """(fit key, fit seed): what the fitted model depends on, and nothing else (no wall time)."""
+    from cxrbench.identity import source_fingerprint
+
     effective = generator.effective_options()
     fit_seed = int(effective.get("seed") or 0) if isinstance(effective.get("seed"), int) else 0
     fit_key = content_key({
         "generator": name, "version": version,
+        # the generator's own code: an edited fit() or generate() never reuses a model or an
+        # image made by the old code (synthetic sets are keyed by the fit key too)
+        "source": source_fingerprint(type(generator).__module__),
         "options": fit_relevant(getattr(type(generator), "Options", None), effective),
         "train": fingerprint, "train_keys": content_key(train.keys) if train is not None else None,
         "size": size, "fit_seed": fit_seed,

@@ -61,7 +61,8 @@ def slice_runner(runner, sub: BenchmarkSpec):
 
     child = Runner(sub, out=runner.store.out, data_root=runner.data_root, cache_dir=runner.cache_dir,
                    device=runner.device_request, progress=runner.progress, plugins=runner.plugins,
-                   spec_source=runner.spec_source, preflight=runner.preflight, verify_data=runner.verify_data)
+                   spec_source=runner.spec_source, preflight=runner.preflight, verify_data=runner.verify_data,
+                   keep_stale=runner.keep_stale)
     child._datasets, child._generators, child._in_grid = runner._datasets, runner._generators, True
     return child
 

@@ -44,8 +44,12 @@ def _plan_slice(runner) -> dict:
     runner.refuse_relabelled(cells)
     out = {"cells": [], "fits": {}, "replicas": {}}
     for cell in cells:
-        cid = f"{cell.id}__{runner._context_key(cell)}"
-        out["cells"].append({"cell": cell.id, "status": "finished" if runner.store.is_finished(cid) else "to run"})
+        status, reasons = runner.cell_status(cell)
+        if status == "stale":
+            status = f"to run (stale: {'; '.join(reasons)})"
+        elif reasons:
+            status = f"finished (STALE, kept by --keep-stale: {'; '.join(reasons)})"
+        out["cells"].append({"cell": cell.id, "status": status})
     users = [c for c in cells if c.generator is not None and c.protocol.uses_generator]
     if not users:
         return out

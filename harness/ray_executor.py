@@ -50,6 +50,7 @@ def job_of(runner) -> dict[str, Any]:
             # changes floating-point reduction order, so tasks must use the same to give the same
             # numbers (Ray starts workers with 1 thread per CPU slot)
             "torch_threads": torch.get_num_threads(),
+            "keep_stale": runner.keep_stale,
             # the driver's shard size: shard tasks and the cells that assemble them must agree
             "shard_size": generation.SHARD_SIZE}
 
@@ -72,7 +73,8 @@ def _slice_runner(job: dict, slice_data: dict):
 
     runner = Runner(spec_from_data(slice_data, job["spec_source"]), out=Path(job["out"]), data_root=job["data_root"],
                     cache_dir=Path(job["cache_dir"]), device=job["device"], progress=False,
-                    spec_source=job["spec_source"], preflight=False)
+                    spec_source=job["spec_source"], preflight=False, keep_stale=job.get("keep_stale", False),
+                    verify_data=False)  # the driver verified the data before any task ran
     runner.device = resolve_device(runner.device_request)
     runner.cache_root = Path(job["cache_dir"])
     runner._in_grid = True  # the driver wrote the run's resolved spec
@@ -165,7 +167,7 @@ def run_on_ray(runner, options: RayOptions):
         sub_data = to_dict(sub)
         cells = expand_cells(sub)
         ids = [f"{c.id}__{part._context_key(c)}" for c in cells]
-        finished = {cid for cid in ids if part.store.is_finished(cid)}
+        finished = {cid for c, cid in zip(cells, ids) if part.cell_status(c)[0] == "finished"}
         part.refuse_relabelled(cells)
         todo = [c for c, cid in zip(cells, ids) if cid not in finished]
         if todo:  # as a local run: a broken plugin or dataset file stops the run here, in one line

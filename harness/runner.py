@@ -96,6 +96,7 @@ class Runner:
         spec_source: str = "<spec>",
         preflight: bool = True,
         verify_data: bool = False,
+        keep_stale: bool = False,
     ):
         from cxrbench.registry import get_plugins, load_plugins
 
@@ -113,6 +114,8 @@ class Runner:
         self.preflight = preflight
         #: hash every source image file and re-decode those whose bytes changed (datastamps.py)
         self.verify_data = verify_data
+        #: reuse a finished cell whose plugins changed since (marked stale) instead of re-running it
+        self.keep_stale = keep_stale
         self._datasets: dict[str, Any] = {}
         #: what pre-flight's generate() calls cost per generator row (hosted models): recorded once
         self.preflight_costs: dict[str, dict] = {}
@@ -138,7 +141,7 @@ class Runner:
         if stale:
             log(f"removed {len(stale)} temporary file(s) left by interrupted runs (e.g. {stale[0]})")
         log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
-        todo = [c for c in cells if not self.store.is_finished(f"{c.id}__{self._context_key(c)}")]
+        todo = [c for c in cells if self.cell_status(c)[0] != "finished"]
         self.refuse_relabelled(cells)
         if todo and self.preflight:
             from cxrbench.checking import preflight
@@ -175,10 +178,14 @@ class Runner:
         if not lock.acquire(blocking):
             return False
         try:
-            if self.store.is_finished(cell_id):
-                log(f"[{n}/{total}] {cell.id}: finished before, skipped")
+            status, reasons = self.cell_status(cell)
+            if status == "finished":
+                kept = f" (STALE, kept by --keep-stale: {'; '.join(reasons)})" if reasons else ""
+                log(f"[{n}/{total}] {cell.id}: finished before, skipped{kept}")
                 summary.skipped.append(cell_id)
                 return True
+            if status == "stale":
+                log(f"[{n}/{total}] {cell.id}: finished before with other plugin code ({'; '.join(reasons)}): re-running")
             log(f"[{n}/{total}] {cell.id}: running")
             start = time.perf_counter()
             try:
@@ -198,6 +205,21 @@ class Runner:
             return True
         finally:
             lock.release()
+
+    def cell_status(self, cell: Cell) -> tuple[str, list[str]]:
+        """("finished" | "stale" | "to run", why stale): a finished cell whose plugins' identities
+        (name, version, sampling_version, source; identity.py) changed since is stale and re-run,
+        unless ``keep_stale`` (then "finished", with the reasons). ``run`` and ``--dry-run`` both
+        ask this, so they agree on every cell."""
+        from cxrbench.identity import cell_identity, stale_reasons
+
+        record = self.store.load(f"{cell.id}__{self._context_key(cell)}")
+        if not record or record.get("status") != "ok":
+            return "to run", []
+        reasons = stale_reasons(record.get("plugin_identity"), cell_identity(self, cell))
+        if reasons and not self.keep_stale:
+            return "stale", reasons
+        return "finished", reasons
 
     def _context_key(self, cell: Cell) -> str:
         """Everything run-level a cell's result depends on; part of every cell id, so a
@@ -573,11 +595,17 @@ class Runner:
             "spec": to_dict(self.spec),
             "spec_source": self.spec_source,
             "versions": self._versions(),
+            "plugin_identity": self._identity(cell),
             "git_revision": git_revision(),
             "seeds": {"cell": cell.seed},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "timings": {},
         }
+
+    def _identity(self, cell: Cell) -> dict:
+        from cxrbench.identity import cell_identity
+
+        return cell_identity(self, cell)
 
     def _versions(self) -> dict:
         import platform
