@@ -23,6 +23,8 @@ class GeneratorVariant:
     label: str
     #: the generator's own post-processing steps (config.PluginRef), before the spec's chain
     postprocess: tuple = ()
+    #: "required": a failed run-time seed check fails the cell; "warn": marked only (spec opt-out)
+    seed_check: str = "required"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class Cell:
             if self.generator is None
             else {"name": self.generator.name, "options": self.generator.options, "label": self.generator.label,
                   **({"postprocess": [{"name": p.name, "options": p.options} for p in self.generator.postprocess]}
-                     if self.generator.postprocess else {})},
+                     if self.generator.postprocess else {}),
+                  **({"seed_check": self.generator.seed_check} if self.generator.seed_check != "required" else {})},
             "auto_baseline": self.auto_baseline,
         }
 
@@ -93,7 +96,7 @@ def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
         label = base + suffix
         if not suffix and ref.options and not ref.label:
             label = f"{base}-{content_key(ref.options, 6)}"
-        out.append(GeneratorVariant(ref.name, opts, label, tuple(ref.postprocess)))
+        out.append(GeneratorVariant(ref.name, opts, label, tuple(ref.postprocess), ref.seed_check))
     return out
 
 

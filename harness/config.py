@@ -44,6 +44,9 @@ class GeneratorRef(PluginRef):
     #: option, 0 by default), so the spread over seeds is sampling + classifier; "per-seed": one fit
     #: per seed (its `seed` option = the cell's), so the spread includes the generator's training
     fit_seed: typing.Literal["shared", "per-seed"] = "shared"
+    #: the run-time seed check (same condition twice -> same image; other seeds -> other images):
+    #: "required" fails the cell when it fails; "warn" keeps the cell, marked (recorded either way)
+    seed_check: typing.Literal["required", "warn"] = "required"
 
 
 @dataclass

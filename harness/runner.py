@@ -386,6 +386,13 @@ class Runner:
         paid = PaidLedger(generator, preflight=self.preflight_costs.pop(cell.generator.label, None))
         checked = seed_check(generator, source.train, seed=cell.seed, size=spec.size)
         paid.mark("seed check")
+        if not checked["ok"]:
+            if cell.generator.seed_check == "required":
+                raise CxrbenchError(
+                    f"generator {cell.generator.label!r} failed the run-time seed check: {'; '.join(checked['problems'])}; "
+                    "draw noise from torch.Generator().manual_seed(condition.seed), or set seed_check: warn on its "
+                    "spec row to keep such cells (marked)")
+            checked["opted_out"] = "seed_check: warn on the spec row"
         common = dict(variant_name=cell.generator.name, variant_label=cell.generator.label, seed=cell.seed,
                       source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress)
         with w.timed("generate_s"):

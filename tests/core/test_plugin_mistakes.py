@@ -72,13 +72,25 @@ def test_exception_in_fit_names_plugin_method_and_record(tmp_path, capsys):
     assert f"FAILED: PluginFailure: {msg} (traceback in {out / 'cells'}" in log
 
 
-def test_generators_that_break_the_seed_contract_are_flagged(tmp_path, capsys):
+def test_generators_that_break_the_seed_contract_fail_the_cell(tmp_path, capsys):
     for cls, problem in [(IgnoresSeeds, "different seeds gave the same image"),
                          (GlobalRng, "the same seed gave different images")]:
         summary, out, rec = _run(tmp_path, cls)
-        assert not summary.failed
+        assert len(summary.failed) == 1 and rec["status"] == "failed"
+        assert rec["error"]["message"].startswith(f"generator {cls.name!r} failed the run-time seed check: {problem}")
+
+
+def test_a_spec_may_opt_out_of_the_seed_check_and_the_cell_says_so(tmp_path, capsys):
+    for cls, problem in [(IgnoresSeeds, "different seeds gave the same image"),
+                         (GlobalRng, "the same seed gave different images")]:
+        spec = spec_from_data({**SPEC, "generators": [{"name": cls.name, "seed_check": "warn"}]}, "s")
+        out = tmp_path / f"warn-{cls.name}"
+        summary = Runner(spec, out=out, cache_dir=tmp_path / "cache", device="cpu", progress=False,
+                         plugins=plugins_with_generator(cls.name, cls)).run()
+        rec = json.loads(next((out / "cells").glob("synthetic-only*.json")).read_text())
+        assert not summary.failed and rec["cell"]["generator"]["seed_check"] == "warn"
         check = rec["generator"]["seed_check"]
-        assert check["ok"] is False and check["problems"] == [problem]
+        assert check["ok"] is False and check["problems"] == [problem] and check["opted_out"]
         print_table(out)
         assert f"SEED CHECK FAILED: {problem}" in capsys.readouterr().out
 
