@@ -54,7 +54,7 @@ def _flat(text: str) -> str:
 
 def run_checks(checks: list[Callable], setup: Any) -> Iterator[CheckResult]:
     """Run each ``check(setup, tmp)`` in a fresh temporary folder; never raises for a plugin's fault."""
-    from cxrbench.testing.base import CheckSkipped, ContractViolation, check_doc, check_name, one_line
+    from cxrbench.testing.base import CheckNotRun, CheckSkipped, ContractViolation, check_doc, check_name, one_line
 
     for fn in checks:
         start = time.perf_counter()
@@ -62,7 +62,9 @@ def run_checks(checks: list[Callable], setup: Any) -> Iterator[CheckResult]:
             try:
                 fn(setup, Path(tmp))
                 status, message = "PASS", check_doc(fn)
-            except CheckSkipped as exc:
+            except CheckNotRun as exc:  # it applies but could not run: not a pass
+                status, message = "NOT CHECKED", str(exc)
+            except CheckSkipped as exc:  # it does not apply to this plugin
                 status, message = "SKIP", str(exc)
             except ContractViolation as exc:
                 status, message = "FAIL", str(exc)
@@ -132,7 +134,8 @@ def make_setup(kind: str, cls: type, options: dict, *, size: int, data_root: str
 
 def check_command(name: str, *, kind: str | None = None, options: list[str] | None = None, size: int = 32,
                   data_root: str | None = None, device: str = "cpu", out=print) -> int:
-    """Run every contract check of plugin ``name``; print one line each; 0 = all passed or skipped."""
+    """Run every contract check of plugin ``name``; print one line each; 0 = every check passed or
+    does not apply; 1 = one failed, or could not run (NOT CHECKED, e.g. a dataset without a data root)."""
     from cxrbench.registry import get_plugins
 
     plugins = get_plugins()
@@ -148,15 +151,18 @@ def check_command(name: str, *, kind: str | None = None, options: list[str] | No
         shown = getattr(setup, "options", None) or {}
         out(f"{KIND_WORDS[kind]} {name!r} ({entry.source.distribution} {entry.source.version}), size {size}"
             + (f", options {shown}" if shown else "") + f": {len(module.CHECKS)} checks")
-        counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
+        counts = {"PASS": 0, "FAIL": 0, "SKIP": 0, "NOT CHECKED": 0}
         start = time.perf_counter()
         for result in run_checks(module.CHECKS, setup):
             counts[result.status] += 1
             out(f"{result.status}  {result.name:<38} {result.message}")
             sys.stdout.flush()
-    out(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped "
-        f"in {time.perf_counter() - start:.1f} s")
-    return 1 if counts["FAIL"] else 0
+    not_run = counts["NOT CHECKED"]
+    out(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped (do not apply)"
+        + (f", {not_run} NOT CHECKED (see above: e.g. give --data-root)" if not_run else "")
+        + f" in {time.perf_counter() - start:.1f} s")
+    # a check that could not run is not a pass: a script must not read this as success
+    return 1 if counts["FAIL"] or not_run else 0
 
 
 # --------------------------------------------------------------------------- pre-flight

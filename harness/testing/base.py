@@ -37,8 +37,16 @@ def require(ok: Any, message: str) -> None:
         raise ContractViolation(message)
 
 
+class CheckNotRun(CheckSkipped):
+    """The check applies but could not run here (e.g. no data root): never a pass."""
+
+
 def skip(reason: str) -> None:
     raise CheckSkipped(reason)
+
+
+def not_checked(reason: str) -> None:
+    raise CheckNotRun(reason)
 
 
 def describe(value: Any) -> str:

@@ -102,7 +102,7 @@ def test_check_command_prints_one_line_per_check_and_exits_1(broken_plugins, cap
     assert "input seeds [1000, 1001, 1002, 1003, 1004, 1005], output seeds [1005, 1004" in fail
     assert any(line.startswith("PASS  input_not_mutated") for line in out)
     assert any(line.startswith("SKIP  bad_options_rejected") for line in out)
-    assert out[-1].startswith("3 passed, 3 failed, 1 skipped")
+    assert out[-1].startswith("3 passed, 3 failed, 1 skipped (do not apply)")
 
 
 def test_check_command_on_a_classifier_shows_the_shape(broken_plugins, capsys):
@@ -116,6 +116,15 @@ def test_check_command_passes_builtins(capsys):
     assert main(["check", "phantom", "--option", "n_train=20", "--option", "n_test=10", "--option", "n_val=4"]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out and "PASS  patient_disjoint" in out and "SKIP  missing_root" in out
+
+
+def test_a_dataset_checked_without_its_data_root_is_not_a_pass(capsys, monkeypatch):
+    """Checks that could not run are NOT CHECKED, say what to give, and exit 1 (issue #29.2)."""
+    monkeypatch.delenv("CXRBENCH_DATA_ROOT", raising=False)
+    assert main(["check", "kermany"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("NOT CHECKED") and "give --data-root" in line for line in out)
+    assert "NOT CHECKED (see above: e.g. give --data-root)" in out[-1]
 
 
 def test_check_command_unknown_name_and_bad_option(capsys):
