@@ -280,6 +280,15 @@ def _preflight_classifier(runner, num_labels: int) -> None:
         built = cls(options).build(num_labels, size, False)
     with _guard("classifier", ref.name, "forward()"):
         check_logits(forward(built.module, size), 2, num_labels, f"forward of 2 images at {size} px")
+    # a classifier that ignores num_labels passes the line above whenever its fixed width happens
+    # to be the dataset's label count (1 for Kermany): ask for another width too
+    other = num_labels + 1
+    with _guard("classifier", ref.name, f"build(num_labels={other})"):
+        wider = cls(options).build(other, size, False)
+    with _guard("classifier", ref.name, "forward()"):
+        check_logits(forward(wider.module, size), 2, other,
+                     f"forward of 2 images at {size} px built for num_labels={other} (the output width must follow "
+                     "num_labels)")
 
 
 def _preflight_postprocessor(runner, i: int, ref, num_labels: int) -> None:

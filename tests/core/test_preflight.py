@@ -48,6 +48,16 @@ class OneLogitTooMany(Classifier):
         return BuiltClassifier(net, "scratch")
 
 
+class IgnoresNumLabels(Classifier):
+    """Always one logit: right for a 1-label dataset by accident."""
+
+    name = "ignores-num-labels"
+
+    def build(self, num_labels, input_size, pretrained):
+        net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(1, 1))
+        return BuiltClassifier(net, "scratch")
+
+
 class BuildBug(Classifier):
     name = "build-bug"
 
@@ -109,6 +119,14 @@ def test_broken_classifier_stops_the_run_before_training(tmp_path, no_training):
                    "torch.float32 (2, 2); expected float logits of shape (2, 1)")
     msg = _run(tmp_path, plugins, classifier={"name": "build-bug"})
     assert msg == "pre-flight: classifier 'build-bug' failed in build(): KeyError: 'module'"
+
+
+def test_a_classifier_that_ignores_num_labels_is_caught_on_a_one_label_dataset(tmp_path, no_training):
+    plugins = plugins_with(("classifier", "ignores-num-labels", IgnoresNumLabels))
+    msg = _run(tmp_path, plugins, classifier={"name": "ignores-num-labels"})
+    assert msg == ("pre-flight: classifier 'ignores-num-labels': forward of 2 images at 16 px built for num_labels=2 "
+                   "(the output width must follow num_labels) returned tensor torch.float32 (2, 1); expected float "
+                   "logits of shape (2, 2)")
 
 
 def test_generator_that_needs_no_fit_is_checked_for_seeds(tmp_path, no_training):
