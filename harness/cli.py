@@ -120,9 +120,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--real-data", action="append", type=_real_data_size, metavar="SIZE",
                    help="real training data size (repeatable: the real-data axis): a fraction of the training split "
                         "(0.05, 1.0) or an image count (200); needs a budget-* schedule")
-    p.add_argument("--dataset", help=f"dataset plugin; default: the spec's, else '{DEFAULT_DATASET}' (embedded, offline)")
+    p.add_argument("--dataset", action="append",
+                   help=f"dataset plugin (repeatable: a grid axis of every one given); default: the spec's, else "
+                        f"'{DEFAULT_DATASET}' (embedded, offline)")
     p.add_argument("--data-root", help="folder with the dataset (default: $CXRBENCH_DATA_ROOT, then the spec)")
-    p.add_argument("--classifier", help=f"classifier plugin; default: the spec's, else '{DEFAULT_CLASSIFIER}'")
+    p.add_argument("--classifier", action="append",
+                   help=f"classifier plugin (repeatable: a grid axis of every one given); default: the spec's, else "
+                        f"'{DEFAULT_CLASSIFIER}'")
     p.add_argument("--postprocess", action="append", help="post-processor name, in chain order (repeatable)")
     p.add_argument("--out", help="run directory (default: runs/<spec name>)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the spec's, else auto)")
@@ -285,13 +289,21 @@ def resolve_run_spec(args):
             protocols=[ProtocolRef(name="real-only", schedule=DEFAULT_SCHEDULE)],
         ), "<command line>"
     # a flag for a grid axis replaces the whole axis
+    # a flag given once replaces the spec's value; given several times, it forms that grid axis
+    # from every value (never the last one silently winning)
     if args.dataset:
-        spec.dataset, spec.datasets = DatasetRef(name=args.dataset), None
+        if len(args.dataset) == 1:
+            spec.dataset, spec.datasets = DatasetRef(name=args.dataset[0]), None
+        else:
+            spec.datasets = [DatasetRef(name=d) for d in args.dataset]
     if args.size:
         spec.size = args.size
     if args.classifier:
-        spec.classifier = dataclasses.replace(spec.classifier, name=args.classifier, options={})
-        spec.classifiers = None
+        if len(args.classifier) == 1:
+            spec.classifier = dataclasses.replace(spec.classifier, name=args.classifier[0], options={})
+            spec.classifiers = None
+        else:
+            spec.classifiers = [ClassifierRef(name=c) for c in args.classifier]
     if args.generator:
         spec.generators = [row for g in args.generator for row in _generator_rows(spec.generators, g)]
     if args.protocol:
@@ -421,7 +433,7 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
     records, problems = RunStore(out).checked_records()
     # the real-data axis gets a column only in folders that use it (older tables stay as they were)
     sized = any("real_data" in (rec.get("cell") or {}) for rec in records)
-    rows, earlier = [], False
+    rows, earlier, failures = [], False, []
     for rec in records:
         cell = rec.get("cell", {})
         status = rec.get("status", "?") + ("*" if current is not None and rec.get("cell_id") not in current else "")
@@ -429,7 +441,8 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
                 *([_real_data_text(rec)] if sized else []), cell.get("seed"), status]
         earlier = earlier or status.endswith("*")
         if rec.get("status") != "ok":
-            rows.append(base + ["-", "-", "-", (rec.get("error") or {}).get("message", "")[:60]])
+            rows.append(base + ["-", "-", "-", "FAILED (in full below)"])
+            failures.append((rec.get("cell_id"), (rec.get("error") or {}).get("message", "")))
             continue
         for tname, m in rec.get("metrics", {}).items():
             macro = m.get("macro", {})
@@ -450,6 +463,8 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
                                   "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
     if earlier:
         print("* from an earlier invocation into this folder (not run or reused by this one)")
+    for cell_id, message in failures:  # never cut: the cause is usually at the end
+        print(f"FAILED {cell_id}: {message}")
     for line in problems:  # never shown as a number
         print(f"NOT SHOWN: {line}")
     unsealed = sum(1 for rec in records if "digest" not in rec)

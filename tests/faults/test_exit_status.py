@@ -77,3 +77,24 @@ def test_an_interrupted_run_exits_130_and_says_how_to_resume(tmp_path, monkeypat
 def test_the_statuses_are_in_the_help():
     assert "130  interrupted" in EXIT_STATUS_HELP
     assert EXIT_STATUS_HELP in build_parser().format_help()
+
+
+def test_a_repeated_classifier_flag_forms_the_axis_not_the_last_one(tmp_path):
+    from cxrbench.cli import resolve_run_spec
+
+    args = build_parser().parse_args(["run", "--classifier", "tiny-cnn", "--classifier", "resnet18",
+                                      "--dataset", "phantom"])
+    spec, _ = resolve_run_spec(args)
+    assert [c.name for c in spec.classifiers] == ["tiny-cnn", "resnet18"]
+    one, _ = resolve_run_spec(build_parser().parse_args(["run", "--classifier", "resnet18"]))
+    assert one.classifiers is None and one.classifier.name == "resnet18"
+
+
+def test_show_prints_a_failure_message_in_full(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(registry, "_CACHED", plugins_with_generator("fails-in-fit", FailsInFit))
+    main(_args(tmp_path, "--generator", "fails-in-fit", "--schedule", "quick"))
+    capsys.readouterr()
+    assert main(["show", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if x.startswith("FAILED synthetic-only")]
+    assert line.endswith("generator 'fails-in-fit' failed in fit(): RuntimeError: simulated failure in fit")
