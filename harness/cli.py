@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "generator's synthetic set (ratio 1), without training a classifier")
     _add_run_arguments(quality)
 
-    plugins = sub.add_parser("plugins", help="list every plugin: name, kind, version, package")
+    plugins = sub.add_parser("plugins", help="list every plugin: name, kind, version, package; with a NAME, its "
+                                             "versions, presets and every option (type, default, what it does)")
+    plugins.add_argument("name", nargs="?", help="one plugin: its versions, presets and options")
     plugins.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset"])
 
     validate = sub.add_parser("validate", help="check a spec strictly (keys, types, plugin names, options)")
@@ -181,6 +183,13 @@ def cmd_plugins(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plugins = get_plugins()
+    if args.name:
+        from cxrbench.checking import find_plugin
+        from cxrbench.plugin_help import describe_plugin
+
+        _, entry = find_plugin(plugins, args.name, args.kind)
+        print("\n".join(describe_plugin(entry)))
+        return 0
     rows = [
         (e.name, e.kind, e.source.version, e.source.distribution, e.summary)
         for e in plugins.all_entries()

@@ -148,3 +148,21 @@ def test_one_plugin_can_be_disabled_by_name(monkeypatch):
         assert not plugins.failed and "noise" in plugins.generators
     monkeypatch.setenv("CXRBENCH_DISABLE_PLUGINS", "broken-dist")
     assert not load_plugins().failed
+
+
+def test_plugins_name_prints_versions_presets_and_every_option(capsys):
+    """`cxrbench plugins ldm` (issue #29.3): versions named, presets, options with defaults and docs."""
+    from cxrbench.cli import main
+
+    assert main(["plugins", "ldm"]) == 0
+    out = capsys.readouterr().out
+    assert "class version: 1" in out and "sampling_version: 1" in out and "package: cxrbench" in out
+    assert "presets: tiny, small, medium, paper" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("train_steps "))
+    assert "preset: tiny=300, small=800" in line
+    line = next(x for x in out.splitlines() if x.strip().startswith("vae_path "))
+    assert "a local diffusers AutoencoderKL folder" in line
+    assert main(["plugins", "kermany"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("val_fraction "))
+    assert "0.1" in line and "share of the train images carved into val" in line
+    assert main(["plugins", "no-such-plugin"]) == 2
