@@ -151,3 +151,38 @@ def test_check_command_finds_a_dataset_under_its_data_root(tmp_path, capsys):
     np.savez(folder / "pneumoniamnist.npz", **arrays)
     assert main(["check", "pneumoniamnist", "--size", "28", "--data-root", str(root)]) == 0
     assert "PASS  read_image" in capsys.readouterr().out
+
+
+NONDETERMINISTIC = """
+import torch
+
+from cxrbench.contracts import Generator, GeneratorCapabilities
+from cxrbench.testing import GeneratorContractTests
+
+
+class GlobalRng(Generator):
+    '''Draws from the global RNG: the same condition gives another image each call.'''
+
+    name = "global-rng-kit"
+    capabilities = GeneratorCapabilities(labels=False, needs_training=False)
+
+    def fit(self, train, *, progress=True):
+        return {}
+
+    def generate(self, conditions):
+        return (torch.rand((len(conditions), 1, self.size, self.size)) * 255).to(torch.uint8)
+
+
+class TestGlobalRng(GeneratorContractTests):
+    generator_class = GlobalRng
+    size = 16
+"""
+
+
+def test_a_nondeterministic_generator_is_told_the_cause_not_blamed_on_demographics(pytester):
+    """issue #29.2: its kit failure names the seed, never "demographics ... changed the image"."""
+    pytester.makepyfile(test_nondeterministic=NONDETERMINISTIC)
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-k", "demographics_accepted")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*another image for the same condition and seed (no demographics involved)*"])
+    assert "demographics are not declared" not in result.stdout.str()
