@@ -62,13 +62,18 @@ def make_toy_split(n: int = 256, size: int = 32, seed: int = 0, *, name: str = "
     )
 
 
-def label_probe_auroc(real: Split, generated, generated_labels) -> float:
-    """AUROC of a logistic-regression probe (8x8 downsampled pixels) trained on the real
-    images, scored on generated images against the labels they were generated for."""
+def label_probe(real: Split, generated, generated_labels, confidence: float = 0.95) -> dict:
+    """A logistic-regression probe (8x8 downsampled pixels) trained on the real images, scored on
+    generated images against the labels they were generated for: its AUROC with a DeLong
+    interval, so a decision can ask for a margin over chance that sampling noise cannot fake."""
+    import math
+
     import numpy as np
     import torch.nn.functional as F
+    from scipy import stats
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
+
+    from cxrbench.evaluation.delong import delong_roc_variance
 
     def feats(images):
         x = F.adaptive_avg_pool2d(images.float() / 255.0, 8)
@@ -78,4 +83,11 @@ def label_probe_auroc(real: Split, generated, generated_labels) -> float:
     keep = ~np.isnan(y)
     probe = LogisticRegression(max_iter=2000, C=1.0).fit(feats(real.images)[keep], y[keep])
     scores = probe.predict_proba(feats(generated))[:, 1]
-    return float(roc_auc_score(np.asarray(generated_labels), scores))
+    auc, var = delong_roc_variance(np.asarray(generated_labels), scores)
+    half = stats.norm.ppf(0.5 + confidence / 2) * math.sqrt(max(var, 0.0))
+    return {"auroc": auc, "ci": (auc - half, auc + half), "n": int(len(scores))}
+
+
+def label_probe_auroc(real: Split, generated, generated_labels) -> float:
+    """The probe's AUROC alone (see :func:`label_probe`)."""
+    return label_probe(real, generated, generated_labels)["auroc"]
