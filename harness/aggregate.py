@@ -109,6 +109,12 @@ def aggregate(records: Iterable[dict]) -> list[dict]:
                 if vals:
                     metrics[metric] = rubin_interval(vals, ses, confidence)
                     metrics[metric]["per_seed"] = vals
+                    own = per_seed[0]["metrics"][tname].get("macro", {}).get(f"{metric}_ci")
+                    if len(vals) == 1 and own:
+                        # one seed: the cell's own (percentile bootstrap) interval, the one `show`
+                        # prints beside the cell, not a normal approximation of it
+                        metrics[metric]["ci"] = [float(own[0]), float(own[1])]
+                        metrics[metric]["ci_method"] = "the cell's patient-level bootstrap percentile interval"
             rows.append(_row(key, tname, recs, failed, metrics, _paired_summary(per_seed, tname, confidence),
                              _paired_summary(per_seed, tname, confidence, "vs_noise_control")))
     return rows

@@ -98,3 +98,22 @@ def test_show_prints_a_failure_message_in_full(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     (line,) = [x for x in out.splitlines() if x.startswith("FAILED synthetic-only")]
     assert line.endswith("generator 'fails-in-fit' failed in fit(): RuntimeError: simulated failure in fit")
+
+
+def test_show_and_the_leaderboard_give_a_one_seed_cell_the_same_interval(tmp_path, capsys):
+    """issue #29.5: one definition (the cell's bootstrap percentile interval), in both."""
+    import json
+
+    from cxrbench.aggregate import aggregate
+    from cxrbench.leaderboard import build_leaderboard
+
+    assert main(_args(tmp_path, "--protocol", "real-only", "--schedule", "quick")) == 0
+    (path,) = (tmp_path / "run" / "cells").glob("*.json")
+    record = json.loads(path.read_text())
+    (macro,) = [m["macro"] for m in record["metrics"].values()]
+    (row,) = aggregate([record])
+    assert row["metrics"]["auroc"]["ci"] == macro["auroc_ci"]
+    capsys.readouterr()
+    build_leaderboard([tmp_path / "run"], tmp_path / "board")
+    text = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert f"[{macro['auroc_ci'][0]:.3f}, {macro['auroc_ci'][1]:.3f}]" in text
