@@ -246,6 +246,9 @@ def preflight(runner, cells) -> None:
                 _preflight_generator(runner, variant, len(label_names))
                 for i, ref in enumerate(variant.postprocess):  # the generator's own chain
                     _preflight_postprocessor(runner, i, ref, len(label_names))
+    # the training dataset, decoded and checked (patients in two splits, unreadable files) before
+    # the line below: "passed" is said only once every check has run
+    runner.dataset(spec.dataset)
     log(f"pre-flight checks passed ({time.perf_counter() - start:.1f} s)")
 
 

@@ -11,7 +11,7 @@ from cxrbench.checking import PreflightError, preflight
 from cxrbench.cells import expand_cells
 from cxrbench.config import spec_from_data
 from cxrbench.contracts import (
-    BuiltClassifier, Classifier, Generator, GeneratorCapabilities, Postprocessor, SyntheticBatch,
+    BuiltClassifier, Classifier, Dataset, Generator, GeneratorCapabilities, Postprocessor, SyntheticBatch,
 )
 from cxrbench.runner import Runner
 from cxrbench.testing import plugins_with
@@ -169,3 +169,36 @@ def test_preflight_passes_quickly_and_leaves_the_rngs_alone(tmp_path):
     after = draw()
     seed()
     assert after == draw()
+
+
+class SharedPatient(Dataset):
+    """Patient p0 has an image in train and one in test: a leak the loader must refuse."""
+
+    name = "shared-patient"
+    label_names = ("y",)
+    needs_root = False
+
+    def records(self):
+        from cxrbench.contracts import ImageRecord
+
+        rows = [("train", "p0"), ("test", "p0")] + [(s, f"{s}{i}") for s in ("train", "val", "test") for i in range(1, 5)]
+        return [ImageRecord(key=f"{s}/{i}", split=s, labels=(float(i % 2),), patient_id=p, source=i)
+                for i, (s, p) in enumerate(rows)]
+
+    def read_image(self, record):
+        import numpy as np
+
+        return np.full((20, 20), 10 * record.source, np.uint8)
+
+
+def test_the_passed_line_comes_after_every_check(tmp_path, capsys):
+    """issue #29.5: a patient in two splits is reported, and "checks passed" is never printed first."""
+    from cxrbench.errors import LeakageError
+
+    plugins = plugins_with(("dataset", "shared-patient", SharedPatient))
+    spec = spec_from_data({**SPEC, "dataset": {"name": "shared-patient"}}, "s")
+    runner = Runner(spec, out=tmp_path / "run", cache_dir=tmp_path / "c", device="cpu", progress=False,
+                    plugins=plugins)
+    with pytest.raises(LeakageError, match="p0"):
+        runner.run()
+    assert "pre-flight checks passed" not in capsys.readouterr().err
