@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cxrbench import __version__
 from cxrbench.errors import CxrbenchError
+from cxrbench.hashing import content_key
 
 # Defaults of a run given by flags alone (no --spec): small enough for a CPU, offline.
 DEFAULT_DATASET = "phantom"
@@ -547,7 +548,12 @@ def _classifier(rec: dict) -> str:
 
 
 def _generator_label(rec: dict) -> str:
-    gen = (rec.get("cell", {}).get("generator") or {}).get("label", "-")
+    cell_gen = rec.get("cell", {}).get("generator") or {}
+    gen = cell_gen.get("label", "-")
+    options = cell_gen.get("options") or {}
+    if options and gen == f"{cell_gen.get('name')}-{content_key(options, 6)}":
+        # a row without a label is named by a hash of its options: say which options
+        gen += " (" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
     g = rec.get("generator") or {}
     if g.get("seed_check") and not g["seed_check"].get("ok", True):
         gen += " (SEED CHECK FAILED: " + "; ".join(g["seed_check"].get("problems", [])) + ")"

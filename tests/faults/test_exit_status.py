@@ -117,3 +117,18 @@ def test_show_and_the_leaderboard_give_a_one_seed_cell_the_same_interval(tmp_pat
     build_leaderboard([tmp_path / "run"], tmp_path / "board")
     text = (tmp_path / "board" / "leaderboard.md").read_text()
     assert f"[{macro['auroc_ci'][0]:.3f}, {macro['auroc_ci'][1]:.3f}]" in text
+
+
+def test_a_row_named_by_its_options_hash_shows_those_options(tmp_path, capsys):
+    """issue #29.3: `mean-noise-4c628a`-style names are explained beside the options."""
+    import yaml
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"spec_version": 1, "name": "hash", "dataset": {"name": "phantom"}, "size": 16,
+                                    "generators": [{"name": "noise", "options": {"smoothness": 5.0}}],
+                                    "protocols": [{"name": "synthetic-only", "schedule": "quick"}],
+                                    "evaluation": {"bootstrap_resamples": 20}, "quality": {"enabled": False}}))
+    assert main(["run", "--spec", str(spec), "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert any("noise-" in line and "(smoothness=5.0)" in line for line in out.splitlines())
