@@ -163,8 +163,10 @@ def plain_reading(group: dict) -> list[str]:
                          + " over real-only is not larger than that of noise images: it is the extra training, "
                            "not the synthetic content.")
         if hurt:
-            lines.append(f"At {n:,} real images ({text}), " + ", ".join(name(p) for p in hurt)
-                         + " scores below real + the same number of noise images.")
+            lines.append(f"At {n:,} real images ({text}), " + " and ".join(
+                f"{name(p)} ({_diff(p['content_gain'])})" for p in hurt)
+                + (" score" if len(hurt) > 1 else " scores") + " below real + the same number of noise images: "
+                "the synthetic content hurts beyond what the number of images does.")
         if not helped and not bought and not hurt:
             lines.append(f"At {n:,} real images ({text}), no generator's supplemented set differs from the "
                          "noise control: no generator helps here.")
