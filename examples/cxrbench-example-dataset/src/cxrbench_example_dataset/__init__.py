@@ -1,0 +1,1 @@
+"""Example cxrbench dataset plugin (see plugin.py for the registration and the dataset)."""

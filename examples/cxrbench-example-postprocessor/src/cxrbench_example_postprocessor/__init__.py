@@ -1,0 +1,1 @@
+"""Example cxrbench post-processor plugin (see plugin.py for the registration and the step)."""
