@@ -109,12 +109,18 @@ def test_the_suite_environment_does_not_see_the_examples():
     assert not found, found
 
 
+def _vae_tests():
+    """test_example_vae.py, whose helpers (the public-API checker, the example-test runner) serve here too."""
+    spec = importlib.util.spec_from_file_location("_example_vae_tests", Path(__file__).with_name("test_example_vae.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_examples_import_only_the_public_api():
     """The plugin rule of CONTRIBUTING.md (cxrbench.contracts / errors / hookspecs / kit only),
     with the checker of test_example_vae.py."""
-    spec = importlib.util.spec_from_file_location("_public_api_checker", Path(__file__).with_name("test_example_vae.py"))
-    checker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checker)
+    checker = _vae_tests()
     for kind in KINDS:
         src = folder(kind) / "src"
         assert (src / EXAMPLES[kind][2] / "plugin.py").is_file()
@@ -160,15 +166,7 @@ def test_cxrbench_check_passes(kind, installed, tmp_path):
 def test_example_tests_pass_under_the_contract_kit(kind):
     """`pytest` in the example's folder, as its author runs it without installing (PYTHONPATH=src);
     every kit check runs (none skipped) and no bytecode is written into the tree."""
-    where = folder(kind)
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(where / "src"), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", "-rfEs",
-           "-c", str(where / "pyproject.toml"), "--rootdir", str(where)]
-    out = subprocess.run(cmd, cwd=where, env=env, capture_output=True, text=True, timeout=600)
-    tail = (out.stdout + out.stderr)[-4000:]
-    assert out.returncode == 0, tail
-    summary = out.stdout.strip().splitlines()[-1]
+    summary, tail = _vae_tests().run_example_tests(folder(kind))
     assert " passed" in summary and "skipped" not in summary and "failed" not in summary, tail
 
 
