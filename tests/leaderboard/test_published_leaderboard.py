@@ -50,3 +50,17 @@ def test_the_readme_tables_are_what_the_summary_script_prints_from_the_published
     readme = (root / "leaderboard" / "README.md").read_text()
     for table in printed.strip().split("\n\n"):
         assert table in readme, table.splitlines()[0]
+
+
+def test_the_readme_learning_curve_tables_are_the_built_ones():
+    """leaderboard/README.md's learning-curve tables are copied from each built learning-curves.md,
+    never typed by hand."""
+    import re
+
+    root = Path(__file__).resolve().parents[2] / "leaderboard"
+    readme = (root / "README.md").read_text()
+    blocks = re.findall(r"<!-- learning-curves:([\w.-]+) -->\n(.*?)\n<!-- /learning-curves:\1 -->", readme, re.S)
+    built = sorted(p.parent.name for p in root.glob("*/learning-curves.md"))
+    assert sorted(name for name, _ in blocks) == built
+    for name, block in blocks:
+        assert block.strip() in (root / name / "learning-curves.md").read_text(), name
