@@ -122,7 +122,8 @@ class BudgetedGenerator(Generator):
 
 
 def _budget_run(tmp_path, tag, options):
-    spec = _spec(generators=[{"name": "budgeted", "options": options}],
+    # (its images ignore the seed on purpose: seed_check warn keeps its cells)
+    spec = _spec(generators=[{"name": "budgeted", "options": options, "seed_check": "warn"}],
                  protocols=[{"name": "synthetic-only", "schedule": "quick"}])
     Runner(spec, out=tmp_path / tag, cache_dir=tmp_path / "cache", device="cpu", progress=False,
            plugins=plugins_with_generator("budgeted", BudgetedGenerator)).run()
@@ -184,7 +185,7 @@ class BlindGenerator(Generator):
 
 def test_all_real_test_set_needs_a_generator_that_never_saw_it(tmp_path):
     spec = _spec(external=[{**PHANTOM, "test": "all"}],
-                 generators=[{"name": "blind"}, {"name": "noise"}],
+                 generators=[{"name": "blind", "seed_check": "warn"}, {"name": "noise"}],
                  protocols=[{"name": "synthetic-only", "schedule": "quick"}])
     summary = Runner(spec, out=tmp_path / "run", cache_dir=tmp_path / "c", device="cpu", progress=False,
                      plugins=plugins_with_generator("blind", BlindGenerator)).run()
@@ -269,7 +270,7 @@ class SeededGenerator(BudgetedGenerator):
 
 
 def _seeded_run(tmp_path, tag, ref):
-    spec = _spec(generators=[{"name": "seeded", **ref}], seeds=[0, 1],
+    spec = _spec(generators=[{"name": "seeded", "seed_check": "warn", **ref}], seeds=[0, 1],
                  protocols=[{"name": "synthetic-only", "schedule": "quick"}])
     Runner(spec, out=tmp_path / tag, cache_dir=tmp_path / "cache", device="cpu", progress=False,
            plugins=plugins_with_generator("seeded", SeededGenerator)).run()

@@ -12,7 +12,7 @@ from PIL import Image
 from cxrbench.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_bad_dataset_files import BAD, _kermany  # noqa: E402
+from test_bad_dataset_files import BAD, KERMANY_FILES, _kermany  # noqa: E402
 
 pytestmark = pytest.mark.faults
 
@@ -82,8 +82,6 @@ def test_external_test_sets_and_validate_honour_data_root(tmp_path, monkeypatch,
 
     path.write_text(yaml.safe_dump({"spec_version": 1, **data}))
     assert main(["validate", str(path), "--data-root", str(tmp_path / "data")]) == 0
-    from conftest import KERMANY_FILES
-
     n = sum(len(names) for names in KERMANY_FILES.values())
     assert f"kermany: {n} images listed under {root}" in capsys.readouterr().out
     assert main(["validate", str(path), "--data-root", str(tmp_path / "nowhere")]) == 2
