@@ -251,6 +251,29 @@ def _check_data(spec, source: str, data_root: str) -> None:
                     continue
                 raise
             print(f"{ref.name}: {len(records):,} images listed under {plugin.root}")
+            if ref is not part.dataset:
+                _check_label_map(runner, part, ref, plugin, records)
+
+
+def _check_label_map(runner, spec, ref, plugin, records) -> None:
+    """An external set's label map on its test images: counts printed, too few is an error."""
+    from cxrbench.labelmaps import check_counts, map_counts, resolve_label_map
+
+    i = next(k for k, r in enumerate(spec.external) if r is ref)
+    source = runner.dataset_plugin(spec.dataset).label_names
+    label_map = resolve_label_map(source, plugin.label_names, ref.labels, f"external[{i}]", ref.name)
+    import numpy as np
+
+    tested = [list(r.labels) for r in records if ref.test == "all" or r.split == "test"]
+    labels = np.asarray(tested, dtype=np.float64).reshape(len(tested), len(plugin.label_names))
+    counts = map_counts(labels, plugin.label_names, label_map)
+    what = f"{ref.name}:{'all' if ref.test == 'all' else 'test'}"
+    for label, c in counts.items():
+        parts = ", ".join(f"{n} {e['n_pos']}" for n, e in c["external_labels"].items())
+        print(f"  {what}: {label} = {c['map']!r}: {c['n_pos']} positive, {c['n_neg']} negative, "
+              f"{c['n_masked']} masked (positives per external label: {parts})")
+    check_counts(counts, min_positives=ref.min_positives, min_negatives=ref.min_negatives,
+                 where=f"external[{i}] {ref.name}", what=what)
 
 
 def cmd_check(args) -> int:

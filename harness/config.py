@@ -52,9 +52,14 @@ class GeneratorRef(PluginRef):
 @dataclass
 class DatasetRef(PluginRef):
     root: str | None = None
-    #: external test sets: the training dataset's label -> this dataset's label, e.g.
-    #: {pneumonia: Pneumonia}; labels of the same name map to themselves
-    labels: dict[str, str] = field(default_factory=dict)
+    #: external test sets: the training dataset's label -> this dataset's label(s), e.g.
+    #: {pneumonia: Pneumonia}, any of several {pneumonia: [Pneumonia, Consolidation]}, or a named
+    #: rule {pneumonia: {all_of: [..]}} (labelmaps.py); labels of the same name map to themselves
+    labels: dict[str, Union[str, list[str], dict[str, list[str]]]] = field(default_factory=dict)
+    #: external test sets: the least positives / negatives a mapped label may leave on the test
+    #: images (checked by `validate --data-root` and at run time; they decide nothing else)
+    min_positives: int = 10
+    min_negatives: int = 10
     #: external test sets: "test" (its official test split) or "all" (every image: allowed only
     #: when no model that is tested on it has seen any of its patients)
     test: typing.Literal["test", "all"] = "test"

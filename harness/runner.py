@@ -59,6 +59,8 @@ class CellWork:
     externals: list = field(default_factory=list)
     #: optional external test sets whose data was not found: name and reason, in the record
     skipped_externals: list = field(default_factory=list)
+    #: per external test set: what its label map gives on the test images (labelmaps.map_counts)
+    label_maps: dict = field(default_factory=dict)
     train_name: str = ""
     train_ds: Any = None
     train_split: Any = None
@@ -230,8 +232,8 @@ class Runner:
         own = to_dict(list(cell.generator.postprocess)) if cell.generator is not None else []
         chain = own + to_dict(s.postprocess) if cell.protocol.uses_generator else []
 
-        def ref(r):  # `optional` only decides whether a missing set is skipped: not a result input
-            return {k: v for k, v in to_dict(r).items() if k != "optional"}
+        def ref(r):  # these only decide whether a set is skipped or refused: not result inputs
+            return {k: v for k, v in to_dict(r).items() if k not in ("optional", "min_positives", "min_negatives")}
 
         return content_key(
             {
@@ -467,7 +469,7 @@ class Runner:
         for i, (ext_name, ext, ref) in enumerate(w.externals):
             split = all_images(ext) if ref.test == "all" else ext.tests["test"]
             tname = f"{ext_name}:{'all' if ref.test == 'all' else 'test'}"
-            w.test_sets[tname] = self._in_source_labels(split, ext, ref, i)
+            w.test_sets[tname] = self._in_source_labels(split, ext, ref, i, counts_to=w.label_maps, test_name=tname)
             tests[tname] = namespaced(ext, split.patient_ids)
         check_leakage({**w.patients, **tests})
 
@@ -550,6 +552,8 @@ class Runner:
             "hardware": hardware_summary(self.device),
             "dataset": {"name": spec.dataset.name, "fingerprint": w.source.fingerprint, "info": jsonable(w.source.info)},
             "external": [{"name": n, "fingerprint": d.fingerprint, "test": r.test, "labels": dict(r.labels),
+                          # what the label map gives on the test images (labelmaps.map_counts)
+                          **({"label_map": w.label_maps[n]} if n in w.label_maps else {}),
                           "info": jsonable(d.info)} for n, d, r in w.externals],
             "external_skipped": w.skipped_externals,
             **({"real_data": w.source.info["real_data"]} if w.cell.real_data is not None else {}),
@@ -572,16 +576,22 @@ class Runner:
             "artifacts": w.artifacts,
         }
 
-    def _in_source_labels(self, split, dataset, ref, i: int):
-        """``split`` of an external dataset with its labels mapped onto the source dataset's."""
-        from cxrbench.labelmaps import remap_split, resolve_label_map
+    def _in_source_labels(self, split, dataset, ref, i: int, counts_to: dict | None = None, test_name: str = ""):
+        """``split`` of an external dataset with its labels read through the spec's label map
+        (labelmaps.py). For a test split (``counts_to``) the map's counts are kept for the record,
+        and a map that leaves too few positives or negatives stops the cell, naming the counts."""
+        from cxrbench.labelmaps import check_counts, map_counts, remap_split, resolve_label_map
 
-        source = self.spec.dataset
-        if tuple(dataset.label_names) == tuple(self.dataset(source).label_names) and not ref.labels:
+        source_names = self.dataset(self.spec.dataset).label_names
+        label_map = resolve_label_map(source_names, dataset.label_names, ref.labels, f"external[{i}]", ref.name)
+        if counts_to is not None:
+            counts = map_counts(split.labels, dataset.label_names, label_map)
+            check_counts(counts, min_positives=ref.min_positives, min_negatives=ref.min_negatives,
+                         where=f"external[{i}] {ref.name}", what=test_name or split.name)
+            counts_to[test_name.split(":")[0]] = counts
+        if label_map.is_identity(len(dataset.label_names)) and tuple(dataset.label_names) == tuple(source_names):
             return split
-        columns = resolve_label_map(self.dataset(source).label_names, dataset.label_names, ref.labels,
-                                    f"external[{i}]", ref.name)
-        return remap_split(split, columns, self.dataset(source).label_names)
+        return remap_split(split, label_map)
 
     def _baseline_record(self, cell: Cell) -> dict | None:
         return self._finished(cell.baseline()) if cell.protocol.uses_generator else None
