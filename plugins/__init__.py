@@ -32,6 +32,8 @@ BUILTINS = (
      "MIMIC-CXR-JPG (CheXpert labels, official split, frontal views)"),
     ("datasets", "nih-cxr14", "cxrbench.plugins.datasets.nih:NIHChestXray14Dataset",
      "NIH ChestX-ray14 (Data_Entry_2017.csv, official train/test lists)"),
+    ("datasets", "covid-chestxray", "cxrbench.plugins.datasets.covid_chestxray:CovidChestXrayDataset",
+     "COVID-19 image data collection (metadata.csv + images/; frontal X-rays, external test set)"),
     ("datasets", "pneumoniamnist", "cxrbench.plugins.datasets.pneumoniamnist:PneumoniaMNISTDataset",
      "PneumoniaMNIST (medmnist npz, 28/64/128/224 px, official splits)"),
     ("classifiers", "resnet50", "cxrbench.plugins.classifiers.timm_models:ResNet50",

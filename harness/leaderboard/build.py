@@ -106,14 +106,17 @@ def _size_key(size) -> tuple | None:
 
 
 def _add_utility_ratios(rows: list[dict]) -> None:
-    """``utility_ratio`` = (AUROC - 0.5) / (ceiling AUROC - 0.5), means over seeds: where the row's
-    AUROC sits between chance and the ``real`` generator's row (the real training images
-    themselves through the same protocol, ratio, dataset content, size, classifier, schedule and
-    test set). 1: as good as the real images; 0: chance. A chain (e.g. proxy-filter) gives a row
-    its own context hash, so the ceiling of the row's own context is preferred, else the only
-    one of its place. None without a ceiling (e.g. real-only, or supplemented, whose comparison
-    is dAUROC vs real-only) or with two ceilings of other contexts to choose from. On the real-data
-    axis the ceiling is the ``real`` row of the same size."""
+    """``utility_ratio`` = (AUROC - floor) / (ceiling - floor), means over seeds: where the row's
+    AUROC sits between the ``noise`` generator's row (the floor) and the ``real`` generator's row
+    (the real training images themselves: the ceiling), both through the same protocol, ratio,
+    dataset content, size, classifier, schedule, real-data size and TEST SET. 1: as good as the
+    real images; 0: no better than noise. Each test set has its own floor and ceiling: on a
+    shifted external set the noise floor can sit well below 0.5, so neither 0.5 nor another set's
+    reference is ever used. A chain (e.g. proxy-filter) gives a row its own context hash, so the
+    references of the row's own context are preferred, else the only ones of its place. None
+    without both references (e.g. real-only, or supplemented, whose comparisons are dAUROC vs
+    real-only and the content gain vs noise), with two of other contexts to choose from, or when
+    the ceiling is not above the floor. The floor and ceiling used are kept on the row."""
     def place(r):
         size = r["real_data"].size if r["real_data"] is not None else None
         return tuple(r[k] for k in ("dataset", "dataset_fingerprint", "size", "classifier", "protocol", "schedule",
@@ -122,16 +125,20 @@ def _add_utility_ratios(rows: list[dict]) -> None:
     def auroc(r):
         return ((r["aggregate"].get("metrics") or {}).get("auroc") or {}).get("mean")
 
-    ceilings: dict[tuple, dict[str, float]] = {}
+    refs: dict[str, dict[tuple, dict[str, float]]] = {"real": {}, "noise": {}}
     for r in rows:
-        if r["generator_plugin"] == "real" and r["chain"] == "-" and auroc(r) is not None:
-            ceilings.setdefault(place(r), {}).setdefault(r["context"], auroc(r))
+        if r["generator_plugin"] in refs and r["chain"] == "-" and auroc(r) is not None:
+            refs[r["generator_plugin"]].setdefault(place(r), {}).setdefault(r["context"], auroc(r))
+
+    def reference(kind, r):
+        found = refs[kind].get(place(r), {})
+        return found.get(r["context"], next(iter(found.values())) if len(found) == 1 else None)
+
     for r in rows:
-        found = ceilings.get(place(r), {})
-        ceiling = found.get(r["context"], next(iter(found.values())) if len(found) == 1 else None)
-        value = auroc(r)
-        ok = ceiling is not None and value is not None and ceiling > 0.5
-        r["utility_ratio"] = (value - 0.5) / (ceiling - 0.5) if ok else None
+        floor, ceiling, value = reference("noise", r), reference("real", r), auroc(r)
+        r["floor"], r["ceiling"] = floor, ceiling
+        ok = None not in (floor, ceiling, value) and ceiling > floor
+        r["utility_ratio"] = (value - floor) / (ceiling - floor) if ok else None
 
 
 def _reference_role(row: dict, rec: dict) -> str | None:

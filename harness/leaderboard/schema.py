@@ -32,7 +32,7 @@ DEFAULT_SCHEMA = Path(__file__).with_name("default-schema.yaml")
 #: fields of a leaderboard row usable as ``row.FIELD`` sources and as group keys
 ROW_FIELDS = ("dataset", "size", "classifier", "protocol", "schedule", "test_set", "feature_network",
               "generator", "reference", "chain", "ratio", "context", "status", "seeds", "fits", "vs_real_only",
-              "utility_ratio", "real_data", "n_real", "vs_noise_control")
+              "utility_ratio", "floor", "ceiling", "real_data", "n_real", "vs_noise_control")
 #: group keys every schema must keep: numbers from different values of these are not comparable
 REQUIRED_GROUP_KEYS = ("dataset", "size", "classifier", "protocol", "schedule", "feature_network")
 

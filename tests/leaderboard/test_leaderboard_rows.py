@@ -232,9 +232,10 @@ def test_an_unknown_derived_source_is_a_one_line_error():
     assert "columns[0].source" in str(info.value) and "seconds_per_delivered_image" in str(info.value)
 
 
-def test_utility_ratio_places_a_row_between_chance_and_the_real_images(mixed_records, derive):
-    """(AUROC - 0.5) / (the `real` row's AUROC - 0.5) within the same protocol and settings;
-    None where the protocol has no `real` row (v1 here, real-only, supplemented)."""
+def test_utility_ratio_places_a_row_between_the_noise_floor_and_the_real_images(mixed_records, derive):
+    """(AUROC - the `noise` row's) / (the `real` row's - the `noise` row's), within the same
+    protocol and settings; None where the protocol lacks either reference (v1 here has no `real`
+    row; real-only and supplemented have neither)."""
     reals = []
     for path, rec in mixed_records:
         if rec["cell_id"].startswith("synthetic-only.v2__noise__"):
@@ -243,20 +244,22 @@ def test_utility_ratio_places_a_row_between_chance_and_the_real_images(mixed_rec
             for metrics in real["metrics"].values():
                 metrics["macro"]["auroc"] = 0.9
             reals.append((path.replace("__noise__", "__real__"), real))
-            # a filtered row: its chain gives it another context hash; the ceiling still applies
+            # a filtered row: its chain gives it another context hash; the references still apply
             chained = derive(rec, "pf", "noise+pf")
             chained["cell"]["generator"]["postprocess"] = [{"name": "proxy-filter", "options": {}}]
             chained["cell_id"] = chained["cell_id"].rsplit("__", 1)[0] + "__0ther0ne"
+            for metrics in chained["metrics"].values():
+                metrics["macro"]["auroc"] = 0.8
             reals.append((path.replace("__noise__", "__pf__"), chained))
     rows = build_rows(list(mixed_records) + reals, load_schema())
     chained = by_label(rows, "noise+pf")
     assert chained["chain"] == "proxy-filter" and chained["context"] != by_label(rows, "real")["context"]
-    assert chained["values"]["utility_ratio"] == pytest.approx(
-        (chained["aggregate"]["metrics"]["auroc"]["mean"] - 0.5) / 0.4, rel=1e-12)
     noise, ceiling = by_label(rows, "noise"), by_label(rows, "real")
-    noise_auroc = noise["aggregate"]["metrics"]["auroc"]["mean"]
-    assert ceiling["aggregate"]["metrics"]["auroc"]["mean"] == pytest.approx(0.9)
-    assert noise["values"]["utility_ratio"] == pytest.approx((noise_auroc - 0.5) / 0.4, rel=1e-12)
+    floor = noise["aggregate"]["metrics"]["auroc"]["mean"]
+    assert ceiling["aggregate"]["metrics"]["auroc"]["mean"] == pytest.approx(0.9) and floor < 0.8
+    assert chained["values"]["utility_ratio"] == pytest.approx((0.8 - floor) / (0.9 - floor), rel=1e-12)
+    assert (chained["values"]["floor"], chained["values"]["ceiling"]) == (pytest.approx(floor), pytest.approx(0.9))
+    assert noise["values"]["utility_ratio"] == pytest.approx(0.0, abs=1e-12)
     assert ceiling["values"]["utility_ratio"] == pytest.approx(1.0)
     assert by_label(rows, "noise", "synthetic-only.v1")["values"]["utility_ratio"] is None
     assert all(r["values"]["utility_ratio"] is None for r in rows if not r["protocol"].startswith("synthetic-only.v2"))
@@ -266,6 +269,29 @@ def test_utility_ratio_places_a_row_between_chance_and_the_real_images(mixed_rec
     assert chained["values"]["reference"] is None  # a filtered noise set is a generator row, not the floor
     assert {r["values"]["reference"] for r in rows if r["protocol"].startswith("real-only")} == {"baseline"}
     assert {r["values"]["reference"] for r in rows if r["protocol"].startswith("supplemented")} == {None}
+
+
+def test_each_test_set_is_read_between_its_own_floor_and_ceiling(mixed_records, derive):
+    """On a shifted external set the noise floor sits below 0.5: the utility there uses that
+    set's floor and ceiling, never 0.5 and never the internal set's."""
+    (path, noise), = [(p, r) for p, r in mixed_records if r["cell_id"].startswith("synthetic-only.v2__noise__seed0")] \
+        or [next((p, r) for p, r in mixed_records if r["cell_id"].startswith("synthetic-only.v2__noise__"))]
+    internal = next(iter(noise["metrics"]))
+    external = "elsewhere:all"
+    made = []
+    for token, plugin, values in (("noise", "noise", (0.70, 0.35)), ("real", "real", (0.90, 0.75)),
+                                  ("g", "ldm", (0.80, 0.55))):
+        rec = derive(noise, token, token)
+        rec["cell"]["generator"]["name"] = rec["generator"]["name"] = plugin
+        rec["metrics"][external] = copy.deepcopy(rec["metrics"][internal])
+        for tname, v in zip((internal, external), values):
+            rec["metrics"][tname]["macro"]["auroc"] = v
+        made.append((path.replace("__noise__", f"__{token}__"), rec))
+    rows = build_rows(made, load_schema())
+    g = {r["test_set"]: r["values"] for r in rows if r["generator"] == "g"}
+    assert g[internal]["utility_ratio"] == pytest.approx((0.80 - 0.70) / (0.90 - 0.70))
+    assert g[external]["utility_ratio"] == pytest.approx((0.55 - 0.35) / (0.75 - 0.35))  # 0.5, not 0.2
+    assert (g[external]["floor"], g[external]["ceiling"]) == (pytest.approx(0.35), pytest.approx(0.75))
 
 
 def test_a_protocols_latest_version_is_listed_first(rows):
