@@ -35,6 +35,10 @@ def write_predictions(path: Path, split, scores, label_names) -> None:
     for j, name in enumerate(label_names):
         df[f"true_{name}"] = split.labels[:, j].numpy()
         df[f"score_{name}"] = scores[:, j]
+    # the test images' metadata (sex, age, view, site...): subgroups can be rescored from this file
+    for field, values in sorted(split.metadata.items()):
+        if len(values) == len(df) and field not in ("source",):
+            df[f"meta_{field}"] = [None if v is None else v for v in values]
     tmp = path.with_suffix(".tmp")
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)

@@ -89,6 +89,20 @@ class EvaluationSettings:
     bootstrap_resamples: int = 1000
     confidence: float = 0.95
     threshold: str = "youden"
+    #: metadata fields to report subgroups of, on every test set that carries them: sex, view,
+    #: site, age_band (from age, cut at age_bands) or any field a dataset declares
+    subgroups: list[str] = field(default_factory=list)
+    #: age band edges: [18, 40, 65] -> <18, 18-39, 40-64, 65+
+    age_bands: list[int] = field(default_factory=lambda: [18, 40, 65])
+    #: a subgroup with fewer positives (negatives) shows "too few" for AUROC and FNR (FPR)
+    subgroup_min_positives: int = 10
+    subgroup_min_negatives: int = 10
+    #: at most this many values of a field, the most frequent (e.g. the largest sites)
+    subgroup_max_levels: int | None = 8
+
+
+#: the EvaluationSettings fields that only shape the subgroup report
+SUBGROUP_SETTINGS = ("age_bands", "subgroup_min_positives", "subgroup_min_negatives", "subgroup_max_levels")
 
 
 QUALITY_FEATURES = ("domain", "xrv", "inception")
@@ -337,6 +351,21 @@ DEVICE_PATTERN = r"auto|cpu|mps|cuda(:[0-9]+)?"
 MAX_SEED = 2**32 - 1
 
 
+def _check_subgroup_settings(ev: EvaluationSettings, source: str) -> None:
+    if len(set(ev.subgroups)) != len(ev.subgroups) or any(not f for f in ev.subgroups):
+        raise ConfigError(f"{source}: evaluation.subgroups: {ev.subgroups!r} names a field twice or an empty one")
+    edges = ev.age_bands
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:])) or edges[0] <= 0:
+        raise ConfigError(f"{source}: evaluation.age_bands: {edges!r} must be increasing positive ages, "
+                          "e.g. [18, 40, 65] (bands <18, 18-39, 40-64, 65+)")
+    for key in ("subgroup_min_positives", "subgroup_min_negatives"):
+        if getattr(ev, key) < 1:
+            raise ConfigError(f"{source}: evaluation.{key}: {getattr(ev, key)} must be at least 1")
+    if ev.subgroup_max_levels is not None and ev.subgroup_max_levels < 2:
+        raise ConfigError(f"{source}: evaluation.subgroup_max_levels: {ev.subgroup_max_levels} must be at least 2 "
+                          "(or null: every value)")
+
+
 def _check_values(spec: BenchmarkSpec, source: str) -> None:
     import re
 
@@ -353,6 +382,7 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
     if spec.evaluation.bootstrap_resamples < 10:
         raise ConfigError(f"{source}: evaluation.bootstrap_resamples: {spec.evaluation.bootstrap_resamples} "
                           "gives no meaningful interval; use at least 10 (1000 is the default)")
+    _check_subgroup_settings(spec.evaluation, source)
 
     if not (8 <= spec.size <= 1024):
         raise ConfigError(f"{source}: size: {spec.size} is out of range; allowed: 8..1024 px "

@@ -239,7 +239,7 @@ class Runner:
             {
                 "dataset": ref(s.dataset), "external": [ref(r) for r in s.external], "size": s.size,
                 "classifier": to_dict(s.classifier), "postprocess": chain,
-                "evaluation": to_dict(s.evaluation), "preprocessing": s.preprocessing,
+                "evaluation": evaluation_key(s.evaluation), "preprocessing": s.preprocessing,
                 "data_root": str(self._dataset_root(s.dataset)),
             },
             8,
@@ -496,46 +496,10 @@ class Runner:
         return result, built, recipe
 
     def _evaluate(self, w: CellWork, model) -> dict:
-        """Scores on every real test set, thresholds from the tuning set, DeLong vs real-only."""
-        import numpy as np
+        """Scores on every real test set and what they are read against (cell_evaluation.py)."""
+        from cxrbench.cell_evaluation import evaluate_cell
 
-        from cxrbench.evaluation import compare_to_baseline, evaluate
-        from cxrbench.evaluation.metrics import choose_threshold
-        from cxrbench.training import predict
-
-        spec, names = self.spec, w.source.label_names
-        tune_scores = predict(model, w.tune_images, device=self.device)
-        thresholds = []
-        for j in range(len(names)):
-            y = w.tune_labels[:, j].numpy()
-            ok = ~np.isnan(y)
-            both = ok.any() and len(set(y[ok].tolist())) == 2
-            thresholds.append(choose_threshold(y[ok], tune_scores[ok, j], method=spec.evaluation.threshold) if both else 0.5)
-        out = {"thresholds": [float(t) for t in thresholds], "metrics": {}, "comparisons": {}}
-        predictions, baseline = {}, self._baseline_record(w.cell)
-        control = self._finished(w.cell.noise_control())
-        if control is not None:
-            out["vs_noise_control"] = {}
-        for tname, split in w.test_sets.items():
-            scores = predict(model, split.images, device=self.device)
-            labels = split.labels.numpy()
-            out["metrics"][tname] = evaluate(
-                scores, labels, names, patient_ids=split.patient_ids, thresholds=thresholds,
-                n_resamples=spec.evaluation.bootstrap_resamples, seed=w.cell.seed, confidence=spec.evaluation.confidence,
-            )
-            predictions[tname] = str(w.adir / f"predictions-{tname.replace(':', '-')}.csv")
-            write_predictions(Path(predictions[tname]), split, scores, names)
-            if baseline is not None and tname in baseline.get("artifacts", {}).get("predictions", {}):
-                base_scores = read_scores(Path(baseline["artifacts"]["predictions"][tname]), split.keys, names)
-                out["comparisons"][tname] = {"baseline": baseline["cell_id"],
-                                             **compare_to_baseline(labels, scores, base_scores, names)}
-            # the content gain: over real + r x noise at the same size, ratio and seed (paired DeLong)
-            if control is not None and tname in control.get("artifacts", {}).get("predictions", {}):
-                control_scores = read_scores(Path(control["artifacts"]["predictions"][tname]), split.keys, names)
-                out["vs_noise_control"][tname] = {"baseline": control["cell_id"],
-                                                  **compare_to_baseline(labels, scores, control_scores, names)}
-        w.artifacts["predictions"] = predictions
-        return out
+        return evaluate_cell(self, w, model)
 
     def _ok_record(self, w: CellWork, result, built, recipe, evaluation: dict) -> dict:
         import torch
@@ -685,3 +649,16 @@ def _headline(record: dict) -> str:
         if auc is not None and ci:
             parts.append(f"{tname} AUROC {auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
     return "; ".join(parts) or "ok"
+
+
+def evaluation_key(evaluation) -> dict:
+    """The evaluation settings as part of a cell's context: the subgroup settings count only when
+    subgroups are asked for (they add a report and change no score), so specs written before
+    they existed keep their cell ids."""
+    from cxrbench.config import SUBGROUP_SETTINGS
+
+    data = to_dict(evaluation)
+    if not data.get("subgroups"):
+        for key in ("subgroups", *SUBGROUP_SETTINGS):
+            data.pop(key, None)
+    return data

@@ -7,12 +7,19 @@ reference implementations (sklearn) in isolation.
 - :mod:`.bootstrap`: :func:`bootstrap_ci` (by image or by patient), :func:`bootstrap_distribution`
 - :mod:`.delong`: :func:`delong_roc_variance`, :func:`delong_paired_test`, :func:`bonferroni`
 - :mod:`.report`: :func:`evaluate`, :func:`compare_to_baseline`, :func:`choose_thresholds`
+- :mod:`.subgroups`: :func:`subgroup_report` (per-group AUROC / FNR / FPR, worst-to-best gaps),
+  :func:`subgroup_values`, :func:`age_band`, :func:`subgroup_reports`
+- :mod:`.ranking`: :func:`kendall_tau`, :func:`ranking_agreement` (internal vs external model ranking)
+- :mod:`.transfer`: :func:`transfer_gap` (external - internal macro AUROC, vs a baseline)
 """
 
 from .bootstrap import BootstrapResult, bootstrap_ci, bootstrap_distribution, percentile_ci, resample_weights
 from .delong import bonferroni, delong_covariance, delong_paired_test, delong_roc_variance
 from .metrics import THRESHOLD_METHODS, aupr, auroc, choose_threshold, threshold_metrics, weighted_aupr, weighted_auroc
+from .ranking import kendall_tau, ranking_agreement
 from .report import choose_thresholds, compare_to_baseline, evaluate
+from .subgroups import age_band, subgroup_report, subgroup_reports, subgroup_values
+from .transfer import transfer_gap, two_sample_weights
 
 __all__ = [
     "auroc",
@@ -34,4 +41,12 @@ __all__ = [
     "evaluate",
     "compare_to_baseline",
     "choose_thresholds",
+    "age_band",
+    "subgroup_values",
+    "subgroup_report",
+    "subgroup_reports",
+    "kendall_tau",
+    "ranking_agreement",
+    "transfer_gap",
+    "two_sample_weights",
 ]

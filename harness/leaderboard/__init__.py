@@ -10,6 +10,10 @@ configuration over its seeds (:func:`cxrbench.leaderboard.build.build_rows`) and
     learning-curves.md             only when a record has the real-data axis (``real_data:``): per
                                    curve group its table and plain reading (cxrbench.learning_curves),
                                    also a section of index.html; plots/learning-curve.png / .svg
+    external.md                    only when a record has external test sets or subgroups: transfer
+                                   gaps, each set's floor and ceiling, Kendall's tau of the rankings,
+                                   subgroup tables (leaderboard/shift.py), also a section of
+                                   index.html; plots/subgroups.png / .svg
     records/<folder>/cells/*.json  a verbatim copy of every record read
     assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row
 
@@ -30,14 +34,14 @@ from cxrbench.errors import CxrbenchError
 TABLE_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html")
 OWNED_DIRS = ("records", "assets", "plots")
 #: files of ours written only for some inputs: removed before a rebuild, so none is left stale
-OPTIONAL_FILES = ("learning-curves.md",)
+OPTIONAL_FILES = ("learning-curves.md", "external.md")
 
 
 def build_leaderboard(results_dirs, out, schema=None) -> dict:
     """Build the leaderboard of ``results_dirs`` into ``out``; ``schema``: a Schema, a YAML path or
     None (the default). Returns a summary: rows, records, sources, statuses, files, notes."""
     from cxrbench.aggregate import AGGREGATE_METHOD
-    from cxrbench.leaderboard import curve_plot, curves, plots, render
+    from cxrbench.leaderboard import curve_plot, curves, plots, render, shift
     from cxrbench.leaderboard.build import _dedupe, build_rows, display_columns
     from cxrbench.leaderboard.schema import Schema, load_schema
 
@@ -52,9 +56,17 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     notes += _copy_assets(rows, sources, out)
     columns = display_columns(rows, schema)
     figures, plot_notes = plots.write_plots(rows, out / "plots")
-    groups = curves.curve_groups(rec for _, rec in _dedupe(items)[0])
+    kept = _dedupe(items)[0]
+    groups = curves.curve_groups(rec for _, rec in kept)
     curve_figure = curve_plot.write_curve_plot(groups, out / "plots")
     figures += [curve_figure] if curve_figure else []
+    shifted = shift.sections([rec for _, rec in kept], _predictions_finder(kept, sources))
+    subgroup_figure = shift.write_subgroup_plot(shifted["subgroups"], out / "plots")
+    figures += [subgroup_figure] if subgroup_figure else []
+    has_shift = bool(shifted["external"] or shifted["subgroups"])
+    if has_shift:
+        notes.append(f"external test sets and subgroups: {shift.FILE} ({len(shifted['external'])} external "
+                     f"comparison(s), {len(shifted['subgroups'])} subgroup table(s))")
     notes += _network_notes(rows) + plot_notes + [f"AUROC / AUPR over seeds: {AGGREGATE_METHOD}"]
     if groups:
         notes.append(f"learning curves over the real-data axis: {curves.FILE} ({len(groups)} group(s)); every "
@@ -66,10 +78,13 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
         "leaderboard.csv": render.render_csv(rows, columns),
         "leaderboard.tex": render.render_latex(rows, columns),
         "index.html": render.render_html(rows, columns, notes, figures, sorted(sources),
-                                         curves.render_html(groups) if groups else None),
+                                         (curves.render_html(groups) if groups else [])
+                                         + (shift.render_html(shifted) if has_shift else [])),
     }
     if groups:
         texts[curves.FILE] = curves.render_markdown(groups, curve_figure)
+    if has_shift:
+        texts[shift.FILE] = shift.render_markdown(shifted, subgroup_figure)
     for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
     statuses: dict[str, int] = {}
@@ -172,6 +187,27 @@ def _copy_assets(rows: list[dict], sources: dict[str, Path], out: Path) -> list[
             _copy(found, out / target)
             row["assets"][kind] = target
     return notes
+
+
+def _predictions_finder(items: list[tuple[str, dict]], sources: dict[str, Path]):
+    """``find(record, test_set)``: the record's predictions file for that test set, beside the
+    record first (a copied results folder keeps it there), then where the record says; None."""
+    where = {id(rec): rel for rel, rec in items}
+
+    def find(rec: dict, tname: str) -> Path | None:
+        given = ((rec.get("artifacts") or {}).get("predictions") or {}).get(tname)
+        if not given:
+            return None
+        rel = where.get(id(rec))
+        candidates = []
+        if rel is not None:
+            folder, inner = rel.split("/", 1)
+            if folder in sources:
+                candidates.append(sources[folder] / inner[: -len(".json")] / str(given).replace("\\", "/").rsplit("/", 1)[-1])
+        candidates.append(Path(given))
+        return next((c for c in candidates if c.is_file()), None)
+
+    return find
 
 
 def _network_notes(rows: list[dict]) -> list[str]:

@@ -127,7 +127,9 @@ def _add_utility_ratios(rows: list[dict]) -> None:
 
     refs: dict[str, dict[tuple, dict[str, float]]] = {"real": {}, "noise": {}}
     for r in rows:
-        if r["generator_plugin"] in refs and r["chain"] == "-" and auroc(r) is not None:
+        # the plain `noise` / `real` rows (a relabelled variant, e.g. white noise, is a generator row)
+        if r["generator_plugin"] in refs and r["generator"] == r["generator_plugin"] and r["chain"] == "-" \
+                and auroc(r) is not None:
             refs[r["generator_plugin"]].setdefault(place(r), {}).setdefault(r["context"], auroc(r))
 
     def reference(kind, r):
@@ -149,7 +151,7 @@ def _reference_role(row: dict, rec: dict) -> str | None:
     protocol = str(row.get("protocol") or "")
     if protocol.startswith("real-only"):
         return "baseline"
-    if protocol.startswith("synthetic-only") and row.get("chain") in (None, "-"):
+    if protocol.startswith("synthetic-only") and row.get("chain") in (None, "-") and row.get("generator") == plugin:
         return {"real": "ceiling", "noise": "floor"}.get(plugin)
     return None
 
