@@ -3,7 +3,7 @@
     python benchmarks/leaderboard_summary.py leaderboard/kermany-small/leaderboard.csv
 
 Prints two Markdown tables: every row with its AUROC over seeds, AUPR, dAUROC vs real-only,
-utility vs real, domain FD, cost per delivered image and fit device-hours; then the image
+utility between the noise floor and the real ceiling, domain FD, cost per delivered image and fit device-hours; then the image
 quality of the synthetic-only.v2 rows that have a quality report. Numbers come from the CSV
 (unrounded there), so the README never carries a number typed by hand.
 """
@@ -25,7 +25,7 @@ def _sig(value: str) -> str:
 
 def main_table(rows: list[dict]) -> str:
     lines = ["| Generator | Protocol | r | Seeds ok | AUROC mean +/- sd [95% CI] | AUPR | dAUROC vs real-only | "
-             "Utility vs real | domain FD | s/image | fit device-h |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Utility (floor 0, ceiling 1) | domain FD | s/image | fit device-h |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         name = r["generator"]
         if r.get("reference") in ("ceiling", "floor"):  # the builder's Reference column

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from cxrbench import protocols
-from cxrbench.config import BenchmarkSpec, GeneratorRef
+from cxrbench.config import BenchmarkSpec, GeneratorRef, to_dict
 from cxrbench.hashing import content_key
 
 
@@ -25,6 +25,8 @@ class GeneratorVariant:
     postprocess: tuple = ()
     #: "required": a failed run-time seed check fails the cell; "warn": marked only (spec opt-out)
     seed_check: str = "required"
+    #: the demographic mix asked for (config.ConditionMix); None: the training set's own
+    conditions: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
         label = base + suffix
         if not suffix and ref.options and not ref.label:
             label = f"{base}-{content_key(ref.options, 6)}"
-        out.append(GeneratorVariant(ref.name, opts, label, tuple(ref.postprocess), ref.seed_check))
+        mix = ref.conditions if ref.conditions.demographics != "training" else None
+        if mix is not None and not ref.label:  # another mix is another row (and another cell id)
+            label += "-balanced" if mix.demographics == "balanced" else f"-mix-{content_key(to_dict(mix), 6)}"
+        out.append(GeneratorVariant(ref.name, opts, label, tuple(ref.postprocess), ref.seed_check, mix))
     return out
 
 

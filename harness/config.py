@@ -32,6 +32,19 @@ class PluginRef:
 
 
 @dataclass
+class ConditionMix:
+    """Which demographic mix a generator is asked for (demographics.py): ``training`` (the
+    training set's own, image by image), ``balanced`` over ``fields``, or ``given`` shares
+    (``mix: {sex: {F: 0.8, M: 0.2}}``)."""
+
+    demographics: typing.Literal["training", "balanced", "given"] = "training"
+    fields: list[str] = field(default_factory=list)
+    mix: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: age band edges for an age_band field: [18, 40, 65] -> <18, 18-39, 40-64, 65+
+    age_bands: list[int] = field(default_factory=lambda: [18, 40, 65])
+
+
+@dataclass
 class GeneratorRef(PluginRef):
     #: option name -> list of values; one cell per combination (e.g. cfg_scale: [0, 4, 7.5])
     sweep: dict[str, list[Any]] = field(default_factory=dict)
@@ -47,6 +60,8 @@ class GeneratorRef(PluginRef):
     #: the run-time seed check (same condition twice -> same image; other seeds -> other images):
     #: "required" fails the cell when it fails; "warn" keeps the cell, marked (recorded either way)
     seed_check: typing.Literal["required", "warn"] = "required"
+    #: the demographic mix the generator is asked for (default: the training set's own)
+    conditions: ConditionMix = field(default_factory=ConditionMix)
 
 
 @dataclass
@@ -492,6 +507,10 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
             opts[key] = values[0]
         if getattr(ref, "fit_seed", "shared") == "per-seed":
             _check_fit_seed_per_seed(cls, ref, where, source)
+        if kind == "generator":
+            from cxrbench.demographics import check_mix
+
+            check_mix(ref.conditions, ref.name, cls.capabilities, where, source)
         # Each plugin's own rules, at the spec's size: what a run would refuse, validate refuses.
         _check_plugin(cls, plugin_options(cls, opts, f"{where}.options", source), spec.size, where, source)
         for key, values in sweep.items():

@@ -364,9 +364,12 @@ def sampling_key(generator) -> str:
 
 
 def replica_plan(generator, gen_info: dict, *, ratio: float, seed: int,
-                 source_train) -> list[tuple[int, Any, list[Condition], str]]:
+                 source_train, mix=None) -> list[tuple[int, Any, list[Condition], str]]:
     """(replica, training-example order, conditions, cache key) of each replica of r x the real
-    training split (the last, partial replica takes a seeded subset of the conditions)."""
+    training split (the last, partial replica takes a seeded subset of the conditions); ``mix``:
+    the demographic mix asked for (demographics.py; None: the training set's own)."""
+    from cxrbench.demographics import apply_mix
+
     import numpy as np
 
     n_real = len(source_train)
@@ -379,6 +382,7 @@ def replica_plan(generator, gen_info: dict, *, ratio: float, seed: int,
         order = np.random.default_rng(derive_seed(seed, "subset", replica)).permutation(n_real)[:count]
         order.sort()
         conditions = [condition_for(source_train, int(i), seed, replica, caps) for i in order]
+        conditions = apply_mix(conditions, order, source_train, mix, seed=seed, purpose=replica)
         key = content_key({"fit": gen_info["fit_key"], "sampling": skey, "replica": replica,
                            "conditions": _conditions_key(conditions)})
         plan.append((replica, order, conditions, key))
@@ -386,13 +390,13 @@ def replica_plan(generator, gen_info: dict, *, ratio: float, seed: int,
 
 
 def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, variant_label: str, ratio: float,
-                           seed: int, source_train, size: int, cache_root: Path, progress: bool | None):
+                           seed: int, source_train, size: int, cache_root: Path, progress: bool | None, mix=None):
     """r x the real training split's conditions, one replica at a time, each cached by content."""
     import torch
 
     all_images, all_conditions, manifest = [], [], []
     gen_seconds, generated, made_seconds = 0.0, 0, 0.0
-    plan = replica_plan(generator, gen_info, ratio=ratio, seed=seed, source_train=source_train)
+    plan = replica_plan(generator, gen_info, ratio=ratio, seed=seed, source_train=source_train, mix=mix)
     replicas = len(plan)
     for replica, order, conditions, key in plan:
         path = replica_path(cache_root, variant_name, key)
@@ -421,7 +425,8 @@ def synthetic_training_set(generator, gen_info: dict, *, variant_name: str, vari
 
 
 def synthetic_tuning_slice(generator, gen_info: dict, *, variant_name: str, variant_label: str, fraction: float,
-                           minimum: int, seed: int, source_train, size: int, cache_root: Path, progress: bool | None):
+                           minimum: int, seed: int, source_train, size: int, cache_root: Path, progress: bool | None,
+                           mix=None):
     """The held-out synthetic tuning slice of ``synthetic-only.v2``: ``fraction`` of the training
     conditions (at least ``minimum``), drawn with a seed of its own, each image with a seed derived
     from (cell seed, "tune", index), so it never repeats a training image's seed. No real image
@@ -433,6 +438,9 @@ def synthetic_tuning_slice(generator, gen_info: dict, *, variant_name: str, vari
     order = np.sort(np.random.default_rng(derive_seed(seed, "tune-subset")).permutation(n_real)[:count])
     caps = type(generator).capabilities
     conditions = [condition_for(source_train, int(i), seed, "tune", caps) for i in order]
+    from cxrbench.demographics import apply_mix
+
+    conditions = apply_mix(conditions, order, source_train, mix, seed=seed, purpose="tune")
     key = content_key({"fit": gen_info["fit_key"], "sampling": sampling_key(generator), "slice": "tune",
                        "conditions": _conditions_key(conditions)})
     images, secs = generate_cached(generator, conditions, key=key, path=replica_path(cache_root, f"{variant_name}-tune", key),

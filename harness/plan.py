@@ -70,7 +70,7 @@ def _plan_slice(runner) -> dict:
         fit_name = v.label if cell.real_data is None else f"{v.label} real={size_token(cell.real_data)}"
         out["fits"][fit_name] = {"generator": v.name, "fit_key": key, "status": status}
         for replica, _, conds, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
-                                                      source_train=source.train):
+                                                      source_train=source.train, mix=v.conditions):
             path = replica_path(cache, v.name, rkey)
             out["replicas"][f"{fit_name} seed {cell.seed} replica {replica}"] = {
                 "images": len(conds), "status": "cached" if path.is_file() else "to generate"}

@@ -103,7 +103,7 @@ def shard_task(job: dict, slice_data: dict, variant, ratio: float, seed: int, re
     runner = _slice_runner(job, slice_data)
     (generator, info), source = _generator_of(runner, variant, real_data)
     plan = {r: (conds, key) for r, _, conds, key in
-            replica_plan(generator, info, ratio=ratio, seed=seed, source_train=source.train)}
+            replica_plan(generator, info, ratio=ratio, seed=seed, source_train=source.train, mix=variant.conditions)}
     conditions, key = plan[replica]
     path = replica_path(runner.cache_root, variant.name, key)
     generate_shard(generator, conditions, path=path, shard=shard, size=runner.spec.size,
@@ -224,7 +224,7 @@ def _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remot
         fits[fit_id] = key if cached else remote_fit.remote(job, sub_data, variant, cell.real_data)
     deps = [fits[fit_id]] if not isinstance(fits[fit_id], str) else []
     for replica, _, conditions, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
-                                                      source_train=source.train):
+                                                      source_train=source.train, mix=variant.conditions):
         path = replica_path(part.cache_root, variant.name, rkey)
         if path.is_file():
             continue

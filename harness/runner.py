@@ -396,7 +396,8 @@ class Runner:
                     "spec row to keep such cells (marked)")
             checked["opted_out"] = "seed_check: warn on the spec row"
         common = dict(variant_name=cell.generator.name, variant_label=cell.generator.label, seed=cell.seed,
-                      source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress)
+                      source_train=source.train, size=spec.size, cache_root=self.cache_root, progress=self.progress,
+                      mix=cell.generator.conditions)
         with w.timed("generate_s"):
             synthetic, syn_info = synthetic_training_set(generator, gen_info, ratio=cell.ratio, **common)
             paid.mark("training set")
@@ -433,6 +434,11 @@ class Runner:
             w.artifacts["contact_sheet"] = str(contact_sheet(synthetic.images, synthetic.conditions, source.label_names,
                                                              w.adir / "contact-sheet.png", masks=mask_tensor))
         w.add_part("synthetic", synthetic.images, condition_labels(synthetic, len(source.label_names)))
+        if cell.generator.conditions is not None:  # the demographic mix asked for and delivered
+            from cxrbench.demographics import mix_record
+
+            syn_info["stats"]["demographic_mix"] = mix_record(cell.generator.conditions, synthetic.conditions,
+                                                              source.train)
         w.generator_record = {
             "name": cell.generator.name, "label": cell.generator.label,
             "version": self.plugins.generators.get(cell.generator.name).version,
