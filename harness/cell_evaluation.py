@@ -41,7 +41,7 @@ def evaluate_cell(runner, w, model) -> dict:
     tune_scores = predict(model, w.tune_images, device=runner.device)
     thresholds = []
     for j in range(len(names)):
-        y = w.tune_labels[:, j].numpy()
+        y = w.tune_targets[:, j].numpy()
         ok = ~np.isnan(y)
         both = ok.any() and len(set(y[ok].tolist())) == 2
         thresholds.append(choose_threshold(y[ok], tune_scores[ok, j], method=settings.threshold) if both else 0.5)

@@ -31,9 +31,10 @@ KIT_MODULES = {
     "postprocessor": "cxrbench.testing.postprocessor_contract",
     "classifier": "cxrbench.testing.classifier_contract",
     "dataset": "cxrbench.testing.dataset_contract",
+    "segmenter": "cxrbench.testing.segmenter_contract",
 }
 KIND_WORDS = {"generator": "generator", "postprocessor": "post-processor", "classifier": "classifier",
-              "dataset": "dataset"}
+              "dataset": "dataset", "segmenter": "segmenter"}
 
 
 class PreflightError(PluginError):
@@ -124,6 +125,8 @@ def make_setup(kind: str, cls: type, options: dict, *, size: int, data_root: str
         return module.PostprocessorSetup(cls, options, size=size, device=device, may_drop=True)
     if kind == "classifier":
         return module.ClassifierSetup(cls, options, sizes=(size,))
+    if kind == "segmenter":
+        return module.SegmenterSetup(cls, options, sizes=(size,))
     from cxrbench.datasets import resolve_data_root
 
     root = resolve_data_root(data_root, None)
@@ -208,7 +211,8 @@ def preflight(runner, cells) -> None:
     * each dataset: built with its options, ``records()`` listed, the first record decodes to a
       2-D uint8/uint16 array and has one label per label name;
     * the classifier: built for the run's labels and size; a 2-image forward gives finite float
-      logits (2, num_labels);
+      logits (2, num_labels); for task segmentation the segmenter instead: built for 1 and 2 mask
+      classes at the run's size, a 2-image forward gives finite float logits (2, C, size, size);
     * each post-processor: built; on a 2-image batch it returns a SyntheticBatch of uint8
       (N', 1, size, size) keeping the conditions in order;
     * each generator: built with its options and ``check_options`` passed; one the runner never
@@ -230,7 +234,10 @@ def preflight(runner, cells) -> None:
                 # an optional external set whose data is absent is skipped by the run (logged there)
                 if not (ref.optional and isinstance(exc.__cause__, DatasetError)):
                     raise
-        _preflight_classifier(runner, len(label_names))
+        if getattr(spec, "task", "classification") == "segmentation" and getattr(spec, "segmenter", None):
+            _preflight_segmenter(runner)
+        else:
+            _preflight_classifier(runner, len(label_names))
         for i, ref in enumerate(spec.postprocess):
             _preflight_postprocessor(runner, i, ref, len(label_names))
         seen: set[str] = set()
@@ -292,6 +299,26 @@ def _preflight_classifier(runner, num_labels: int) -> None:
         check_logits(forward(wider.module, size), 2, other,
                      f"forward of 2 images at {size} px built for num_labels={other} (the output width must follow "
                      "num_labels)")
+
+
+def _preflight_segmenter(runner) -> None:
+    """The spec's segmenter: check_options, then built for 1 and 2 mask classes at the run's size,
+    a 2-image forward gives finite float logits (2, C, size, size) (the output must follow
+    num_classes and keep the input's size)."""
+    from cxrbench.config import plugin_options
+    from cxrbench.testing.segmenter_contract import check_mask_logits, forward
+
+    ref, size = runner.spec.segmenter, runner.spec.size
+    with _guard("segmenter", ref.name, "check_options()"):
+        cls = runner.plugins.load("segmenter", ref.name)
+        options = plugin_options(cls, ref.options, "segmenter.options", runner.spec_source)
+        cls.check_options(options, size)
+    for classes in (1, 2):
+        with _guard("segmenter", ref.name, f"build(num_classes={classes})"):
+            built = cls(options).build(classes, size, False)
+        with _guard("segmenter", ref.name, "forward()"):
+            check_mask_logits(forward(built.module, size), 2, classes, size,
+                              f"forward of 2 images at {size} px built for num_classes={classes}")
 
 
 def _preflight_postprocessor(runner, i: int, ref, num_labels: int) -> None:

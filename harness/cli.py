@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list every plugin: name, kind, version, package; with a NAME, its "
                                              "versions, presets and every option (type, default, what it does)")
     plugins.add_argument("name", nargs="?", help="one plugin: its versions, presets and options")
-    plugins.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset"])
+    plugins.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset", "segmenter"])
 
     validate = sub.add_parser("validate", help="check a spec strictly (keys, types, plugin names, options)")
     validate.add_argument("spec")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="run a plugin's contract checks on toy data (a dataset: on its files), "
                                           "one PASS/FAIL/SKIP line each; exit 1 on a failure")
     check.add_argument("name", help="the plugin's name (see `cxrbench plugins`)")
-    check.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset"],
+    check.add_argument("--kind", choices=["generator", "postprocessor", "classifier", "dataset", "segmenter"],
                        help="needed only when two kinds share the name")
     check.add_argument("--option", action="append", metavar="KEY=VALUE",
                        help="a plugin option (repeatable; values read as YAML); generators with a preset "

@@ -89,6 +89,11 @@ class ClassifierRef(PluginRef):
 
 
 @dataclass
+class SegmenterRef(PluginRef):
+    pretrained: bool = False
+
+
+@dataclass
 class ProtocolRef:
     """A protocol by name, e.g. ``synthetic-only`` (latest version) or ``synthetic-only.v1``."""
 
@@ -167,6 +172,10 @@ class BenchmarkSpec:
     generators: list[GeneratorRef] = field(default_factory=lambda: [GeneratorRef(name="real")])
     postprocess: list[PluginRef] = field(default_factory=list)
     classifier: ClassifierRef = field(default_factory=lambda: ClassifierRef(name="tiny-cnn"))
+    #: the downstream task (harness/tasks/): classification (the classifier) or segmentation
+    #: (the segmenter, trained on image-mask pairs and scored by Dice on real masks)
+    task: typing.Literal["classification", "segmentation"] = "classification"
+    segmenter: SegmenterRef | None = None
     protocols: list[ProtocolRef] = field(default_factory=lambda: [ProtocolRef(name="real-only")])
     seeds: list[int] = field(default_factory=lambda: [0])
     #: the real-data axis: sizes of the real training data, as fractions of the training split
@@ -398,6 +407,8 @@ def _check_values(spec: BenchmarkSpec, source: str) -> None:
         raise ConfigError(f"{source}: evaluation.bootstrap_resamples: {spec.evaluation.bootstrap_resamples} "
                           "gives no meaningful interval; use at least 10 (1000 is the default)")
     _check_subgroup_settings(spec.evaluation, source)
+    if spec.segmenter is not None and spec.task != "segmentation":
+        raise ConfigError(f"{source}: segmenter: applies to task: segmentation (this spec's task is {spec.task})")
 
     if not (8 <= spec.size <= 1024):
         raise ConfigError(f"{source}: size: {spec.size} is out of range; allowed: 8..1024 px "
@@ -489,8 +500,12 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
     refs += [("postprocessor", f"generators[{i}].postprocess[{k}]", p)
              for i, r in enumerate(spec.generators) for k, p in enumerate(r.postprocess)]
     refs += [("postprocessor", f"{w}[{k}]", r) for w, chain in chains for k, r in enumerate(chain)]
-    refs += [("classifier", w, r) for w, r in classifiers]
+    if spec.task == "classification":
+        refs += [("classifier", w, r) for w, r in classifiers]
+    if spec.segmenter is not None:
+        refs += [("segmenter", "segmenter", spec.segmenter)]
     from cxrbench.errors import PluginError
+    from cxrbench.tasks import get_task
 
     classes = {}
     for kind, where, ref in refs:
@@ -519,6 +534,7 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
                               spec.size, f"{where}.sweep.{key}={v!r}", source)
     for where, ref in datasets:
         _check_datasets(spec, ref, where, classes, source)
+    get_task(spec.task).check_spec(spec, plugins, source)
 
 
 def _axis(values: list | None, name: str, single: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -1,4 +1,4 @@
-"""The four plugin contracts: Dataset, Generator, Postprocessor, Classifier.
+"""The five plugin contracts: Dataset, Generator, Postprocessor, Classifier, Segmenter.
 
 Images cross every plugin boundary as one canonical type: a ``torch.uint8`` tensor of shape
 (N, 1, H, W), grayscale, at the size the spec asks for. Plugins convert inside, never at the
@@ -316,6 +316,56 @@ class Classifier(abc.ABC):
     @abc.abstractmethod
     def build(self, num_labels: int, input_size: int, pretrained: bool) -> BuiltClassifier:
         """Build a one-input-channel model with ``num_labels`` logits."""
+
+
+# --------------------------------------------------------------------------- segmenters
+
+
+@dataclass
+class BuiltSegmenter:
+    """A segmenter ready to train: the module and where its initial weights came from."""
+
+    #: torch.nn.Module taking float (N, 1, H, W) in [-1, 1], returning (N, num_classes, H, W) logits
+    module: Any
+    #: "scratch", or what was loaded and from where, e.g. "encoder:file:/path/resnet18.pth"
+    weights: str
+
+
+class Segmenter(abc.ABC):
+    """A segmentation architecture (the model of the segmentation task). The harness trains it
+    with the protocol's fixed recipe, as it trains a classifier.
+
+    The module :meth:`build` returns takes the classifier's input, float (N, 1, H, W) images in
+    [-1, 1] (uint8 mapped as ``x / 127.5 - 1``, :func:`cxrbench.kit.to_model_range`), and
+    returns float per-pixel *logits* (N, num_classes, H, W) at the input's own size, for every
+    size ``check_options`` accepts (pad and crop inside the module when the network needs a
+    multiple of its stride). Channel c is the logit of mask class c, independent of the other
+    channels: the harness trains with per-class BCE + soft Dice and predicts
+    ``sigmoid(logit) >= 0.5``. The initial weights are drawn from torch's global RNG, so the
+    same ``torch.manual_seed`` before ``build`` gives the same network.
+    """
+
+    name: ClassVar[str]
+    #: bump when the architecture or its initialisation changes
+    version: ClassVar[str] = "1"
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        """Raise ConfigError (one line) when ``options`` cannot work on ``size`` px inputs. Called
+        by ``validate`` and before a run; cheap: no torch import, no file access."""
+
+    @abc.abstractmethod
+    def build(self, num_classes: int, size: int, pretrained: bool = False) -> BuiltSegmenter:
+        """Build a one-input-channel model with ``num_classes`` logit maps at ``size`` px.
+
+        ``pretrained=True`` loads weights only from local files or an existing cache (never a
+        download at run time) and says which in :attr:`BuiltSegmenter.weights`; when none are
+        there, raise a one-line :class:`~cxrbench.errors.ConfigError` naming what is missing.
+        """
 
 
 def options_to_dict(options: Any) -> dict[str, Any]:

@@ -533,6 +533,8 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
         return None, None
     with plugin_call("generator", type(generator).name, "conditioning_masks"):
         masks = generator.conditioning_masks(list(synthetic.conditions))
+    if masks is None:  # e.g. the real images of a dataset without masks: none to tell
+        return None, None
     np.save(adir / "synthetic-masks.npy", masks.numpy())
     n = min(limit, len(synthetic.conditions))
     if n < 2:

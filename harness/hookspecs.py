@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
         DatasetRegistry,
         GeneratorRegistry,
         PostprocessorRegistry,
+        SegmenterRegistry,
     )
 
 
@@ -73,5 +74,20 @@ def cxrbench_register_datasets(registry: DatasetRegistry) -> None:
 
     :param registry: ``registry.add(name, target, summary=...)`` with ``target`` a subclass of
         :class:`cxrbench.contracts.Dataset` or a lazy ``"module:Class"`` string.
+    :return: nothing.
+    """
+
+
+@hookspec
+def cxrbench_register_segmenters(registry: SegmenterRegistry) -> None:
+    """Register segmenter architectures (the model of the segmentation task).
+
+    :param registry: ``registry.add(name, target, summary=...)`` with ``target`` a subclass of
+        :class:`cxrbench.contracts.Segmenter` or a lazy ``"module:Class"`` string. ``build``
+        returns a module mapping float (N, 1, size, size) images in [-1, 1] (the classifier's
+        input) to per-pixel logits (N, num_classes, size, size) at the input size, one
+        independent channel per mask class; the harness, not the plugin, trains it with the
+        protocol's fixed recipe. Pretrained weights come only from local files or an existing
+        cache, never from a download at run time.
     :return: nothing.
     """

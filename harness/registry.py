@@ -1,4 +1,4 @@
-"""Plugin discovery and the four registries (one per extension kind, as timm has per model).
+"""Plugin discovery and the five registries (one per extension kind, as timm has per model).
 
 Plugins are found through the entry-point group ``cxrbench`` and called through pluggy. Each
 registration hook fills a typed registry with *lazy* references so that listing plugins
@@ -35,7 +35,7 @@ DISABLE_ENV = "CXRBENCH_DISABLE_PLUGINS"
 ALLOW_LIST_ENV = "CXRBENCH_PLUGINS"
 BUILTIN_DISTRIBUTION = "cxrbench"
 
-KINDS = ("generator", "postprocessor", "classifier", "dataset")
+KINDS = ("generator", "postprocessor", "classifier", "dataset", "segmenter")
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,10 @@ class DatasetRegistry(Registry):
     kind = "dataset"
 
 
+class SegmenterRegistry(Registry):
+    kind = "segmenter"
+
+
 def _parse_allow_list(items: Iterable[str]) -> dict[str, str | None]:
     allowed: dict[str, str | None] = {}
     for item in items:
@@ -176,6 +180,7 @@ class Plugins:
     postprocessors: PostprocessorRegistry
     classifiers: ClassifierRegistry
     datasets: DatasetRegistry
+    segmenters: SegmenterRegistry
     failed: list[str]
     loaded_sources: list[PluginSource]
 
@@ -185,6 +190,7 @@ class Plugins:
             "postprocessor": self.postprocessors,
             "classifier": self.classifiers,
             "dataset": self.datasets,
+            "segmenter": self.segmenters,
         }[kind]
 
     def load(self, kind: str, name: str) -> type:
@@ -271,6 +277,7 @@ def load_plugins(
         "postprocessors": PostprocessorRegistry(),
         "classifiers": ClassifierRegistry(),
         "datasets": DatasetRegistry(),
+        "segmenters": SegmenterRegistry(),
     }
     # Call each plugin's hooks one plugin at a time so every registration knows its source.
     for module, source in modules:

@@ -20,7 +20,7 @@ from typing import Any
 from cxrbench import __version__, protocols
 from cxrbench.cells import Cell, GeneratorVariant, expand_cells, refuse_relabelled
 from cxrbench.celldata import (
-    all_images, check_leakage, check_loaded, condition_labels, external_name, namespaced, read_scores, recipe_fields,
+    all_images, check_leakage, check_loaded, external_name, namespaced, read_scores, recipe_fields,
     write_predictions,
 )
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
@@ -51,7 +51,7 @@ class CellWork:
     adir: Path
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict)
-    #: training data as (kind, uint8 images, float labels); kind is "real" or "synthetic"
+    #: training data as (kind, uint8 images, targets: labels or masks, see tasks/); kind "real" or "synthetic"
     parts: list[tuple] = field(default_factory=list)
     #: leakage-guard groups: patient ids (namespaced by dataset identity) each model learned from
     patients: dict[str, list[str]] = field(default_factory=dict)
@@ -68,8 +68,11 @@ class CellWork:
     generator_record: dict | None = None
     tuning_slice: SyntheticBatch | None = None
     tune_images: Any = None
-    tune_labels: Any = None
+    #: what the model is tuned on: labels (classification) or masks (segmentation)
+    tune_targets: Any = None
     tune_desc: str = ""
+    #: the fitted generator of a generator cell (its masks are a segmentation pair's targets)
+    generator: Any = None
     test_sets: dict = field(default_factory=dict)
 
     def add_part(self, kind: str, images, labels) -> None:
@@ -102,8 +105,12 @@ class Runner:
     ):
         from cxrbench.registry import get_plugins, load_plugins
 
+        from cxrbench.tasks import get_task
+
         self.spec = spec
         self.spec_source = spec_source
+        #: what the cells train and score (tasks/): classification or segmentation
+        self.task = get_task(spec.task)
         self.store = RunStore(out)
         self.data_root = data_root
         self.progress = progress
@@ -241,6 +248,7 @@ class Runner:
                 "classifier": to_dict(s.classifier), "postprocess": chain,
                 "evaluation": evaluation_key(s.evaluation), "preprocessing": s.preprocessing,
                 "data_root": str(self._dataset_root(s.dataset)),
+                **self.task.context(s),
             },
             8,
         )
@@ -337,10 +345,10 @@ class Runner:
             self._synthetic_data(w)
         self._tuning_set(w)
         self._test_sets(w)
-        with w.timed("classifier_train_s"):
-            result, built, recipe = self._train(w)
+        with w.timed(f"{self.task.model_key}_train_s"):
+            result, built, recipe = self.task.train(self, w)
         with w.timed("evaluate_s"):
-            evaluation = self._evaluate(w, result.model)
+            evaluation = self.task.evaluate(self, w, result.model)
         return self._ok_record(w, result, built, recipe, evaluation)
 
     # ---- the steps of a cell
@@ -367,7 +375,7 @@ class Runner:
             w.train_name, w.train_ds = spec.dataset.name, w.source
             w.train_split, w.val = w.source.train, w.source.val
         if proto.uses_real_train:
-            w.add_part("real", w.train_split.images, w.train_split.labels)
+            w.add_part("real", w.train_split.images, self.task.real_targets(w.train_split, w.train_name))
             w.patients["classifier-train"] = namespaced(w.train_ds, w.train_split.patient_ids)
 
     def _synthetic_data(self, w: CellWork) -> None:
@@ -433,7 +441,9 @@ class Runner:
         if len(synthetic.conditions):
             w.artifacts["contact_sheet"] = str(contact_sheet(synthetic.images, synthetic.conditions, source.label_names,
                                                              w.adir / "contact-sheet.png", masks=mask_tensor))
-        w.add_part("synthetic", synthetic.images, condition_labels(synthetic, len(source.label_names)))
+        w.add_part("synthetic", synthetic.images,
+                   self.task.synthetic_targets(synthetic, generator, len(source.label_names)))
+        w.generator = generator  # the tuning slice's targets come from it too
         if cell.generator.conditions is not None:  # the demographic mix asked for and delivered
             from cxrbench.demographics import mix_record
 
@@ -459,10 +469,10 @@ class Runner:
         """The real validation split, or (synthetic-only.v2) the held-out synthetic slice."""
         if w.tuning_slice is not None:
             w.tune_images = w.tuning_slice.images
-            w.tune_labels = condition_labels(w.tuning_slice, len(w.source.label_names))
+            w.tune_targets = self.task.synthetic_targets(w.tuning_slice, w.generator, len(w.source.label_names))
             w.tune_desc = f"synthetic tuning slice (n={len(w.tuning_slice.conditions)}; no real image or label)"
         else:
-            w.tune_images, w.tune_labels = w.val.images, w.val.labels
+            w.tune_images, w.tune_targets = w.val.images, self.task.real_targets(w.val, w.train_name)
             w.tune_desc = f"{w.train_name}:val (real, n={len(w.val)})"
             w.patients["tuning"] = namespaced(w.train_ds, w.val.patient_ids)
 
@@ -479,42 +489,11 @@ class Runner:
             tests[tname] = namespaced(ext, split.patient_ids)
         check_leakage({**w.patients, **tests})
 
-    def _train(self, w: CellWork):
-        """The classifier, trained with the protocol's fixed recipe."""
-        import torch
-
-        from cxrbench.device import seed_everything
-        from cxrbench.training import TrainRecipe, train_classifier
-
-        spec, cell = self.spec, w.cell
-        if not w.parts:
-            raise CxrbenchError("empty training set")
-        recipe = TrainRecipe(**recipe_fields(TrainRecipe, cell.protocol.schedules[cell.schedule]))
-        ccls = self.plugins.load("classifier", spec.classifier.name)
-        classifier = ccls(plugin_options(ccls, spec.classifier.options, "classifier.options", self.spec_source))
-        seed_everything(cell.seed)
-        with plugin_call("classifier", spec.classifier.name, "build"):
-            built = classifier.build(len(w.source.label_names), spec.size, spec.classifier.pretrained)
-        images = torch.cat([p[1] for p in w.parts])
-        labels = torch.cat([p[2] for p in w.parts])
-        result = train_classifier(built, images, labels, w.tune_images, w.tune_labels,
-                                  recipe=recipe, device=self.device, seed=cell.seed, progress=self.progress)
-        return result, built, recipe
-
-    def _evaluate(self, w: CellWork, model) -> dict:
-        """Scores on every real test set and what they are read against (cell_evaluation.py)."""
-        from cxrbench.cell_evaluation import evaluate_cell
-
-        return evaluate_cell(self, w, model)
-
     def _ok_record(self, w: CellWork, result, built, recipe, evaluation: dict) -> dict:
-        import torch
-
         from cxrbench.device import hardware_summary
         from cxrbench.generation import jsonable
 
         spec = self.spec
-        labels = torch.nan_to_num(torch.cat([p[2] for p in w.parts]), nan=0.0)
         kinds = [p[0] for p in w.parts for _ in range(len(p[1]))]
         return {
             **self._record_header(w.cell, w.cell_id),
@@ -530,17 +509,9 @@ class Runner:
             "generator": w.generator_record,
             "training_set": {
                 "dataset": w.train_name, "n": len(kinds), "n_real": kinds.count("real"),
-                "n_synthetic": kinds.count("synthetic"),
-                "prevalence": [round(float(v), 5) for v in labels.mean(0).tolist()], "tuning_set": w.tune_desc,
+                "n_synthetic": kinds.count("synthetic"), **self.task.training_set_record(w), "tuning_set": w.tune_desc,
             },
-            "classifier": {
-                "name": spec.classifier.name, "version": self.plugins.classifiers.get(spec.classifier.name).version,
-                "weights": built.weights, "recipe": dataclasses.asdict(recipe), "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss, "history": jsonable(result.history),
-                "train_s": round(result.seconds, 3),
-                # the optimization budget this cell got (equal across protocols under a budget schedule)
-                "steps": result.steps, "images_seen": result.images_seen,
-            },
+            self.task.model_key: self.task.model_record(self, w, result, built, recipe),
             **evaluation,
             "timings": w.timings,
             "artifacts": w.artifacts,

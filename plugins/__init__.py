@@ -1,9 +1,10 @@
 """Built-in cxrbench plugins. They register through the `cxrbench` entry-point group exactly
 as third-party plugins do (see pyproject.toml), one module per extension kind.
 
-The generators, datasets, classifiers and post-processors are listed once, in :data:`BUILTINS`; each kind's
-package registers its rows with :func:`register_builtins`. Registration is by lazy
-``"module:Class"`` reference, so `cxrbench plugins` imports no plugin module (nor torch).
+The generators, datasets, classifiers, post-processors and segmenters are listed once, in
+:data:`BUILTINS`; each kind's package registers its rows with :func:`register_builtins`.
+Registration is by lazy ``"module:Class"`` reference, so `cxrbench plugins` imports no plugin
+module (nor torch).
 """
 
 #: (kind, name, lazy "module:Class" reference, summary shown by `cxrbench plugins`)
@@ -34,6 +35,8 @@ BUILTINS = (
      "NIH ChestX-ray14 (Data_Entry_2017.csv, official train/test lists)"),
     ("datasets", "covid-chestxray", "cxrbench.plugins.datasets.covid_chestxray:CovidChestXrayDataset",
      "COVID-19 image data collection (metadata.csv + images/; frontal X-rays, external test set)"),
+    ("datasets", "jsrt", "cxrbench.plugins.datasets.jsrt:JSRTDataset",
+     "JSRT 247 CXRs with SCR lung-field masks (segmentation; nodule label): 512 px copy or All247images/*.IMG"),
     ("datasets", "pneumoniamnist", "cxrbench.plugins.datasets.pneumoniamnist:PneumoniaMNISTDataset",
      "PneumoniaMNIST (medmnist npz, 28/64/128/224 px, official splits)"),
     ("classifiers", "resnet50", "cxrbench.plugins.classifiers.timm_models:ResNet50",
@@ -60,6 +63,12 @@ BUILTINS = (
      "aspect-preserving fit of the content with centred zero padding, as the loaders"),
     ("postprocessors", "lung-crop", "cxrbench.plugins.postprocessors.lung_crop:LungCrop",
      "crop to the estimated lung fields plus a margin, then fit back"),
+    ("segmenters", "unet-resnet18", "cxrbench.plugins.segmenters.unet:UnetResNet18",
+     "smp U-Net, ResNet-18 encoder, one input channel (any size: padded to 32, cropped back)"),
+    ("segmenters", "unet-resnet34", "cxrbench.plugins.segmenters.unet:UnetResNet34",
+     "smp U-Net, ResNet-34 encoder, one input channel (any size: padded to 32, cropped back)"),
+    ("segmenters", "tiny-unet", "cxrbench.plugins.segmenters.unet:TinyUnet",
+     "tiny plain-torch U-Net for tests (about 7k parameters, seconds on a CPU)"),
 )
 
 

@@ -11,6 +11,9 @@ reference implementations (sklearn) in isolation.
   :func:`subgroup_values`, :func:`age_band`, :func:`subgroup_reports`
 - :mod:`.ranking`: :func:`kendall_tau`, :func:`ranking_agreement` (internal vs external model ranking)
 - :mod:`.transfer`: :func:`transfer_gap` (external - internal macro AUROC, vs a baseline)
+- :mod:`.segmentation`: :func:`dice_per_image`, :func:`iou_per_image`, :func:`hd95_per_image`,
+  :func:`segmentation_per_image`, :func:`segmentation_report` (mean Dice / IoU / HD95 with
+  patient-level bootstrap CIs), :func:`segmentation_summary`, :func:`compare_dice`
 """
 
 from .bootstrap import BootstrapResult, bootstrap_ci, bootstrap_distribution, percentile_ci, resample_weights
@@ -19,6 +22,15 @@ from .metrics import THRESHOLD_METHODS, aupr, auroc, choose_threshold, threshold
 from .ranking import kendall_tau, ranking_agreement
 from .report import choose_thresholds, compare_to_baseline, evaluate
 from .subgroups import age_band, subgroup_report, subgroup_reports, subgroup_values
+from .segmentation import (
+    compare_dice,
+    dice_per_image,
+    hd95_per_image,
+    iou_per_image,
+    segmentation_per_image,
+    segmentation_report,
+    segmentation_summary,
+)
 from .transfer import transfer_gap, two_sample_weights
 
 __all__ = [
@@ -49,4 +61,11 @@ __all__ = [
     "ranking_agreement",
     "transfer_gap",
     "two_sample_weights",
+    "dice_per_image",
+    "iou_per_image",
+    "hd95_per_image",
+    "segmentation_per_image",
+    "segmentation_summary",
+    "segmentation_report",
+    "compare_dice",
 ]

@@ -1,4 +1,4 @@
-"""What the four contract kits share.
+"""What the five contract kits share.
 
 Every check is a plain function ``check_<what>(setup, tmp)`` that returns nothing when the
 plugin keeps its contract and raises :class:`ContractViolation` (an ``AssertionError``) whose
@@ -144,7 +144,7 @@ class ContractKit:
     it takes precedence and needs no install), and ``<kind>_options`` (a dict, checked strictly
     like a spec's, an Options instance, or None for the plugin's defaults); all None by default."""
 
-    #: the plugin kind under test ("classifier", "dataset", "generator" or "postprocessor")
+    #: the plugin kind under test ("classifier", "dataset", "generator", "postprocessor" or "segmenter")
     kind: ClassVar[str] = ""
 
     def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:

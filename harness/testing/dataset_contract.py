@@ -12,7 +12,14 @@
             return write_my_fixture(tmp_path)     # (or set data_root = Path(...) on the class)
 
 The checks (:data:`CHECKS`) read ``records()`` and decode a few images; they never run the
-harness's loader, so a failure points at the plugin, not at the cache.
+harness's loader, so a failure points at the plugin, not at the cache - except
+:func:`check_loaded_masks`, which decodes a few records with masks through the harness's loader
+(into ``cache_root``) to check the ``Split.masks`` a benchmark receives.
+
+Masks (records with ``has_mask``): ``read_mask`` returns a 2-D array with the height and width of
+``read_image`` of the same record (aligned pixel for pixel: the harness resizes both with the same
+geometry), holding 0 and one other value (0/1, 0/255) or small non-negative integer class ids;
+after loading, ``Split.masks`` is uint8 (N, 1, size, size) like the images, values in {0, 1}.
 """
 
 from __future__ import annotations
@@ -29,9 +36,14 @@ from cxrbench.testing.base import (
     not_checked, one_line, options_or_default, require, skip,
 )
 
-__all__ = ["CHECKS", "DatasetContractTests", "DatasetSetup", "SPLITS", "check_image_array"]
+__all__ = ["CHECKS", "MAX_MASK_CLASS_ID", "MAX_MASK_VALUES", "DatasetContractTests", "DatasetSetup", "SPLITS",
+           "check_image_array", "check_mask_array"]
 
 SPLITS = ("train", "val", "test")
+#: a multi-class mask holds class ids 0 (background) .. MAX_MASK_CLASS_ID, at most MAX_MASK_VALUES
+#: distinct values (more looks like an image returned as its mask); any other mask is binary
+MAX_MASK_CLASS_ID = 255
+MAX_MASK_VALUES = 32
 
 
 @dataclass
@@ -72,6 +84,73 @@ def check_image_array(arr: Any, where: str) -> None:
 
     ok = isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.dtype in (np.uint8, np.uint16) and min(arr.shape) >= 1
     require(ok, f"{where} returned {describe(arr)}; expected a 2-D numpy uint8 (or uint16) array")
+
+
+def check_mask_array(arr: Any, where: str, image_shape: tuple[int, ...] | None = None) -> None:
+    """A decoded mask: a 2-D numpy array (bool, integer, or float holding whole numbers) with the
+    height and width of its image (``image_shape``), holding 0 and one other value (binary: 0/1,
+    0/255...) or small non-negative integer class ids (at most :data:`MAX_MASK_VALUES` distinct
+    ids, none above :data:`MAX_MASK_CLASS_ID`)."""
+    import numpy as np
+
+    ok = isinstance(arr, np.ndarray) and arr.ndim == 2 and min(arr.shape) >= 1 and (
+        arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating))
+    require(ok, f"{where} returned {describe(arr)}; expected a 2-D numpy array (bool or integer, nonzero = region)")
+    if image_shape is not None:
+        require(tuple(arr.shape) == tuple(image_shape),
+                f"{where} returned a {arr.shape[1]}x{arr.shape[0]} mask for a {image_shape[1]}x{image_shape[0]} "
+                f"image (shape {tuple(arr.shape)} vs {tuple(image_shape)}); expected the image's height and width "
+                "(resize the mask to the image, e.g. nearest neighbour, so they stay aligned)")
+    if arr.dtype == np.bool_:
+        return
+    values = np.unique(arr)
+    if np.issubdtype(arr.dtype, np.floating):
+        require(bool(np.all(np.isfinite(values))) and bool(np.all(values == np.round(values))),
+                f"{where} holds non-integer values, e.g. {[float(v) for v in values[:5]]}; expected 0 and one other "
+                "value, or integer class ids")
+    shown = [v.item() for v in values[:8]]
+    require(values.size == 0 or values.min() >= 0,
+            f"{where} holds negative values {shown}; expected 0 = background and nonzero = region")
+    binary = values.size <= 2 and (values.size < 2 or values[0] == 0)
+    ids = values.size <= MAX_MASK_VALUES and values.max() <= MAX_MASK_CLASS_ID
+    require(binary or ids,
+            f"{where} holds {values.size} distinct values {shown}{' ...' if values.size > 8 else ''}; expected 0 and "
+            f"one other value (a binary mask), or at most {MAX_MASK_VALUES} class ids in 0..{MAX_MASK_CLASS_ID}")
+
+
+def _masked_sample(s: DatasetSetup) -> tuple[Dataset, list]:
+    """The first ``decode_per_split`` records with a mask of each split; skip when none has one."""
+    ds, records = s.records()
+    sample = []
+    for split in SPLITS:
+        sample += [r for r in records if r.split == split and r.has_mask][: s.decode_per_split]
+    if not sample:
+        skip("no record has a mask")
+    return ds, sample
+
+
+def _loadable(sample: list, records: list) -> list:
+    """``sample`` plus what the harness needs to load it: a test image, a train image, and a val
+    image when the dataset has a val split (else two train patients, to carve one from)."""
+    out, keys = list(sample), {r.key for r in sample}
+
+    def add(split: str, exclude: set = frozenset()) -> bool:
+        for r in records:
+            if r.split == split and r.key not in keys and r.patient_id not in exclude:
+                out.append(r)
+                keys.add(r.key)
+                return True
+        return False
+
+    for split in ("test", "train"):
+        if not any(r.split == split for r in out):
+            add(split)
+    if not any(r.split == "val" for r in out) and not add("val"):
+        while True:
+            train = {r.patient_id for r in out if r.split == "train"}
+            if len(train) >= 2 or not add("train", train):
+                break
+    return out
 
 
 def _is_label(v: Any) -> bool:
@@ -197,6 +276,67 @@ def check_read_mask(s: DatasetSetup, tmp: Path) -> None:
                 f"read_mask({r.key!r}) returned {describe(m)}; expected a 2-D array")
 
 
+def check_mask_aligned(s: DatasetSetup, tmp: Path) -> None:
+    """read_mask() of a record with a mask has the height and width of read_image() of that record,
+    and holds 0 and one other value (binary) or small integer class ids."""
+    ds, sample = _masked_sample(s)
+    for r in sample:
+        try:
+            image, mask = ds.read_image(r), ds.read_mask(r)
+        except Exception as exc:  # noqa: BLE001
+            raise ContractViolation(f"read_image / read_mask({r.key!r}) raised {one_line(exc)}") from exc
+        check_image_array(image, f"read_image({r.key!r})")
+        require(mask is not None, f"read_mask({r.key!r}) returned None for a record marked has_mask")
+        check_mask_array(mask, f"read_mask({r.key!r})", tuple(image.shape))
+
+
+def check_loaded_masks(s: DatasetSetup, tmp: Path) -> None:
+    """Loaded by the harness at the kit's size, a few records with masks give Split.masks of uint8
+    (N, 1, size, size), the images' shape, values in {0, 1}; a record whose mask covers a tenth of
+    its image or more keeps a non-empty mask."""
+    import copy
+
+    import numpy as np
+
+    from cxrbench.datasets import load_dataset
+
+    ds, sample = _masked_sample(s)
+    _, records = s.records()
+    sample = _loadable(sample, records)
+    keys = {r.key for r in sample}
+    subset = copy.copy(ds)  # keeps whatever records() set up; lists only the sample
+    subset.records = lambda: list(sample)
+    cache = Path(s.cache_root) if s.cache_root is not None else Path(tmp) / "cache"
+    try:
+        loaded = load_dataset(subset, size=s.size, cache_dir=cache, progress=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ContractViolation(f"loading {len(sample)} records ({', '.join(sorted(keys)[:4])}...) at {s.size} px "
+                                f"raised {one_line(exc)}") from exc
+    by_key = {r.key: r for r in sample}
+    for name, split in loaded.splits().items():
+        masked = [k for k in split.keys if by_key[k].has_mask]
+        if split.masks is None:
+            if masked:
+                raise ContractViolation(f"split {name!r} has no masks (Split.masks is None) but {len(masked)} of its "
+                                        f"records are marked has_mask, e.g. {masked[0]!r}")
+            continue
+        m = split.masks
+        require(str(m.dtype) == "torch.uint8" and tuple(m.shape) == tuple(split.images.shape)
+                and tuple(m.shape[1:]) == (1, s.size, s.size),
+                f"split {name!r} has masks {describe(m)}; expected torch.uint8 {(len(split), 1, s.size, s.size)} "
+                f"like its images {describe(split.images)}")
+        arr = m.numpy()
+        values = sorted(int(v) for v in np.unique(arr))
+        require(set(values) <= {0, 1}, f"split {name!r} has mask values {values[:8]}; expected 0 and 1")
+        for i, k in enumerate(split.keys):
+            if not by_key[k].has_mask:
+                continue
+            raw = ds.read_mask(by_key[k])
+            share = float(np.mean(np.asarray(raw) != 0)) if raw is not None else 0.0
+            require(share < 0.1 or arr[i].any(),
+                    f"record {k!r}: its mask covers {share:.0%} of the image but is empty once loaded at {s.size} px")
+
+
 def check_missing_root(s: DatasetSetup, tmp: Path) -> None:
     """A missing data root gives a one-line DatasetError naming the path and the expected layout."""
     if not s.cls.needs_root:
@@ -222,7 +362,7 @@ def check_missing_root(s: DatasetSetup, tmp: Path) -> None:
 
 CHECKS = [check_options_accepted, check_label_names, check_records, check_unique_keys, check_splits,
           check_labels, check_patient_disjoint, check_records_stable, check_read_image, check_read_mask,
-          check_missing_root]
+          check_mask_aligned, check_loaded_masks, check_missing_root]
 
 
 # --------------------------------------------------------------------------- the pytest kit

@@ -9,13 +9,13 @@ from cxrbench.hookspecs import hookimpl
 from cxrbench.registry import KINDS, PluginSource, Plugins, load_plugins
 
 _HOOKS = {"generator": "generators", "postprocessor": "postprocessors", "classifier": "classifiers",
-          "dataset": "datasets"}
+          "dataset": "datasets", "segmenter": "segmenters"}
 
 
 def plugin_module(kind: str, name: str, target: Any, **add_kwargs: Any) -> types.ModuleType:
     """A plugin module whose ``cxrbench_register_<kind>s`` hook adds ``target`` as ``name``.
 
-    ``kind`` is one of generator, postprocessor, classifier, dataset; ``target`` a plugin class
+    ``kind`` is one of generator, postprocessor, classifier, dataset, segmenter; ``target`` a plugin class
     or a lazy ``"module:Class"`` string; ``add_kwargs`` go to ``registry.add`` (``summary=...``).
     """
     if kind not in KINDS:

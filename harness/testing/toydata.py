@@ -62,6 +62,25 @@ def make_toy_split(n: int = 256, size: int = 32, seed: int = 0, *, name: str = "
     )
 
 
+def make_toy_disks(n: int = 64, size: int = 32, seed: int = 0):
+    """A toy segmentation task: ``(images, masks)``, uint8 (n, 1, size, size) each. Every image is
+    a noisy grey field with one bright disk (radius size/8 to size/5, anywhere fully inside the
+    image); its mask is 1 on the disk, 0 elsewhere. Image and mask i depend on (seed, i, size)
+    only through the seeded draws, so the same arguments give the same pairs."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    r = size * (0.125 + 0.075 * torch.rand(n, 1, 1, generator=g))
+    cx = r + (size - 1 - 2 * r) * torch.rand(n, 1, 1, generator=g)
+    cy = r + (size - 1 - 2 * r) * torch.rand(n, 1, 1, generator=g)
+    disk = ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).float()
+    level = 70.0 + 30.0 * torch.rand(n, 1, 1, generator=g)  # exposure differences
+    images = level + 25.0 * torch.randn(n, size, size, generator=g) + 90.0 * disk
+    return (images.round().clamp(0, 255).to(torch.uint8).unsqueeze(1), disk.to(torch.uint8).unsqueeze(1))
+
+
 def label_probe(real: Split, generated, generated_labels, confidence: float = 0.95) -> dict:
     """A logistic-regression probe (8x8 downsampled pixels) trained on the real images, scored on
     generated images against the labels they were generated for: its AUROC with a DeLong

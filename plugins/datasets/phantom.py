@@ -82,6 +82,8 @@ class PhantomDataset(Dataset):
     version = RENDER_VERSION
     label_names = ("pneumonia",)
     metadata_fields = ("sex", "age", "view")
+    #: the classes of its masks (segmentation)
+    mask_classes = ("lungs",)
     needs_root = False
     Options = PhantomOptions
 

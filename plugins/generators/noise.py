@@ -25,7 +25,9 @@ class NoiseGenerator(Generator):
 
     name = "noise"
     version = "1"
-    capabilities = GeneratorCapabilities(labels=False, needs_training=False)
+    # mask=True: it is asked with a mask like a mask-conditioned generator and ignores it, so
+    # (noise image, real mask) pairs are the segmentation task's floor
+    capabilities = GeneratorCapabilities(labels=False, needs_training=False, mask=True)
     Options = NoiseOptions
 
     def fit(self, train: Split, *, progress: bool = True) -> dict:
@@ -68,3 +70,21 @@ class NoiseGenerator(Generator):
                 z = (z - z.mean()) / (z.std() + 1e-8)
             out[i] = (z[0] * std + mean).round().clamp(0, 255).to(torch.uint8)
         return out
+
+    def conditioning_masks(self, conditions: Sequence[Condition], size: int | None = None):
+        """The masks it was asked to draw (and ignored): uint8 (N, 1, size, size); None when the
+        conditions carry none (a dataset without masks)."""
+        if any(c.mask is None for c in conditions):
+            return None
+        return _condition_masks(conditions, size or self.size)
+
+
+def _condition_masks(conditions, size: int):
+    import torch
+    import torch.nn.functional as F
+
+    masks = torch.stack([torch.as_tensor(c.mask).reshape(1, *torch.as_tensor(c.mask).shape[-2:])
+                         for c in conditions]) if conditions else torch.zeros((0, 1, size, size))
+    if masks.shape[-1] != size:
+        masks = F.interpolate(masks.float(), size=(size, size), mode="nearest")
+    return (masks > 0).to(torch.uint8)

@@ -26,7 +26,9 @@ class RealGenerator(Generator):
 
     name = "real"
     version = "1"
-    capabilities = GeneratorCapabilities(labels=True, demographics=True, needs_training=False)
+    # mask=True: each image it returns comes with its own real mask (conditioning_masks), so its
+    # pairs are the real pairs: the segmentation task's ceiling
+    capabilities = GeneratorCapabilities(labels=True, demographics=True, needs_training=False, mask=True)
     Options = RealOptions
 
     def fit(self, train: Split, *, progress: bool = True) -> dict:
@@ -42,6 +44,7 @@ class RealGenerator(Generator):
         for i, row in enumerate(labels.tolist()):
             self._groups.setdefault(tuple(row), []).append(i)
         self._sex = train.metadata.get("sex")
+        self._masks = train.masks
 
     def save(self, directory: Path) -> None:
         """The 'checkpoint' of the ceiling is the training split itself (safetensors + JSON)."""
@@ -50,7 +53,10 @@ class RealGenerator(Generator):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         t = self._train
-        save_file({"images": t.images.contiguous(), "labels": t.labels.contiguous()}, str(directory / "train.safetensors"))
+        tensors = {"images": t.images.contiguous(), "labels": t.labels.contiguous()}
+        if t.masks is not None:
+            tensors["masks"] = t.masks.contiguous()
+        save_file(tensors, str(directory / "train.safetensors"))
         meta = {"keys": t.keys, "patient_ids": t.patient_ids, "label_names": list(t.label_names),
                 "sex": t.metadata.get("sex")}
         (directory / "config.json").write_text(json.dumps(meta))
@@ -63,12 +69,36 @@ class RealGenerator(Generator):
         meta = json.loads((directory / "config.json").read_text())
         metadata = {"sex": meta["sex"]} if meta.get("sex") is not None else {}
         self._index(Split("train", tensors["images"], tensors["labels"], tuple(meta["label_names"]),
-                          meta["patient_ids"], meta["keys"], metadata))
+                          meta["patient_ids"], meta["keys"], metadata, masks=tensors.get("masks")))
 
     def generate(self, conditions: Sequence[Condition]):
-        import numpy as np
         import torch
         import torch.nn.functional as F
+
+        if not hasattr(self, "_train"):
+            raise RuntimeError("real generator: call fit(train) before generate()")
+        images = self._train.images[torch.as_tensor(self._picks(conditions), dtype=torch.long)]
+        if images.shape[-1] != self.size or images.shape[-2] != self.size:
+            images = F.interpolate(images.float(), size=(self.size, self.size), mode="area")
+            images = images.round().clamp(0, 255).to(torch.uint8)
+        return images.contiguous()
+
+    def conditioning_masks(self, conditions: Sequence[Condition], size: int | None = None):
+        """The real mask of each image :meth:`generate` returns for ``conditions`` (the same
+        seeded picks): uint8 (N, 1, size, size); None when the training split has no masks."""
+        import torch
+        import torch.nn.functional as F
+
+        if getattr(self, "_masks", None) is None:
+            return None
+        size = size or self.size
+        masks = self._masks[torch.as_tensor(self._picks(conditions), dtype=torch.long)]
+        if masks.shape[-1] != size:
+            masks = F.interpolate(masks.float(), size=(size, size), mode="nearest")
+        return (masks > 0).to(torch.uint8)
+
+    def _picks(self, conditions: Sequence[Condition]) -> list[int]:
+        import numpy as np
 
         if not hasattr(self, "_train"):
             raise RuntimeError("real generator: call fit(train) before generate()")
@@ -87,8 +117,4 @@ class RealGenerator(Generator):
                 candidates = same or candidates
             rng = np.random.default_rng(cond.seed)
             picks.append(candidates[int(rng.integers(len(candidates)))])
-        images = self._train.images[torch.as_tensor(picks, dtype=torch.long)]
-        if images.shape[-1] != self.size or images.shape[-2] != self.size:
-            images = F.interpolate(images.float(), size=(self.size, self.size), mode="area")
-            images = images.round().clamp(0, 255).to(torch.uint8)
-        return images.contiguous()
+        return picks

@@ -20,10 +20,15 @@ def test_builtins_register_through_entry_points():
         "generator": {"real", "noise", "ddpm", "gan"},
         "dataset": {"phantom", "kermany", "rsna-pneumonia", "chexpert", "mimic-cxr", "nih-cxr14", "pneumoniamnist"},
         "classifier": {"resnet50", "convnext_base", "densenet121", "tiny-cnn"},
+        "segmenter": {"tiny-unet", "unet-resnet18", "unet-resnet34"},
     }.items():
         assert names <= set(plugins.registry(kind).names())
     entry = plugins.generators.get("real")
     assert entry.source.distribution == "cxrbench" and entry.source.entry_point == "builtin-generators"
+    assert set(reg.KINDS) == {"generator", "postprocessor", "classifier", "dataset", "segmenter"}
+    for kind in reg.KINDS:  # every kind registers through its own built-in entry point
+        entry = plugins.registry(kind).entries()[0]
+        assert entry.kind == kind and entry.source.entry_point == f"builtin-{kind}s", entry
 
 
 def test_duplicate_name_names_both_plugins():
