@@ -266,6 +266,9 @@ class Postprocessor(abc.ABC):
     #: runner then calls :meth:`prepare` with it before the first batch, and counts its
     #: patients among those that must not reach a test set
     needs_real_train: ClassVar[bool] = False
+    #: True when it moves pixels (crops, resizes, pads): an image-mask pair would no longer
+    #: align, so the segmentation task refuses it (until it can move the mask with the image)
+    moves_pixels: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, *, device: str = "cpu"):
         self.options = options if options is not None else self.Options()

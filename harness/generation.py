@@ -518,16 +518,20 @@ def options_record(generator) -> dict[str, Any]:
     return {"options": jsonable(generator.effective_options()), "options_requested": jsonable(options_to_dict(generator.options))}
 
 
-def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 512):
+def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 512, estimator=None,
+                   device: str = "cpu"):
     """For a mask-conditioned generator that tells its masks (``conditioning_masks``): store the
     mask of every synthetic image (``synthetic-masks.npy``, uint8 (N, 1, H, W), manifest order)
     and measure mask adherence on up to ``limit`` images: Dice of the lung-field estimate of
     each generated image with its own mask, and with the mask of another image (a seeded
-    random pairing: what ignoring the mask would score). Returns (record, masks) or (None, None)."""
+    random pairing: what ignoring the mask would score). ``estimator``: the learned lung-field
+    estimator of quality/adherence.py (None: the Otsu heuristic). Returns (record, masks) or
+    (None, None)."""
     import numpy as np
     import torch
 
-    from cxrbench.kit.masks import dice, estimate_lung_masks
+    from cxrbench.kit.masks import dice
+    from cxrbench.quality.adherence import estimate
 
     if not getattr(type(generator).capabilities, "mask", False) or not hasattr(generator, "conditioning_masks"):
         return None, None
@@ -539,9 +543,11 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
     n = min(limit, len(synthetic.conditions))
     if n < 2:
         return {"masks": str(adir / "synthetic-masks.npy"), "n": n}, masks
-    est = estimate_lung_masks(synthetic.images[:n])
+    est = estimate(estimator, synthetic.images[:n], device)
     own = dice(est, masks[:n])
     perm = torch.from_numpy(np.random.default_rng(derive_seed(seed, "mask-pairing")).permutation(n))
     other = dice(est, masks[:n][perm])
+    name = ("tiny-unet trained on the real training pairs (cxrbench.quality.adherence)" if estimator is not None
+            else "cxrbench.kit.masks.estimate_lung_mask (Otsu; the dataset has no masks to learn from)")
     return {"masks": str(adir / "synthetic-masks.npy"), "n": n, "dice_own_mask": float(own.mean()),
-            "dice_random_pairing": float(other.mean()), "estimator": "cxrbench.kit.masks.estimate_lung_mask"}, masks
+            "dice_random_pairing": float(other.mean()), "estimator": name}, masks

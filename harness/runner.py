@@ -334,6 +334,18 @@ class Runner:
             self._generators[memo] = (generator, info)
         return self._generators[memo]
 
+    def adherence_estimator(self, train):
+        """The learned lung-field estimator of mask adherence for this training data (trained
+        once, cached; quality/adherence.py), or None when the dataset has no masks."""
+        from cxrbench.quality.adherence import reference_estimator
+
+        if train.masks is None:
+            return None
+        key = ("adherence", content_key(train.keys))
+        if key not in self._datasets:
+            self._datasets[key] = reference_estimator(train, self.spec.size, self.cache_root, self.device)
+        return self._datasets[key]
+
     # ------------------------------------------------------------------ one cell
 
     def run_cell(self, cell: Cell, cell_id: str) -> dict:
@@ -432,7 +444,8 @@ class Runner:
                 postprocessing["steps"] = chain.record()
                 paid.mark("post-processing top-up")
         # the masks of the final set (after filtering and top-up), for storage and adherence
-        masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed)
+        masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed, device=self.device,
+                                            estimator=self.adherence_estimator(source.train))
         if masks is not None and masks.get("dice_own_mask") is not None:
             log(f"{cell.generator.label}: mask adherence Dice {masks['dice_own_mask']:.3f} "
                 f"(random pairing {masks['dice_random_pairing']:.3f}, n={masks['n']})")

@@ -49,6 +49,13 @@ class SegmentationTask(Task):
                                   f"segmentation trains under a steps budget: use one of {', '.join(protocols.BUDGET_SCHEDULES)}")
             if proto.external_training:
                 raise ConfigError(f"{source}: protocols: {ref.name} is not defined for segmentation")
+        chains = [("postprocess", spec.postprocess)] + [(f"chains[{i}]", c) for i, c in enumerate(spec.chains or [])]
+        chains += [(f"generators[{i}].postprocess", g.postprocess) for i, g in enumerate(spec.generators)]
+        for where, chain in chains:
+            for k, step in enumerate(chain):
+                if getattr(plugins.load("postprocessor", step.name), "moves_pixels", False):
+                    raise ConfigError(f"{source}: {where}[{k}]: post-processor {step.name!r} moves pixels, so an "
+                                      "image would no longer match its mask; it is refused for task: segmentation")
         for g in spec.generators:
             if not any(protocols.get(r.name, source).uses_generator for r in spec.protocols):
                 break

@@ -39,6 +39,7 @@ class CropBorder(Postprocessor):
     """Crop fractions off the borders, then resize back to the original size."""
 
     name = "crop-border"
+    moves_pixels = True  # a segmentation pair would no longer align: refused for that task
     Options = CropBorderOptions
 
     @classmethod

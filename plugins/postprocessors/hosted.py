@@ -49,6 +49,7 @@ class CropWatermark(Postprocessor):
     back to size; the crop of every image (fractions top, bottom, left, right) is in ``stats``."""
 
     name = "crop-watermark"
+    moves_pixels = True  # a segmentation pair would no longer align: refused for that task
     Options = CropWatermarkOptions
 
     @classmethod
@@ -216,6 +217,7 @@ class ResizePad(Postprocessor):
     long side is the size, then zero-padded to a centred square, by the loaders' own code."""
 
     name = "resize-pad"
+    moves_pixels = True  # a segmentation pair would no longer align: refused for that task
     Options = ResizePadOptions
 
     @classmethod

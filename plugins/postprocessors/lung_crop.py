@@ -31,6 +31,7 @@ class LungCrop(Postprocessor):
 
     Options = LungCropOptions
     name = "lung-crop"
+    moves_pixels = True  # a segmentation pair would no longer align: refused for that task
     #: the range each option must lie in (both ends allowed)
     RANGES = {"margin": (0.0, 1.0), "min_area": (0.0, 0.99)}
 

@@ -104,6 +104,8 @@ def test_reference_pairs_are_real_masks_and_the_comparisons_are_paired(run):
     ({"generators": [{"name": "ddpm"}]}, r"generators: 'ddpm' cannot draw an image for a given mask"),
     ({"protocols": [{"name": "real-only", "schedule": "quick"}]}, r"schedule 'quick' is epoch-defined"),
     ({"task": "classification"}, r"segmenter: applies to task: segmentation"),
+    ({"postprocess": [{"name": "crop-border"}]}, r"postprocess\[0\]: post-processor 'crop-border' moves pixels"),
+    ({"generators": [{"name": "real", "postprocess": [{"name": "resize-pad"}]}]}, r"'resize-pad' moves pixels"),
 ])
 def test_segmentation_specs_are_checked(change, message):
     with pytest.raises(ConfigError, match=message):
