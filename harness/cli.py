@@ -214,8 +214,10 @@ def cmd_validate(args) -> int:
     grid = describe_grid(spec)
     axes = grid["axes"]
     cells = sum(len(expand_cells(s)) for s in grid_slices(spec))
+    model = (f"task segmentation, segmenter {spec.segmenter.name}" if spec.task == "segmentation"
+             else f"classifier(s) {', '.join(axes['classifiers'])}")
     print(f"{args.spec}: ok (spec_version {spec.spec_version}, dataset(s) {', '.join(axes['datasets'])}, "
-          f"classifier(s) {', '.join(axes['classifiers'])}, {len(axes['chains'])} chain(s), "
+          f"{model}, {len(axes['chains'])} chain(s), "
           f"{n_gen} generator(s), {len(spec.protocols)} protocol(s), {len(spec.seeds)} seed(s): "
           f"{grid['slices']} slice(s), {cells} cell(s))")
     if args.data_root:
@@ -452,6 +454,26 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def _score_cells(m: dict, comp: dict) -> list[str]:
+    """The score columns of one test set: AUROC [CI], AUPR, DeLong p (classification) or Dice
+    [CI], HD95, the paired Dice difference (segmentation)."""
+    macro = m.get("macro", {})
+
+    def with_ci(v, ci):
+        return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if v is not None and ci else (f"{v:.3f}" if v is not None else "n/a")
+
+    if "dice" in macro:
+        diff = comp.get("difference")
+        hd = macro.get("hd95")
+        return [with_ci(macro.get("dice"), macro.get("dice_ci")), f"{hd:.2f}" if hd is not None else "n/a",
+                f"{diff:+.3f}" + (f" (p={comp['p_value']:.3g})" if comp.get("p_value") is not None else "")
+                if diff is not None else ""]
+    ps = [c.get("p_value") for c in (comp.get("labels") or {}).values() if c.get("p_value") is not None]
+    ap = macro.get("aupr")
+    return [with_ci(macro.get("auroc"), macro.get("auroc_ci")), f"{ap:.3f}" if ap is not None else "n/a",
+            f"DeLong p={min(ps):.3g}" if ps else ""]
+
+
 def print_table(out: Path, current: set[str] | None = None) -> None:
     """Per-seed rows, then (when a configuration ran with several seeds) one row per
     configuration over its seeds: mean, sd and a CI that pools bootstrap and seed variation.
@@ -478,22 +500,12 @@ def print_table(out: Path, current: set[str] | None = None) -> None:
             failures.append((rec.get("cell_id"), (rec.get("error") or {}).get("message", "")))
             continue
         for tname, m in rec.get("metrics", {}).items():
-            macro = m.get("macro", {})
-            auc, ci, ap = macro.get("auroc"), macro.get("auroc_ci"), macro.get("aupr")
-            p = None
-            comp = (rec.get("comparisons") or {}).get(tname, {})
-            ps = [c.get("p_value") for c in (comp.get("labels") or {}).values() if c.get("p_value") is not None]
-            if ps:
-                p = min(ps)
-            rows.append(base + [
-                tname,
-                f"{auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if auc is not None and ci else (f"{auc:.3f}" if auc is not None else "n/a"),
-                f"{ap:.3f}" if ap is not None else "n/a",
-                f"DeLong p={p:.3g}" if p is not None else "",
-            ])
-    print(tabulate(rows, headers=["protocol", "generator", "post-processing", "classifier", "r",
-                                  *(["real data (n)"] if sized else []), "seed", "status",
-                                  "test set", "AUROC [95% CI]", "AUPR", "vs real-only"]))
+            rows.append(base + [tname, *_score_cells(m, (rec.get("comparisons") or {}).get(tname, {}))])
+    seg = bool(records) and all("segmenter" in r or r.get("status") != "ok" for r in records)
+    print(tabulate(rows, headers=["protocol", "generator", "post-processing", "segmenter" if seg else "classifier",
+                                  "r", *(["real data (n)"] if sized else []), "seed", "status", "test set",
+                                  *(["Dice [95% CI]", "HD95 (px)", "vs real-only (Dice)"] if seg else
+                                    ["AUROC [95% CI]", "AUPR", "vs real-only"])]))
     if earlier:
         print("* from an earlier invocation into this folder (not run or reused by this one)")
     for cell_id, message in failures:  # never cut: the cause is usually at the end
@@ -567,6 +579,9 @@ def _chain(rec: dict) -> str:
 
 
 def _classifier(rec: dict) -> str:
+    """The trained model's name: the segmenter of a segmentation record, else the classifier."""
+    if "segmenter" in rec:
+        return (rec.get("segmenter") or {}).get("name", "?")
     return ((rec.get("spec") or {}).get("classifier") or {}).get("name", "?")
 
 

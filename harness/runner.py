@@ -635,9 +635,10 @@ def _headline(record: dict) -> str:
     parts = []
     for tname, m in record.get("metrics", {}).items():
         macro = m.get("macro", {})
-        auc, ci = macro.get("auroc"), macro.get("auroc_ci")
+        metric = "dice" if "dice" in macro else "auroc"  # segmentation / classification
+        auc, ci = macro.get(metric), macro.get(f"{metric}_ci")
         if auc is not None and ci:
-            parts.append(f"{tname} AUROC {auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
+            parts.append(f"{tname} {'Dice' if metric == 'dice' else 'AUROC'} {auc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
     return "; ".join(parts) or "ok"
 
 

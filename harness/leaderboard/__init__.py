@@ -14,6 +14,9 @@ configuration over its seeds (:func:`cxrbench.leaderboard.build.build_rows`) and
                                    gaps, each set's floor and ceiling, Kendall's tau of the rankings,
                                    subgroup tables (leaderboard/shift.py), also a section of
                                    index.html; plots/subgroups.png / .svg
+    segmentation.md                only for records of task: segmentation (kept out of the AUROC
+                                   table): Dice / HD95 per row with floor, ceiling, paired
+                                   differences and mask adherence (leaderboard/segmentation.py)
     records/<folder>/cells/*.json  a verbatim copy of every record read
     assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row
 
@@ -34,21 +37,22 @@ from cxrbench.errors import CxrbenchError
 TABLE_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html")
 OWNED_DIRS = ("records", "assets", "plots")
 #: files of ours written only for some inputs: removed before a rebuild, so none is left stale
-OPTIONAL_FILES = ("learning-curves.md", "external.md")
+OPTIONAL_FILES = ("learning-curves.md", "external.md", "segmentation.md")
 
 
 def build_leaderboard(results_dirs, out, schema=None) -> dict:
     """Build the leaderboard of ``results_dirs`` into ``out``; ``schema``: a Schema, a YAML path or
     None (the default). Returns a summary: rows, records, sources, statuses, files, notes."""
     from cxrbench.aggregate import AGGREGATE_METHOD
-    from cxrbench.leaderboard import curve_plot, curves, plots, render, shift
+    from cxrbench.leaderboard import curve_plot, curves, plots, render, segmentation, shift
     from cxrbench.leaderboard.build import _dedupe, build_rows, display_columns
     from cxrbench.leaderboard.schema import Schema, load_schema
 
     schema = schema if isinstance(schema, Schema) else load_schema(schema)
     sources = name_sources(results_dirs)
     items, notes = load_records(sources)
-    rows = build_rows(items, schema)
+    # segmentation records have their own section (Dice, HD95): the table's columns are AUROC's
+    rows = build_rows([(rel, rec) for rel, rec in items if "segmenter" not in rec], schema)
     out = Path(out)
     _prepare(out)
     for rel, _ in items:
@@ -64,6 +68,9 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     subgroup_figure = shift.write_subgroup_plot(shifted["subgroups"], out / "plots")
     figures += [subgroup_figure] if subgroup_figure else []
     has_shift = bool(shifted["external"] or shifted["subgroups"])
+    seg_groups = segmentation.groups(segmentation.segmentation_records(rec for _, rec in kept))
+    if seg_groups:
+        notes.append(f"segmentation: {segmentation.FILE} ({len(seg_groups)} table(s))")
     if has_shift:
         notes.append(f"external test sets and subgroups: {shift.FILE} ({len(shifted['external'])} external "
                      f"comparison(s), {len(shifted['subgroups'])} subgroup table(s))")
@@ -79,12 +86,15 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
         "leaderboard.tex": render.render_latex(rows, columns),
         "index.html": render.render_html(rows, columns, notes, figures, sorted(sources),
                                          (curves.render_html(groups) if groups else [])
-                                         + (shift.render_html(shifted) if has_shift else [])),
+                                         + (shift.render_html(shifted) if has_shift else [])
+                                         + (segmentation.render_html(seg_groups) if seg_groups else [])),
     }
     if groups:
         texts[curves.FILE] = curves.render_markdown(groups, curve_figure)
     if has_shift:
         texts[shift.FILE] = shift.render_markdown(shifted, subgroup_figure)
+    if seg_groups:
+        texts[segmentation.FILE] = segmentation.render_markdown(seg_groups)
     for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
     statuses: dict[str, int] = {}

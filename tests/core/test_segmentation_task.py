@@ -110,3 +110,21 @@ def test_reference_pairs_are_real_masks_and_the_comparisons_are_paired(run):
 def test_segmentation_specs_are_checked(change, message):
     with pytest.raises(ConfigError, match=message):
         validate_plugins(spec_from_data({**SPEC, **change}, "seg.yaml"), "seg.yaml")
+
+
+def test_the_leaderboard_has_a_segmentation_section_with_floor_and_ceiling(run, tmp_path):
+    import shutil
+
+    from cxrbench.leaderboard import build_leaderboard
+
+    folder = tmp_path / "seg"
+    shutil.copytree(run, folder)
+    summary = build_leaderboard([folder], tmp_path / "lb")
+    assert "segmentation.md" in summary["files"] and summary["rows"] == 0  # none in the AUROC table
+    text = (tmp_path / "lb" / "segmentation.md").read_text()
+    recs = _records(run)
+    dice = recs[("supplemented.v1", "real")]["metrics"]["phantom:test"]["macro"]["dice"]
+    floor = recs[("supplemented.v1", "noise")]["metrics"]["phantom:test"]["macro"]["dice"]
+    assert f"| supplemented.v1   | real        | 1   | 0       | {dice:.3f} [" in text
+    assert f"The floor (noise images, real masks) under supplemented.v1 r = 1: Dice {floor:.3f} [" in text
+    assert 'id="segmentation"' in (tmp_path / "lb" / "index.html").read_text()
