@@ -34,7 +34,7 @@ def _auroc(rec: dict, tname: str) -> tuple[float | None, list | None]:
     return macro.get("auroc"), macro.get("auroc_ci")
 
 
-def _pool(values: list[float], cis: list, confidence: float = 0.95) -> dict | None:
+def pool_seeds(values: list[float], cis: list, confidence: float = 0.95) -> dict | None:
     """Rubin-pooled mean and interval of per-seed estimates with their bootstrap CIs."""
     pairs = [(v, ci) for v, ci in zip(values, cis) if v is not None]
     if not pairs:
@@ -45,13 +45,13 @@ def _pool(values: list[float], cis: list, confidence: float = 0.95) -> dict | No
     return {"mean": pooled["mean"], "ci": pooled.get("ci"), "n_seeds": len(pairs)}
 
 
-def _group_key(rec: dict) -> tuple:
+def config_of(rec: dict) -> tuple:
     cell, spec = rec.get("cell") or {}, rec.get("spec") or {}
     return ((rec.get("dataset") or {}).get("name"), spec.get("size"), (spec.get("classifier") or {}).get("name"),
             cell.get("schedule"), str(cell.get("real_data")) if "real_data" in cell else None)
 
 
-def _row_key(rec: dict) -> tuple:
+def row_of(rec: dict) -> tuple:
     cell = rec.get("cell") or {}
     gen = cell.get("generator") or {}
     return (cell.get("protocol"), gen.get("label") or gen.get("name") or "-", cell.get("ratio"))
@@ -65,7 +65,7 @@ def external_groups(records: list[dict]) -> list[dict]:
         if rec.get("status") != "ok" or not rec.get("transfer"):
             continue
         for tname, entry in rec["transfer"].items():
-            key = (_group_key(rec), tname)
+            key = (config_of(rec), tname)
             g = groups.setdefault(key, {"key": key[0], "internal": entry.get("internal"), "external": tname,
                                         "records": []})
             g["records"].append(rec)
@@ -76,7 +76,7 @@ def transfer_rows(group: dict) -> list[dict]:
     """One row per protocol / generator / ratio of ``group`` (see the module docstring)."""
     by_row: dict[tuple, list[dict]] = {}
     for rec in group["records"]:
-        by_row.setdefault(_row_key(rec), []).append(rec)
+        by_row.setdefault(row_of(rec), []).append(rec)
     internal, external = group["internal"], group["external"]
     rows = []
     for key in sorted(by_row, key=lambda k: (str(k[0]), str(k[1]), k[2] or 0)):
@@ -88,10 +88,10 @@ def transfer_rows(group: dict) -> list[dict]:
             "protocol": key[0], "generator": key[1], "ratio": key[2],
             "plugin": ((recs[0]["cell"].get("generator") or {}).get("name")),
             "seeds": [r["cell"]["seed"] for r in recs],
-            "internal": _pool([a for a, _ in ins], [c for _, c in ins]),
-            "external": _pool([a for a, _ in exs], [c for _, c in exs]),
-            "gap": _pool([t.get("gap") for t in tr], [t.get("gap_ci") for t in tr]),
-            "gap_vs_real_only": _pool([t.get("gap_vs_baseline") for t in tr],
+            "internal": pool_seeds([a for a, _ in ins], [c for _, c in ins]),
+            "external": pool_seeds([a for a, _ in exs], [c for _, c in exs]),
+            "gap": pool_seeds([t.get("gap") for t in tr], [t.get("gap_ci") for t in tr]),
+            "gap_vs_real_only": pool_seeds([t.get("gap_vs_baseline") for t in tr],
                                       [t.get("gap_vs_baseline_ci") for t in tr]),
         })
     _add_references(rows)
@@ -127,7 +127,7 @@ def rankings(group: dict, predictions: Callable[[dict, str], Path | None], *, n_
     internal, external = group["internal"], group["external"]
     by_cmp: dict[tuple, dict[str, list[dict]]] = {}
     for rec in group["records"]:
-        protocol, label, ratio = _row_key(rec)
+        protocol, label, ratio = row_of(rec)
         if str(protocol).startswith("real-only"):
             continue
         by_cmp.setdefault((protocol, ratio), {}).setdefault(label, []).append(rec)
@@ -177,7 +177,7 @@ def rankings(group: dict, predictions: Callable[[dict, str], Path | None], *, n_
     return out
 
 
-def _fmt(pooled: dict | None, signed: bool = False) -> str:
+def fmt_interval(pooled: dict | None, signed: bool = False) -> str:
     if not pooled or pooled.get("mean") is None:
         return "-"
     fmt = "{:+.3f}" if signed else "{:.3f}"
@@ -190,12 +190,12 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     def ratio(r):
         return "-" if not r["ratio"] else f"{r['ratio']:g}"
 
-    return [[r["protocol"], r["generator"], ratio(r), ",".join(str(s) for s in r["seeds"]), _fmt(r["internal"]),
-             _fmt(r["external"]), _fmt(r["gap"], True), _fmt(r["gap_vs_real_only"], True),
+    return [[r["protocol"], r["generator"], ratio(r), ",".join(str(s) for s in r["seeds"]), fmt_interval(r["internal"]),
+             fmt_interval(r["external"]), fmt_interval(r["gap"], True), fmt_interval(r["gap_vs_real_only"], True),
              "-" if r["utility"] is None else f"{r['utility']:.2f}"] for r in rows]
 
 
-def _excludes_zero(pooled: dict | None) -> int:
+def interval_sign(pooled: dict | None) -> int:
     """+1 / -1 when the interval lies above / below zero, else 0."""
     ci = (pooled or {}).get("ci")
     if not ci or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
@@ -209,27 +209,27 @@ def plain_reading(group: dict, rows: list[dict], ranks: list[dict]) -> list[str]
     ext, lines = group["external"], []
     base = next((r for r in rows if str(r["protocol"]).startswith("real-only")), None)
     if base and base["gap"]:
-        lines.append(f"Real-only moves from {_fmt(base['internal'])} on {group['internal']} to "
-                     f"{_fmt(base['external'])} on {ext}: a transfer gap of {_fmt(base['gap'], True)}.")
+        lines.append(f"Real-only moves from {fmt_interval(base['internal'])} on {group['internal']} to "
+                     f"{fmt_interval(base['external'])} on {ext}: a transfer gap of {fmt_interval(base['gap'], True)}.")
     for r in rows:
         if r["plugin"] == "noise" and r["external"]:
             where = r["protocol"] + (f" r = {r['ratio']:g}" if r["ratio"] else "")
             below = r["external"]["mean"] < 0.5
-            lines.append(f"The noise floor on {ext} under {where} is {_fmt(r['external'])}"
+            lines.append(f"The noise floor on {ext} under {where} is {fmt_interval(r['external'])}"
                          + (": below chance - this set's own floor, not 0.5, is what a generator must beat."
                             if below else "."))
-    narrow = [r for r in rows if _excludes_zero(r["gap_vs_real_only"]) > 0 and r["plugin"] != "noise"]
-    widen = [r for r in rows if _excludes_zero(r["gap_vs_real_only"]) < 0 and r["plugin"] != "noise"]
+    narrow = [r for r in rows if interval_sign(r["gap_vs_real_only"]) > 0 and r["plugin"] != "noise"]
+    widen = [r for r in rows if interval_sign(r["gap_vs_real_only"]) < 0 and r["plugin"] != "noise"]
     measured = [r for r in rows if r["gap_vs_real_only"]]
     if measured:
         if not narrow:
             lines.append(f"No generator narrows real-only's generalisation gap on {ext} beyond its interval.")
         for r in narrow:
             lines.append(f"{r['generator']} ({r['protocol']}, r = {r['ratio']:g}) narrows the gap by "
-                         f"{_fmt(r['gap_vs_real_only'], True)}.")
+                         f"{fmt_interval(r['gap_vs_real_only'], True)}.")
         for r in widen:
             lines.append(f"{r['generator']} ({r['protocol']}, r = {r['ratio']:g}) widens the gap "
-                         f"({_fmt(r['gap_vs_real_only'], True)}).")
+                         f"({fmt_interval(r['gap_vs_real_only'], True)}).")
     for k in ranks:
         if k.get("tau") is None:
             lines.append(f"{k['protocol']} r = {k['ratio']:g}: no ranking ({k.get('note', 'not computed')}).")

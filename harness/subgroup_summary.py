@@ -11,7 +11,7 @@ that happened to have enough cases would be a number the minimum forbids).
 
 from __future__ import annotations
 
-from cxrbench.external_validity import _fmt, _group_key, _pool, _row_key
+from cxrbench.external_validity import fmt_interval, config_of, pool_seeds, row_of
 
 METRICS = {"auroc": "AUROC", "fnr": "false-negative rate (underdiagnosis)", "fpr": "false-positive rate"}
 TOO_FEW = "too few"
@@ -29,10 +29,10 @@ def subgroup_tables(records: list[dict]) -> list[dict]:
             for label, fields in sorted((entry.get("labels") or {}).items()):
                 for field, report in fields.items():
                     for metric in METRICS:
-                        key = (_group_key(rec), tname, label, field, metric)
+                        key = (config_of(rec), tname, label, field, metric)
                         t = tables.setdefault(key, {"config": key[0], "test_set": tname, "label": label,
                                                     "field": field, "metric": metric, "groups": {}, "by_row": {}})
-                        t["by_row"].setdefault(_row_key(rec), []).append((rec["cell"]["seed"], report))
+                        t["by_row"].setdefault(row_of(rec), []).append((rec["cell"]["seed"], report))
                         for g, e in report["groups"].items():
                             t["groups"].setdefault(g, {k: e.get(k) for k in ("n", "n_pos", "n_neg", "prevalence")})
     out = []
@@ -55,11 +55,11 @@ def _pooled_row(row_key: tuple, reports: list[tuple[int, dict]], metric: str) ->
             withheld = any(e is not None and e.get("too_few") and e.get(metric) is None for e in entries)
             values[g] = TOO_FEW if withheld else None
             continue
-        values[g] = _pool([e[metric] for e in entries], [e.get(f"{metric}_ci") for e in entries])
+        values[g] = pool_seeds([e[metric] for e in entries], [e.get(f"{metric}_ci") for e in entries])
     gaps = [rep["gaps"].get(metric) or {} for _, rep in reports]
     gap = None
     if gaps and all(x.get("gap") is not None for x in gaps):
-        gap = _pool([x["gap"] for x in gaps], [x.get("gap_ci") for x in gaps])
+        gap = pool_seeds([x["gap"] for x in gaps], [x.get("gap_ci") for x in gaps])
         gap.update(best=gaps[0].get("best"), worst=gaps[0].get("worst"),
                    consistent=len({(x.get("best"), x.get("worst")) for x in gaps}) == 1)
     return {"protocol": row_key[0], "generator": row_key[1], "ratio": row_key[2],
@@ -84,9 +84,9 @@ def table_rows(table: dict) -> list[list[str]]:
         cells = []
         for g in table["groups"]:
             v = r["values"].get(g)
-            cells.append(TOO_FEW if v == TOO_FEW else "-" if v is None else _fmt(v))
+            cells.append(TOO_FEW if v == TOO_FEW else "-" if v is None else fmt_interval(v))
         gap = r["gap"]
-        gap_text = "-" if not gap else f"{_fmt(gap)} ({gap['best']} best, {gap['worst']} worst" + \
+        gap_text = "-" if not gap else f"{fmt_interval(gap)} ({gap['best']} best, {gap['worst']} worst" + \
             ("" if gap.get("consistent", True) else "; not the same groups in every seed") + ")"
         out.append([r["protocol"], r["generator"], "-" if not r["ratio"] else f"{r['ratio']:g}",
                     ",".join(str(s) for s in r["seeds"]), *cells, gap_text])
@@ -102,7 +102,7 @@ def plain_reading(table: dict) -> list[str]:
         return lines
     b = base["gap"]
     lines.append(f"Real-only's {what} by {table['field']} on {table['test_set']}: {b['worst']} fares worst, "
-                 f"{b['best']} best; gap {_fmt(b)}.")
+                 f"{b['best']} best; gap {fmt_interval(b)}.")
     for r in table["rows"]:
         if r is base or not r["gap"] or r["generator"] in ("noise",):
             continue
@@ -111,6 +111,6 @@ def plain_reading(table: dict) -> list[str]:
             continue
         verb = "narrows" if diff < 0 else "widens"
         where = r["protocol"] + (f", r = {r['ratio']:g}" if r["ratio"] else "")
-        lines.append(f"{r['generator']} ({where}) {verb} it to {_fmt(r['gap'])} (point estimates; compare the "
+        lines.append(f"{r['generator']} ({where}) {verb} it to {fmt_interval(r['gap'])} (point estimates; compare the "
                      "intervals).")
     return lines

@@ -29,7 +29,7 @@ def segmentation_records(records) -> list[dict]:
 
 def groups(records: list[dict]) -> list[dict]:
     """[{key, test_set, rows}] per training configuration and test set."""
-    from cxrbench.external_validity import _pool
+    from cxrbench.external_validity import pool_seeds
 
     by: dict[tuple, dict[tuple, list[dict]]] = {}
     for rec in records:
@@ -57,11 +57,11 @@ def groups(records: list[dict]) -> list[dict]:
             rows.append({
                 "protocol": protocol, "generator": label, "plugin": plugin, "ratio": ratio,
                 "seeds": [r["cell"]["seed"] for r in recs],
-                "dice": _pool([m.get("dice") for m in macro], [m.get("dice_ci") for m in macro]),
-                "hd95": _pool([m.get("hd95") for m in macro], [m.get("hd95_ci") for m in macro]),
-                "vs_real_only": _pool([c.get("difference") for c in cmp], [c.get("difference_ci") for c in cmp])
+                "dice": pool_seeds([m.get("dice") for m in macro], [m.get("dice_ci") for m in macro]),
+                "hd95": pool_seeds([m.get("hd95") for m in macro], [m.get("hd95_ci") for m in macro]),
+                "vs_real_only": pool_seeds([c.get("difference") for c in cmp], [c.get("difference_ci") for c in cmp])
                 if all(c.get("difference") is not None for c in cmp) else None,
-                "vs_noise": _pool([c.get("difference") for c in ctl], [c.get("difference_ci") for c in ctl])
+                "vs_noise": pool_seeds([c.get("difference") for c in ctl], [c.get("difference_ci") for c in ctl])
                 if all(c.get("difference") is not None for c in ctl) else None,
                 "adherence": (sum(own) / len(own), sum(rnd) / len(rnd)) if own and rnd else None,
             })
@@ -78,37 +78,37 @@ def groups(records: list[dict]) -> list[dict]:
 
 
 def table_rows(group: dict) -> list[list[str]]:
-    from cxrbench.external_validity import _fmt
+    from cxrbench.external_validity import fmt_interval
 
     def ratio(r):
         return "-" if not r["ratio"] else f"{r['ratio']:g}"
 
-    return [[r["protocol"], r["generator"], ratio(r), ",".join(str(s) for s in r["seeds"]), _fmt(r["dice"]),
-             _fmt(r["hd95"]), _fmt(r["vs_real_only"], True), _fmt(r["vs_noise"], True),
+    return [[r["protocol"], r["generator"], ratio(r), ",".join(str(s) for s in r["seeds"]), fmt_interval(r["dice"]),
+             fmt_interval(r["hd95"]), fmt_interval(r["vs_real_only"], True), fmt_interval(r["vs_noise"], True),
              "-" if r["utility"] is None else f"{r['utility']:.2f}",
              "-" if r["adherence"] is None else f"{r['adherence'][0]:.3f} ({r['adherence'][1]:.3f})"]
             for r in group["rows"]]
 
 
 def plain_reading(group: dict) -> list[str]:
-    from cxrbench.external_validity import _excludes_zero, _fmt
+    from cxrbench.external_validity import interval_sign, fmt_interval
 
     rows, lines = group["rows"], []
     base = next((r for r in rows if str(r["protocol"]).startswith("real-only")), None)
     if base and base["dice"]:
-        lines.append(f"Real-only reaches Dice {_fmt(base['dice'])} on {group['test_set']}.")
+        lines.append(f"Real-only reaches Dice {fmt_interval(base['dice'])} on {group['test_set']}.")
     for r in rows:
         if r["plugin"] in ("noise", "real") and r["generator"] == r["plugin"] and r["dice"]:
             role = "floor (noise images, real masks)" if r["plugin"] == "noise" else "ceiling (real pairs)"
             where = r["protocol"] + (f" r = {r['ratio']:g}" if r["ratio"] else "")
-            lines.append(f"The {role} under {where}: Dice {_fmt(r['dice'])}.")
+            lines.append(f"The {role} under {where}: Dice {fmt_interval(r['dice'])}.")
     gens = [r for r in rows if r["plugin"] not in ("noise", "real") and r["plugin"] is not None]
-    helped = [r for r in gens if _excludes_zero(r["vs_real_only"]) > 0]
+    helped = [r for r in gens if interval_sign(r["vs_real_only"]) > 0]
     if gens and not helped:
         lines.append("No generator raises Dice over real-only beyond its interval here.")
     for r in helped:
-        lines.append(f"{r['generator']} ({r['protocol']}, r = {r['ratio']:g}) raises Dice by {_fmt(r['vs_real_only'], True)}"
-                     + (f"; over the noise control by {_fmt(r['vs_noise'], True)}." if r["vs_noise"] else "."))
+        lines.append(f"{r['generator']} ({r['protocol']}, r = {r['ratio']:g}) raises Dice by {fmt_interval(r['vs_real_only'], True)}"
+                     + (f"; over the noise control by {fmt_interval(r['vs_noise'], True)}." if r["vs_noise"] else "."))
     for r in gens:
         if r["adherence"] and r["adherence"][0] <= r["adherence"][1] + 0.02:
             lines.append(f"{r['generator']}'s images hardly follow their masks (adherence {r['adherence'][0]:.3f} vs "
