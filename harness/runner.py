@@ -8,7 +8,6 @@ on; a finished cell is never recomputed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import traceback
