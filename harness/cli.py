@@ -11,9 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from cxrbench import __version__
+from cxrbench import __version__, citation
 from cxrbench.errors import CxrbenchError
 from cxrbench.hashing import content_key
+from cxrbench.results_cli import RESULTS_COMMANDS, add_results_commands, add_show_format
 
 # Defaults of a run given by flags alone (no --spec): small enough for a CPU, offline.
 DEFAULT_DATASET = "phantom"
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print the results table of a run directory")
     show.add_argument("run_dir")
+    add_show_format(show)  # --format table|json|csv|markdown (results_cli.py)
+    add_results_commands(sub)  # export, rescore (results_cli.py)
 
     board = sub.add_parser("leaderboard", help="tables (Markdown, CSV, LaTeX), a static HTML page and plots of one or "
                                                 "more run directories, one row per configuration over seeds")
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty or an earlier leaderboard)")
     board.add_argument("--schema", metavar="FILE", help="display schema YAML (default: the one shipped, "
                                                         "cxrbench/leaderboard/default-schema.yaml)")
+    citation.add_parser(sub)
     return parser
 
 
@@ -164,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[DISABLE_ENV] = ",".join(given + args.disable_plugin)
     try:
         commands = {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "check": cmd_check,
-                    "show": cmd_show, "quality": cmd_quality, "leaderboard": cmd_leaderboard}
+                    "show": cmd_show, "quality": cmd_quality, "leaderboard": cmd_leaderboard,
+                    "cite": citation.run, **RESULTS_COMMANDS}
         return commands[args.command](args)
     except CxrbenchError as exc:
         print(f"cxrbench: error: {exc}", file=sys.stderr)
@@ -437,6 +442,10 @@ def cmd_quality(args) -> int:
 def cmd_show(args) -> int:
     if not (Path(args.run_dir) / "cells").is_dir():
         raise CxrbenchError(f"{args.run_dir}: not a run directory (no cells/ inside); give the --out of a run")
+    if getattr(args, "format", "table") != "table":
+        from cxrbench.results_cli import show_formatted
+
+        return show_formatted(args)
     print_table(Path(args.run_dir))
     return 0
 

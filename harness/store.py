@@ -129,8 +129,15 @@ class RunStore:
         return bool(record) and record.get("status") == "ok"
 
     def write(self, cell_id: str, record: dict) -> Path:
+        """Seal and write ``record``; with ``CXRBENCH_CHECK_RECORDS=1`` (the test suite sets it) a
+        record that does not conform to record.schema.json raises instead (record_schema.py)."""
         path = self.record_path(cell_id)
-        atomic_write_json(path, seal(record))
+        sealed = seal(record)
+        if os.environ.get("CXRBENCH_CHECK_RECORDS") == "1":
+            from cxrbench.record_schema import check_written_record
+
+            check_written_record(sealed, path)
+        atomic_write_json(path, sealed)
         return path
 
     def checked_records(self) -> tuple[list[dict], list[str]]:

@@ -1,4 +1,5 @@
-"""Suite-wide settings: an isolated cache, quiet progress bars, small CPU thread pools."""
+"""Suite-wide settings: an isolated cache, quiet progress bars, small CPU thread pools, and every
+cell record the suite writes checked against the record schema (CXRBENCH_CHECK_RECORDS=1)."""
 
 import os
 
@@ -7,6 +8,9 @@ import pytest
 
 def pytest_configure(config):
     os.environ.setdefault("CXRBENCH_PROGRESS", "0")
+    # every record the suite writes (runner, Ray executor, rescore; subprocesses inherit it) is
+    # checked against harness/record.schema.json by RunStore.write: a non-conforming one raises
+    os.environ.setdefault("CXRBENCH_CHECK_RECORDS", "1")
     # One intra-op thread: tiny models gain nothing from more, and on a busy 2-core runner
     # every small op waits for a descheduled thread (measured here: a CLI run in the example
     # plugin test took 496 s with 2 threads under load). Subprocesses inherit the variable.
