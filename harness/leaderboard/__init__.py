@@ -64,7 +64,7 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     groups = curves.curve_groups(rec for _, rec in kept)
     curve_figure = curve_plot.write_curve_plot(groups, out / "plots")
     figures += [curve_figure] if curve_figure else []
-    shifted = shift.sections([rec for _, rec in kept], _predictions_finder(kept, sources))
+    shifted = shift.sections([rec for _, rec in kept], _predictions_finder(kept, sources, out))
     subgroup_figure = shift.write_subgroup_plot(shifted["subgroups"], out / "plots")
     figures += [subgroup_figure] if subgroup_figure else []
     has_shift = bool(shifted["external"] or shifted["subgroups"])
@@ -199,23 +199,29 @@ def _copy_assets(rows: list[dict], sources: dict[str, Path], out: Path) -> list[
     return notes
 
 
-def _predictions_finder(items: list[tuple[str, dict]], sources: dict[str, Path]):
+def _predictions_finder(items: list[tuple[str, dict]], sources: dict[str, Path], out: Path):
     """``find(record, test_set)``: the record's predictions file for that test set, beside the
-    record first (a copied results folder keeps it there), then where the record says; None."""
+    record first (a copied results folder keeps it there), then where the record says; None.
+    A file found is copied into ``out/assets/<folder>/cells/<cell>/``, so the published
+    leaderboard carries what its rankings were computed from and rebuilds from itself."""
     where = {id(rec): rel for rel, rec in items}
 
     def find(rec: dict, tname: str) -> Path | None:
         given = ((rec.get("artifacts") or {}).get("predictions") or {}).get(tname)
-        if not given:
-            return None
         rel = where.get(id(rec))
-        candidates = []
-        if rel is not None:
-            folder, inner = rel.split("/", 1)
-            if folder in sources:
-                candidates.append(sources[folder] / inner[: -len(".json")] / str(given).replace("\\", "/").rsplit("/", 1)[-1])
-        candidates.append(Path(given))
-        return next((c for c in candidates if c.is_file()), None)
+        if not given or rel is None:
+            return None
+        folder, inner = rel.split("/", 1)
+        name = str(given).replace("\\", "/").rsplit("/", 1)[-1]
+        cell_dir = inner[: -len(".json")]
+        candidates = [sources[folder] / cell_dir / name] if folder in sources else []
+        found = next((c for c in candidates + [Path(given)] if c.is_file()), None)
+        if found is None:
+            return None
+        target = out / "assets" / folder / cell_dir / name
+        if not target.is_file():
+            _copy(found, target)
+        return target
 
     return find
 

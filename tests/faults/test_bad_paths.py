@@ -72,7 +72,9 @@ def test_external_test_sets_and_validate_honour_data_root(tmp_path, monkeypatch,
     monkeypatch.delenv("CXRBENCH_DATA_ROOT", raising=False)
     root = _kermany(tmp_path / "data" / "kermany")
     data = {"name": "ext", "dataset": {"name": "phantom"}, "size": 16,
-            "external": [{"name": "kermany", "labels": {"pneumonia": "pneumonia"}}]}
+            # the fixture's few test images: the label map's minimum counts say so
+            "external": [{"name": "kermany", "labels": {"pneumonia": "pneumonia"}, "min_positives": 1,
+                          "min_negatives": 1}]}
     spec = spec_from_data(data, "ext.yaml")
     runner = Runner(spec, out=tmp_path / "run", data_root=str(tmp_path / "data"))
     assert runner._dataset_root(spec.external[0]) == tmp_path / "data"

@@ -82,7 +82,7 @@ def test_the_leaderboard_build_refuses_a_record_it_cannot_verify(damage, tmp_pat
     path = sorted((run / "cells").glob("*.json"))[0]
     record = json.loads(path.read_text())
     if damage == "edited":
-        (m,) = record["metrics"].values()
+        m = next(iter(record["metrics"].values()))  # a record may hold several test sets
         m["macro"]["auroc"] = 0.999
     else:
         record.pop("digest")
