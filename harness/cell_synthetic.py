@@ -71,9 +71,13 @@ def synthetic_step(runner, w) -> None:
                     generator, chain, w.tuning_slice, chain(w.tuning_slice), label=cell.generator.label, seed=cell.seed)
             postprocessing["steps"] = chain.record()
             paid.mark("post-processing top-up")
-    # the masks of the final set (after filtering and top-up), for storage and adherence
-    masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed, device=runner.device,
-                                        estimator=runner.adherence_estimator(source.train))
+    # the masks of the final set (after filtering and top-up), for storage and adherence: for a
+    # learned mask-conditioned generator always; for the reference generators (real, noise: they
+    # only pass masks through) when the task trains on pairs, where they are its ceiling and floor
+    masks, mask_tensor = None, None
+    if runner.task.name == "segmentation" or type(generator).capabilities.needs_training:
+        masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed, device=runner.device,
+                                            estimator=lambda: runner.adherence_estimator(source.train))
     if masks is not None and masks.get("dice_own_mask") is not None:
         log(f"{cell.generator.label}: mask adherence Dice {masks['dice_own_mask']:.3f} "
             f"(random pairing {masks['dice_random_pairing']:.3f}, n={masks['n']})")

@@ -525,7 +525,8 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
     and measure mask adherence on up to ``limit`` images: Dice of the lung-field estimate of
     each generated image with its own mask, and with the mask of another image (a seeded
     random pairing: what ignoring the mask would score). ``estimator``: the learned lung-field
-    estimator of quality/adherence.py (None: the Otsu heuristic). Returns (record, masks) or
+    estimator of quality/adherence.py, or a function returning it (called only when adherence is
+    measured: it trains a small network); None: the Otsu heuristic. Returns (record, masks) or
     (None, None)."""
     import numpy as np
     import torch
@@ -543,6 +544,8 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
     n = min(limit, len(synthetic.conditions))
     if n < 2:
         return {"masks": str(adir / "synthetic-masks.npy"), "n": n}, masks
+    if callable(estimator) and not hasattr(estimator, "forward"):
+        estimator = estimator()
     est = estimate(estimator, synthetic.images[:n], device)
     own = dice(est, masks[:n])
     perm = torch.from_numpy(np.random.default_rng(derive_seed(seed, "mask-pairing")).permutation(n))
