@@ -30,6 +30,15 @@ from typing import Any
 AGGREGATE_METHOD = "rubin-rules: T = W + (1 + 1/m) B, t interval (Rubin 1987)"
 
 
+def utility_between(value: float | None, floor: float | None, ceiling: float | None) -> float | None:
+    """Where ``value`` sits between the noise floor (0) and the real ceiling (1) measured on the
+    same test set the same way; None without both references or when the ceiling is not above
+    the floor (there is no scale to read on)."""
+    if None in (value, floor, ceiling) or ceiling <= floor:
+        return None
+    return (value - floor) / (ceiling - floor)
+
+
 def rubin_interval(estimates: Sequence[float], ses: Sequence[float | None], confidence: float = 0.95) -> dict[str, Any]:
     """Pool per-seed estimates with their standard errors. Returns mean, sd (between seeds,
     ddof=1), within/between/total variance, degrees of freedom and the interval."""

@@ -30,22 +30,15 @@ from cxrbench.celldata import read_scores, write_predictions
 def evaluate_cell(runner, w, model) -> dict:
     """Scores on every real test set, thresholds from the tuning set, DeLong vs real-only and vs
     the noise control, transfer gaps and subgroups (see the module docstring)."""
-    import numpy as np
 
     from cxrbench.evaluation import compare_to_baseline, evaluate
-    from cxrbench.evaluation.metrics import choose_threshold
     from cxrbench.training import predict
 
     spec, names = runner.spec, w.source.label_names
     settings = spec.evaluation
     tune_scores = predict(model, w.tune_images, device=runner.device)
-    thresholds = []
-    for j in range(len(names)):
-        y = w.tune_targets[:, j].numpy()
-        ok = ~np.isnan(y)
-        both = ok.any() and len(set(y[ok].tolist())) == 2
-        thresholds.append(choose_threshold(y[ok], tune_scores[ok, j], method=settings.threshold) if both else 0.5)
-    out = {"thresholds": [float(t) for t in thresholds], "metrics": {}, "comparisons": {}}
+    thresholds = tuned_thresholds(tune_scores, w.tune_targets.numpy(), settings.threshold)
+    out = {"thresholds": thresholds, "metrics": {}, "comparisons": {}}
     predictions, baseline = {}, runner._baseline_record(w.cell)
     control = runner._finished(w.cell.noise_control())
     if control is not None:
@@ -78,6 +71,22 @@ def evaluate_cell(runner, w, model) -> dict:
                                            baseline["cell_id"] if baseline is not None and base_scored else None)
     if settings.subgroups:
         out["subgroups"] = subgroup_section(w.test_sets, scored, thresholds, names, settings, w.cell.seed)
+    return out
+
+
+def tuned_thresholds(scores, labels, method: str) -> list[float]:
+    """Per label, the operating threshold chosen on the tuning set's scores and labels (NaN =
+    masked) by ``method``; 0.5 for a label without both values there."""
+    import numpy as np
+
+    from cxrbench.evaluation.metrics import choose_threshold
+
+    out = []
+    for j in range(labels.shape[1]):
+        y = labels[:, j]
+        ok = ~np.isnan(y)
+        both = ok.any() and len(set(y[ok].tolist())) == 2
+        out.append(float(choose_threshold(y[ok], scores[ok, j], method=method)) if both else 0.5)
     return out
 
 

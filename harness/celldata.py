@@ -39,6 +39,11 @@ def write_predictions(path: Path, split, scores, label_names) -> None:
     for field, values in sorted(split.metadata.items()):
         if len(values) == len(df) and field not in ("source",):
             df[f"meta_{field}"] = [None if v is None else v for v in values]
+    write_csv(df, path)
+
+
+def write_csv(df, path: Path) -> None:
+    """``df`` to ``path`` as CSV, atomically (a reader never sees half a file)."""
     tmp = path.with_suffix(".tmp")
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)

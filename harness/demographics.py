@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cxrbench.errors import ConfigError, CxrbenchError
+from cxrbench.generation import DEMOGRAPHIC_FIELDS, demographics_of
 from cxrbench.hashing import derive_seed
 
 #: the fields a mix may name: the demographic fields a condition carries, plus age bands of age
@@ -112,34 +113,25 @@ def apply_mix(conditions: list, order: Sequence[int], source_train, mix, *, seed
     for c, target in zip(conditions, targets):
         pool = donors[target]
         donor = pool[int(rng.integers(len(pool)))]
-        out.append(dataclasses.replace(c, demographics=dict(source_train_demographics(source_train, donor))))
+        out.append(dataclasses.replace(c, demographics=demographics_of(source_train, donor)))
     return out
 
 
 def _donors(source_train, fields: list[str], age_edges) -> dict[tuple, list[int]]:
     """{combination of the fields' values: training images with it} over images with all known."""
-    from cxrbench.generation import DEMOGRAPHIC_FIELDS
-
     absent = [f for f in fields if RAW_FIELD[f] not in source_train.metadata or RAW_FIELD[f] not in DEMOGRAPHIC_FIELDS]
     if absent:
         raise CxrbenchError(f"demographic mix: the training set carries no {', '.join(RAW_FIELD[f] for f in absent)} "
                             "metadata, so a mix over it cannot be asked for; drop conditions: for this dataset")
     donors: dict[tuple, list[int]] = {}
     for i in range(len(source_train)):
-        demo = source_train_demographics(source_train, i)
+        demo = demographics_of(source_train, i)
         combo = tuple(field_value(f, demo, age_edges) for f in fields)
         if None not in combo:
             donors.setdefault(combo, []).append(i)
     if not donors:
         raise CxrbenchError(f"demographic mix: no training image has every one of {fields} known")
     return donors
-
-
-def source_train_demographics(split, i: int) -> dict:
-    from cxrbench.generation import DEMOGRAPHIC_FIELDS
-
-    demo = {k: split.metadata[k][i] for k in DEMOGRAPHIC_FIELDS if k in split.metadata}
-    return {k: v for k, v in demo.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
 
 
 def _quota(shares: dict[str, float], n: int) -> list[str]:
@@ -166,7 +158,7 @@ def mix_record(mix, conditions: list, source_train) -> dict:
         return {f: dict(sorted(Counter(str(field_value(f, d, mix.age_bands)) for d in demos).items()))
                 for f in fields}
 
-    training = [source_train_demographics(source_train, i) for i in range(len(source_train))]
+    training = [demographics_of(source_train, i) for i in range(len(source_train))]
     return {"requested": {"demographics": mix.demographics, "fields": list(mix.fields), "mix": mix.mix,
                           "age_bands": list(mix.age_bands)},
             "delivered": counts([c.demographics for c in conditions]), "training": counts(training),

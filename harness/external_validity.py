@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from cxrbench.aggregate import _se_from_ci, rubin_interval
+from cxrbench.aggregate import _se_from_ci, rubin_interval, utility_between
 
 TABLE_HEADERS = ["Protocol", "Generator", "r", "Seeds", "Internal AUROC [95% CI]", "External AUROC [95% CI]",
                  "Transfer gap [95% CI]", "Gap vs real-only [95% CI]", "Utility on external"]
@@ -94,22 +94,19 @@ def transfer_rows(group: dict) -> list[dict]:
             "gap_vs_real_only": pool_seeds([t.get("gap_vs_baseline") for t in tr],
                                       [t.get("gap_vs_baseline_ci") for t in tr]),
         })
-    _add_references(rows)
+    add_references(rows, lambda r: (r["external"] or {}).get("mean"))  # the external set's floor and ceiling
     return rows
 
 
-def _add_references(rows: list[dict]) -> None:
-    """Each row's floor (``noise``) and ceiling (``real``) on the external set, same protocol and
-    ratio, and its utility between them; real-only rows have none (no generator)."""
-    # the references are the plain `noise` / `real` rows (a relabelled variant is a generator row)
-    refs = {(r["protocol"], r["ratio"], r["plugin"]): (r["external"] or {}).get("mean")
+def add_references(rows: list[dict], value_of: Callable[[dict], float | None]) -> None:
+    """Each row's floor (the plain ``noise`` row) and ceiling (the plain ``real`` row) of the same
+    protocol and ratio, by ``value_of``, and its utility between them; a relabelled variant of
+    noise or real is a generator row, and real-only rows have neither reference."""
+    refs = {(r["protocol"], r["ratio"], r["plugin"]): value_of(r)
             for r in rows if r["plugin"] in ("noise", "real") and r["generator"] == r["plugin"]}
     for r in rows:
-        floor, ceiling = refs.get((r["protocol"], r["ratio"], "noise")), refs.get((r["protocol"], r["ratio"], "real"))
-        value = (r["external"] or {}).get("mean")
-        r["floor"], r["ceiling"] = floor, ceiling
-        ok = None not in (floor, ceiling, value) and ceiling > floor
-        r["utility"] = (value - floor) / (ceiling - floor) if ok else None
+        r["floor"], r["ceiling"] = refs.get((r["protocol"], r["ratio"], "noise")), refs.get((r["protocol"], r["ratio"], "real"))
+        r["utility"] = utility_between(value_of(r), r["floor"], r["ceiling"])
 
 
 def rankings(group: dict, predictions: Callable[[dict, str], Path | None], *, n_resamples: int = 1000,

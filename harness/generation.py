@@ -202,11 +202,16 @@ class PaidLedger:
         return {"by_purpose": self.purposes, "total": total}
 
 
+def demographics_of(split, i: int) -> dict:
+    """The known demographic fields (sex, age, race) of image ``i`` of ``split``."""
+    demo = {k: split.metadata[k][i] for k in DEMOGRAPHIC_FIELDS if k in split.metadata}
+    return {k: v for k, v in demo.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
+
 def condition_for(split, i: int, seed: int, replica: Any, caps) -> Condition:
     """The condition of training example ``i`` for one replica (or the tuning slice)."""
     labels = tuple(0.0 if math.isnan(v) else float(v) for v in split.labels[i].tolist())
-    demo = {k: split.metadata[k][i] for k in DEMOGRAPHIC_FIELDS if k in split.metadata}
-    demo = {k: v for k, v in demo.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    demo = demographics_of(split, i)
     mask = split.masks[i] if (caps.mask and split.masks is not None) else None
     return Condition(labels=labels, seed=derive_seed(seed, replica, i), demographics=demo, mask=mask,
                      replica=replica if isinstance(replica, int) else -1)
@@ -524,9 +529,9 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
     mask of every synthetic image (``synthetic-masks.npy``, uint8 (N, 1, H, W), manifest order)
     and measure mask adherence on up to ``limit`` images: Dice of the lung-field estimate of
     each generated image with its own mask, and with the mask of another image (a seeded
-    random pairing: what ignoring the mask would score). ``estimator``: the learned lung-field
-    estimator of quality/adherence.py, or a function returning it (called only when adherence is
-    measured: it trains a small network); None: the Otsu heuristic. Returns (record, masks) or
+    random pairing: what ignoring the mask would score). ``estimator``: a function returning the
+    learned lung-field estimator of quality/adherence.py or None (the Otsu heuristic); called only
+    when adherence is measured, since it may train a small network. Returns (record, masks) or
     (None, None)."""
     import numpy as np
     import torch
@@ -544,13 +549,12 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
     n = min(limit, len(synthetic.conditions))
     if n < 2:
         return {"masks": str(adir / "synthetic-masks.npy"), "n": n}, masks
-    if callable(estimator) and not hasattr(estimator, "forward"):
-        estimator = estimator()
-    est = estimate(estimator, synthetic.images[:n], device)
+    model = estimator() if estimator is not None else None
+    est = estimate(model, synthetic.images[:n], device)
     own = dice(est, masks[:n])
     perm = torch.from_numpy(np.random.default_rng(derive_seed(seed, "mask-pairing")).permutation(n))
     other = dice(est, masks[:n][perm])
-    name = ("tiny-unet trained on the real training pairs (cxrbench.quality.adherence)" if estimator is not None
+    name = ("tiny-unet trained on the real training pairs (cxrbench.quality.adherence)" if model is not None
             else "cxrbench.kit.masks.estimate_lung_mask (Otsu; the dataset has no masks to learn from)")
     return {"masks": str(adir / "synthetic-masks.npy"), "n": n, "dice_own_mask": float(own.mean()),
             "dice_random_pairing": float(other.mean()), "estimator": name}, masks

@@ -200,11 +200,8 @@ def _other_predictions(store, run: Path, cell_id: str | None, tname: str) -> Pat
 def _classification(run: Path, store, rec: dict, settings: dict, threshold: str | None,
                     notes: dict) -> dict:
     """The recomputed sections of a classification record."""
-    import numpy as np
-
-    from cxrbench.cell_evaluation import subgroup_section, transfer_section
+    from cxrbench.cell_evaluation import subgroup_section, transfer_section, tuned_thresholds
     from cxrbench.evaluation import compare_to_baseline, evaluate
-    from cxrbench.evaluation.metrics import choose_threshold
 
     old_metrics = rec.get("metrics") or {}
     loaded, names = {}, None
@@ -233,11 +230,7 @@ def _classification(run: Path, store, rec: dict, settings: dict, threshold: str 
             tn, ts, ty, _ = read_classification(tuning_path)
             if tn != names:
                 raise CxrbenchError(f"{tuning_path}: labels {tn} differ from the test sets' {names}")
-            thresholds = []
-            for j in range(len(names)):
-                ok = ~np.isnan(ty[:, j])
-                both = ok.any() and len(set(ty[ok, j].tolist())) == 2
-                thresholds.append(float(choose_threshold(ty[ok, j], ts[ok, j], method=threshold)) if both else 0.5)
+            thresholds = tuned_thresholds(ts, ty, threshold)
             rule = threshold
         else:
             notes.setdefault("no_tuning", []).append(rec["cell_id"])

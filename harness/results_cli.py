@@ -5,7 +5,7 @@ Contract
 * :func:`add_results_commands` adds the ``export`` and ``rescore`` subcommands to the
   ``cxrbench`` parser; :data:`RESULTS_COMMANDS` maps them to their functions (cli.py dispatches).
   This module imports nothing heavy at import time, so ``cxrbench --help`` stays light.
-* ``cxrbench show RUN --format table|json|csv|markdown``: ``table`` is cli.print_table (unchanged);
+* ``cxrbench show RUN --format table|json|csv|markdown``: ``table`` is run_table.print_table (unchanged);
   the others go through :func:`show_formatted`:
 
   - ``json``: one document ``{"run", "rows", "aggregates", "problems"}``: ``rows`` the export rows

@@ -127,6 +127,8 @@ class Runner:
         #: what pre-flight's generate() calls cost per generator row (hosted models): recorded once
         self.preflight_costs: dict[str, dict] = {}
         self._generators: dict[str, tuple[Any, dict]] = {}
+        #: mask-adherence estimators by training data (quality/adherence.py)
+        self._estimators: dict[str, Any] = {}
         #: a slice of a grid run (harness/grid.py): the parent writes the run's resolved spec
         self._in_grid = False
 
@@ -339,10 +341,10 @@ class Runner:
 
         if train.masks is None:
             return None
-        key = ("adherence", content_key(train.keys))
-        if key not in self._datasets:
-            self._datasets[key] = reference_estimator(train, self.spec.size, self.cache_root, self.device)
-        return self._datasets[key]
+        key = content_key(train.keys)
+        if key not in self._estimators:
+            self._estimators[key] = reference_estimator(train, self.spec.size, self.cache_root, self.device)
+        return self._estimators[key]
 
     # ------------------------------------------------------------------ one cell
 

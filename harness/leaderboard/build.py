@@ -26,9 +26,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from cxrbench.aggregate import aggregate, config_key, is_truncated
-from cxrbench.cli import _chain, _classifier
+from cxrbench.aggregate import aggregate, config_key, is_truncated, utility_between
 from cxrbench.leaderboard.schema import DERIVED, Column, Schema, load_schema
+from cxrbench.run_table import _chain, _classifier
 
 #: group keys that belong to a record (the rest, test_set, come from the aggregate row)
 _RECORD_LEVEL = ("dataset", "size", "classifier", "protocol", "schedule", "generator", "chain", "ratio", "context")
@@ -139,8 +139,7 @@ def _add_utility_ratios(rows: list[dict]) -> None:
     for r in rows:
         floor, ceiling, value = reference("noise", r), reference("real", r), auroc(r)
         r["floor"], r["ceiling"] = floor, ceiling
-        ok = None not in (floor, ceiling, value) and ceiling > floor
-        r["utility_ratio"] = (value - floor) / (ceiling - floor) if ok else None
+        r["utility_ratio"] = utility_between(value, floor, ceiling)
 
 
 def _reference_role(row: dict, rec: dict) -> str | None:

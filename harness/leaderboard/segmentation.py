@@ -29,7 +29,7 @@ def segmentation_records(records) -> list[dict]:
 
 def groups(records: list[dict]) -> list[dict]:
     """[{key, test_set, rows}] per training configuration and test set."""
-    from cxrbench.external_validity import pool_seeds
+    from cxrbench.external_validity import add_references, pool_seeds
 
     by: dict[tuple, dict[tuple, list[dict]]] = {}
     for rec in records:
@@ -65,14 +65,7 @@ def groups(records: list[dict]) -> list[dict]:
                 if all(c.get("difference") is not None for c in ctl) else None,
                 "adherence": (sum(own) / len(own), sum(rnd) / len(rnd)) if own and rnd else None,
             })
-        refs = {(r["protocol"], r["ratio"], r["plugin"]): (r["dice"] or {}).get("mean")
-                for r in rows if r["plugin"] in ("noise", "real") and r["generator"] == r["plugin"]}
-        for r in rows:
-            floor, ceiling = refs.get((r["protocol"], r["ratio"], "noise")), refs.get((r["protocol"], r["ratio"], "real"))
-            value = (r["dice"] or {}).get("mean")
-            r["floor"], r["ceiling"] = floor, ceiling
-            r["utility"] = ((value - floor) / (ceiling - floor) if None not in (floor, ceiling, value)
-                            and ceiling > floor else None)
+        add_references(rows, lambda r: (r["dice"] or {}).get("mean"))
         out.append({"key": key, "test_set": tname, "rows": rows})
     return out
 

@@ -17,9 +17,9 @@ positive control: real images against their own masks must score well above rand
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
+
+from cxrbench.hashing import content_key
 
 #: the reference estimator's recipe: a few hundred steps is enough for a tiny U-Net on lung fields
 RECIPE = dict(epochs=None, steps=300, eval_rounds=3, warmup_steps=20, warmup_epochs=0, batch_size=16,
@@ -41,8 +41,7 @@ def reference_estimator(train, size: int, cache_dir: Path, device: str = "cpu"):
 
     if train.masks is None or len(train) < 2:
         return None
-    key = hashlib.sha256(json.dumps({"keys": list(train.keys), "size": size, "recipe": RECIPE, "v": VERSION},
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    key = content_key({"keys": list(train.keys), "size": size, "recipe": RECIPE, "v": VERSION}, 16)
     path = Path(cache_dir) / "reference" / f"adherence-unet-{key}.safetensors"
     built = TinyUnet().build(1, size, False)
     if path.is_file() and check_file(path) is None:

@@ -136,9 +136,7 @@ class SegmentationTask(Task):
             out["metrics"][tname] = segmentation_summary(
                 per_image, patient_ids=split.patient_ids, class_names=_class_names(runner, truth),
                 n_resamples=settings.bootstrap_resamples, seed=w.cell.seed, confidence=settings.confidence)
-            # per image: the mean over mask classes (one class: that class)
-            scores = {k: np.nanmean(v, axis=1) if np.isfinite(v).any(axis=1).all() else v.mean(axis=1)
-                      for k, v in per_image.items()}
+            scores = {k: _class_mean(v) for k, v in per_image.items()}
             path = w.adir / f"predictions-{tname.replace(':', '-')}.csv"
             _write_scores(path, split, scores)
             np.savez_compressed(w.adir / f"masks-{tname.replace(':', '-')}.npz", keys=np.array(split.keys),
@@ -179,16 +177,25 @@ def _class_names(runner, truth) -> tuple[str, ...]:
     return names if len(names) == n else (("mask",) if n == 1 else tuple(f"class{i + 1}" for i in range(n)))
 
 
-def _write_scores(path: Path, split, scores: dict) -> None:
-    import os
+def _class_mean(values):
+    """Per image, the mean over mask classes of an (N, C) array (one class: that class); NaN
+    (an undefined HD95) where no class has a value."""
+    import warnings
 
+    import numpy as np
+
+    with warnings.catch_warnings():  # an all-NaN row is NaN: said, not warned about
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=1)
+
+
+def _write_scores(path: Path, split, scores: dict) -> None:
     import pandas as pd
 
-    df = pd.DataFrame({"key": split.keys, "patient_id": split.patient_ids,
-                       **{k: v for k, v in scores.items() if len(v) == len(split.keys)}})
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    from cxrbench.celldata import write_csv
+
+    write_csv(pd.DataFrame({"key": split.keys, "patient_id": split.patient_ids,
+                            **{k: v for k, v in scores.items() if len(v) == len(split.keys)}}), path)
 
 
 def _read_dice(record: dict | None, tname: str, keys):

@@ -44,6 +44,8 @@ from typing import Any, ClassVar
 
 from cxrbench.contracts import BuiltSegmenter, Segmenter
 from cxrbench.errors import ConfigError, PluginError
+# the classifiers' torch hub cache lookup serves the encoders' ImageNet files too (no download)
+from cxrbench.plugins.classifiers.timm_models import _torch_hub_cached_file
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
@@ -79,9 +81,14 @@ class TinyUnetOptions:
 
 
 class _LocalWeights:
-    """Shared: the one-line errors of ``build``."""
+    """Shared: the size check and the one-line errors of ``build``."""
 
     name: ClassVar[str]
+
+    @classmethod
+    def check_options(cls, options: Any, size: int) -> None:
+        if int(size) < 1:
+            raise ConfigError(f"segmenter {cls.name!r}: size must be >= 1 px, got {size}")
 
     def _check_build(self, num_classes: int, size: int) -> None:
         if isinstance(num_classes, bool) or int(num_classes) < 1:
@@ -104,11 +111,6 @@ class SmpUnet(_LocalWeights, Segmenter):
     encoder: ClassVar[str]
     version: ClassVar[str] = "1"
     Options: ClassVar[type] = UnetOptions
-
-    @classmethod
-    def check_options(cls, options: Any, size: int) -> None:
-        if int(size) < 1:
-            raise ConfigError(f"segmenter {cls.name!r}: size must be >= 1 px, got {size}")
 
     def build(self, num_classes: int, size: int, pretrained: bool = False) -> BuiltSegmenter:
         self._check_build(num_classes, size)
@@ -166,16 +168,6 @@ def _hf_cached_file(repo_id: str, revision: str | None, looked_for: list[str]) -
         if isinstance(found, str) and os.path.isfile(found):
             return Path(found)
     looked_for.append(f"{repo_id} model.safetensors in the Hugging Face hub cache {constants.HF_HUB_CACHE}")
-    return None
-
-
-def _torch_hub_cached_file(url: str, looked_for: list[str]) -> Path | None:
-    import torch
-
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
-    if path.is_file():
-        return path
-    looked_for.append(str(path))
     return None
 
 
@@ -270,11 +262,6 @@ class TinyUnet(_LocalWeights, Segmenter):
     name: ClassVar[str] = "tiny-unet"
     version: ClassVar[str] = "1"
     Options: ClassVar[type] = TinyUnetOptions
-
-    @classmethod
-    def check_options(cls, options: Any, size: int) -> None:
-        if int(size) < 1:
-            raise ConfigError(f"segmenter {cls.name!r}: size must be >= 1 px, got {size}")
 
     def build(self, num_classes: int, size: int, pretrained: bool = False) -> BuiltSegmenter:
         self._check_build(num_classes, size)

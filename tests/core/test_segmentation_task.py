@@ -35,8 +35,6 @@ def run(tmp_path_factory) -> Path:
     validate_plugins(spec, "seg.yaml")
     # a short budget for the test: every protocol gets the same one (the rule under test)
     short = {**_SCHEDULES_V1["budget-quick"], "steps": 60, "eval_rounds": 3, "warmup_steps": 5, "batch_size": 16}
-    import cxrbench.protocols as protocols
-
     saved = dict(_SCHEDULES_V1["budget-quick"])
     _SCHEDULES_V1["budget-quick"].update(short)
     try:
@@ -44,7 +42,6 @@ def run(tmp_path_factory) -> Path:
     finally:
         _SCHEDULES_V1["budget-quick"].clear()
         _SCHEDULES_V1["budget-quick"].update(saved)
-    assert protocols  # (imported for the patch above)
     assert not summary.failed, summary
     return out
 
