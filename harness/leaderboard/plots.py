@@ -11,7 +11,8 @@
 
 Both scatters draw each group's references as horizontal lines (the ``real`` row: the ceiling;
 ``noise``: the floor; real-only for supplemented rows), since a generator's AUROC means little
-without them; a floor far below every point is named under the axes instead of drawn.
+without them; a floor far below every point is named under the axes instead of drawn. Each point
+is named beside it, placed so that no two names overprint (:mod:`cxrbench.leaderboard.labels`).
 
 A figure without data is not written; :func:`write_plots` returns a note saying why instead.
 Files are byte-for-byte reproducible: fixed size and dpi, a fixed SVG hash salt, no dates or
@@ -21,6 +22,8 @@ software tags in the metadata, everything drawn in the rows' (deterministic) ord
 from __future__ import annotations
 
 from pathlib import Path
+
+from cxrbench.leaderboard.labels import annotate_apart
 
 FIGSIZE = (7.0, 5.0)
 DPI = 100
@@ -194,7 +197,7 @@ def _scatter(fig, rows: list[dict], column: str, xlabel: str) -> str | None:
         lines += [(name, y, color, key[-1]) for name, y in _references(rows, key)]
     lo, hi = auroc_limits(shown + [y for _, y, _, _ in lines if y >= min(shown) - 0.1])
     ax.set_ylim(lo, hi)
-    below = []
+    below, drawn = [], []
     for name, y, color, protocol in lines:
         if y < lo:  # the noise floor far below every generator: named, not drawn (it would flatten the rest)
             below.append(f"{name} {y:.3f} ({protocol})")
@@ -202,29 +205,13 @@ def _scatter(fig, rows: list[dict], column: str, xlabel: str) -> str | None:
         # in the legend, not beside the line: ceilings of different groups lie within 0.01 of each other
         ax.axhline(y, color=color, linestyle=":" if "floor" in name else "--", linewidth=1,
                    label=_plain(f"{name} {y:.3f}"))
+        drawn.append(y)
     if below:
         ax.annotate(_plain("below the axis: " + ", ".join(below)), xy=(1, 0), xycoords="axes fraction",
                     xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom", fontsize=7)
-    _annotate_apart(ax, labels)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("AUROC (mean over seeds, 95% CI)")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)
+    # last: it measures the final layout; names stay off error bars and reference lines where there is room
+    annotate_apart(ax, labels, [(p[0], *(p[1].get("ci") or [p[1]["mean"]] * 2)) for p in pts], drawn)
     return None
-
-
-def _annotate_apart(ax, labels: list[tuple[float, float, str, str]]) -> None:
-    """Name each point beside it, moving a name down a line while it would overprint one already
-    placed (points of equal cost or FD otherwise stack their names into one unreadable word).
-    Positions come from the laid-out axes; name widths are estimated (7 pt DejaVu Sans)."""
-    ax.figure.draw_without_rendering()
-    line_pt, char_pt, to_pt = 8.5, 4.0, 72.0 / ax.figure.dpi
-    placed: list[tuple[float, float, float]] = []  # (left, bottom, right) of each name, in points
-    for x, y, text, color in sorted(labels, key=lambda t: (-t[1], t[0], t[2])):
-        px, py = (v * to_pt for v in ax.transData.transform((x, y)))
-        px, py = px + 4, py + 3
-        dy = 0.0
-        while dy > -6 * line_pt and any(left < px + len(text) * char_pt and px < right
-                                        and abs(bottom - (py + dy)) < line_pt for left, bottom, right in placed):
-            dy -= line_pt
-        placed.append((px, py + dy, px + len(text) * char_pt))
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3 + dy), fontsize=7, color=color)
