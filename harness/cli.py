@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from cxrbench import __version__, citation
+from cxrbench import __version__, citation, pack_cli
 from cxrbench.errors import CxrbenchError
 from cxrbench.results_cli import RESULTS_COMMANDS, add_results_commands, add_show_format
 from cxrbench.run_table import print_table
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--schema", metavar="FILE", help="display schema YAML (default: the one shipped, "
                                                         "cxrbench/leaderboard/default-schema.yaml)")
     citation.add_parser(sub)
+    pack_cli.add_parser(sub)  # pack, unpack
     return parser
 
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": cmd_run, "plugins": cmd_plugins, "validate": cmd_validate, "check": cmd_check,
                     "show": cmd_show, "quality": cmd_quality, "leaderboard": cmd_leaderboard,
-                    "cite": citation.run, **RESULTS_COMMANDS}
+                    "cite": citation.run, **RESULTS_COMMANDS, **pack_cli.COMMANDS}
         return commands[args.command](args)
     except CxrbenchError as exc:
         print(f"cxrbench: error: {exc}", file=sys.stderr)

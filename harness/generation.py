@@ -69,22 +69,26 @@ def fit_relevant(options_cls: Any, effective: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in effective.items() if k not in skip}
 
 
-def fit_key_of(generator, *, name: str, version: str, train, fingerprint: str, size: int) -> tuple[str, int]:
-    """(fit key, fit seed): what the fitted model depends on, and nothing else (no wall time)."""
+def fit_key_fields(generator, *, name: str, version: str, train, fingerprint: str, size: int) -> dict[str, Any]:
+    """Everything a fit key hashes (a packed fit carries them: packs.py compares them field by field)."""
     from cxrbench.identity import source_fingerprint
 
     effective = generator.effective_options()
-    fit_seed = int(effective.get("seed") or 0) if isinstance(effective.get("seed"), int) else 0
-    fit_key = content_key({
+    return {
         "generator": name, "version": version,
         # the generator's own code: an edited fit() or generate() never reuses a model or an
         # image made by the old code (synthetic sets are keyed by the fit key too)
         "source": source_fingerprint(type(generator).__module__),
         "options": fit_relevant(getattr(type(generator), "Options", None), effective),
         "train": fingerprint, "train_keys": content_key(train.keys) if train is not None else None,
-        "size": size, "fit_seed": fit_seed,
-    })
-    return fit_key, fit_seed
+        "size": size, "fit_seed": int(effective.get("seed") or 0) if isinstance(effective.get("seed"), int) else 0,
+    }
+
+
+def fit_key_of(generator, *, name: str, version: str, train, fingerprint: str, size: int) -> tuple[str, int]:
+    """(fit key, fit seed): what the fitted model depends on, and nothing else (no wall time)."""
+    fields = fit_key_fields(generator, name=name, version=version, train=train, fingerprint=fingerprint, size=size)
+    return content_key(fields), fields["fit_seed"]
 
 
 def fit_dir(cache_root: Path, name: str, fit_key: str) -> Path:

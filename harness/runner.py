@@ -158,6 +158,7 @@ class Runner:
             preflight(self, todo)  # a broken plugin stops the run here, before anything trains
         if todo:  # decode the training dataset once, up front: a bad file is one line, not N failed cells
             self.dataset(self.spec.dataset)
+            self._packed_fits(todo)  # a pack that does not match the spec is refused here, in one line
         if not self._in_grid:  # only once nothing stopped the run: a refused run writes nothing
             atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         # Another run of the same spec into the same folder may be computing a cell right now:
@@ -171,6 +172,14 @@ class Runner:
             self._run_locked(n, len(cells), cell, summary, blocking=True)
         self._write_summary()
         return summary
+
+    def _packed_fits(self, cells: list[Cell]) -> None:
+        """Check, install and load every packed fit (a row's ``fit_from``) the cells need, before any
+        cell runs: the cells then take them from the memo of :meth:`fitted_generator`."""
+        for cell in cells:
+            if cell.generator is not None and cell.generator.fit_from is not None and cell.protocol.uses_generator:
+                source = self.training_source(cell.real_data)
+                self.fitted_generator(cell.generator, source.train, source.fingerprint)
 
     def refuse_relabelled(self, cells: list[Cell]) -> None:
         """A finished record is reused by its id, which names a generator row by its label alone:
@@ -321,16 +330,24 @@ class Runner:
         cls.check_options(options, self.spec.size)
         entry = self.plugins.generators.get(variant.name)
         memo = content_key({"name": variant.name, "options": options_to_dict(options), "train": fingerprint,
-                            "train_keys": content_key(train.keys), "size": self.spec.size})
+                            "train_keys": content_key(train.keys), "size": self.spec.size,
+                            "fit_from": [variant.fit_from, variant.fit_from_data_differs]})
         if memo not in self._generators:
             generator = cls(options, size=self.spec.size, device=self.device)
             preset = generator.effective_options().get("preset")
             if preset is not None:
                 given = "" if "preset" in (variant.options or {}) else " (the default; options: {preset: ...} to change)"
                 log(f"generator {variant.label}: preset {preset!r}{given}")
-            info = fit_or_load(generator, name=variant.name, version=entry.version, train=train,
-                               fingerprint=fingerprint, size=self.spec.size, cache_root=self.cache_root,
-                               progress=self.progress)
+            if variant.fit_from is not None:  # a packed fit: checked against the spec, never trained
+                from cxrbench.fit_from import load_from_pack
+
+                info = load_from_pack(generator, variant, name=variant.name, version=entry.version, train=train,
+                                      fingerprint=fingerprint, size=self.spec.size, cache_root=self.cache_root,
+                                      spec_source=self.spec_source)
+            else:
+                info = fit_or_load(generator, name=variant.name, version=entry.version, train=train,
+                                   fingerprint=fingerprint, size=self.spec.size, cache_root=self.cache_root,
+                                   progress=self.progress)
             self._generators[memo] = (generator, info)
         return self._generators[memo]
 

@@ -183,6 +183,10 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
         ab = self._alphas_cumprod[t].view(b, 1, 1, 1)
         xt = ab.sqrt() * x + (1 - ab).sqrt() * noise
         if extra is not None:
+            if self._guides_extra():
+                # the extra channels drop with the condition: the null condition then means "no
+                # label and no mask", so guidance (see _eps) pushes towards the mask as well
+                extra = torch.where(drop.view(b, 1, 1, 1), torch.zeros_like(extra), extra)
             xt = torch.cat([xt, extra], dim=1)
         warm = int(cfg["warmup_steps"] or 0)
         lr = float(cfg["lr"]) * (min(1.0, (step + 1) / warm) if warm > 0 else 1.0)
@@ -217,19 +221,28 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
             )
         return DDPMScheduler.from_config(base, timestep_spacing="trailing")
 
-    def _eps(self, net, x, t, c, scale: float):
+    def _guides_extra(self) -> bool:
+        """Whether the extra input channels (a mask) are part of the guided condition: dropped
+        with it in training, zeroed in the unconditional half of guidance. Off by default."""
+        return bool(self.cfg.get("mask_guidance"))
+
+    def _eps(self, net, x, t, c, scale: float, n_extra: int = 0):
+        """Guided noise prediction. ``x`` ends with ``n_extra`` condition channels (a mask):
+        with :meth:`_guides_extra` they are zeroed wherever the condition is dropped."""
         import torch
 
         b = x.shape[0]
+        null_extra = n_extra > 0 and self._guides_extra()
+        x_null = torch.cat([x[:, :-n_extra], torch.zeros_like(x[:, -n_extra:])], dim=1) if null_extra else x
         # t stays on the device: int(t) would wait for the GPU at every sampling step
         tt = torch.as_tensor(t, device=x.device).long().reshape(1).expand(b)
         with autocast(self.device):
             if scale == 1.0:
                 return net(x, tt, c).float()
             if scale == 0.0:
-                return net(x, tt, c, torch.ones(b, dtype=torch.bool, device=x.device)).float()
+                return net(x_null, tt, c, torch.ones(b, dtype=torch.bool, device=x.device)).float()
             drop = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
-            both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([c, c]), drop).float()
+            both = net(torch.cat([x, x_null]), torch.cat([tt, tt]), torch.cat([c, c]), drop).float()
         eps_c, eps_u = both[:b], both[b:]
         return eps_u + scale * (eps_c - eps_u)
 
@@ -267,7 +280,7 @@ class DiffusionGenerator(OptimizerEMAState, LearnedGenerator):
             xin = sched.scale_model_input(x, t)
             if extra is not None:
                 xin = torch.cat([xin, extra], dim=1)
-            eps = self._eps(net, xin, t, c, scale)
+            eps = self._eps(net, xin, t, c, scale, 0 if extra is None else int(extra.shape[1]))
             kwargs = {"generator": gens} if stochastic else {}
             x = sched.step(eps, t, x, **kwargs).prev_sample
         return x

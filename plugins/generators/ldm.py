@@ -95,6 +95,10 @@ class LDMOptions(DiffusionOptions):
     #: the lung mask as an extra UNet input channel; the bank of training masks kept for sampling
     mask_conditioning: Optional[bool] = None
     mask_bank_size: Optional[int] = None
+    #: the mask is part of the guided condition: dropped with the label (p_uncond) in training and
+    #: zeroed in guidance's unconditional half, so cfg_scale > 1 pushes images towards their masks
+    #: as well as their labels (off unless set: fits made before it existed keep their fit key)
+    mask_guidance: Optional[bool] = None
     #: a local text-to-image diffusers folder (unet/, vae/, text_encoder/, tokenizer/): its UNet
     #: is fine-tuned with prompts as the condition, its autoencoder used as is
     text_model: Optional[str] = None
@@ -150,6 +154,8 @@ class LDMGenerator(DiffusionGenerator):
                 cfg[key] = default
         if not cfg.get("text_model"):
             cfg.pop("text_model", None)
+        if not cfg.get("mask_guidance") or not cfg.get("mask_conditioning"):
+            cfg.pop("mask_guidance", None)  # off: out of the record and the fit key, as before it existed
         return cfg
 
     @classmethod
