@@ -27,6 +27,10 @@ class GeneratorVariant:
     seed_check: str = "required"
     #: the demographic mix asked for (config.ConditionMix); None: the training set's own
     conditions: Any = field(default=None, compare=False)
+    #: a packed fit that replaces training (config.GeneratorRef.fit_from; fit_from.py)
+    fit_from: str | None = None
+    #: the row accepts a pack fitted on other training data (recorded in every cell)
+    fit_from_data_differs: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ def generator_variants(ref: GeneratorRef) -> list[GeneratorVariant]:
         mix = ref.conditions if ref.conditions.demographics != "training" else None
         if mix is not None and not ref.label:  # another mix is another row (and another cell id)
             label += "-balanced" if mix.demographics == "balanced" else f"-mix-{content_key(to_dict(mix), 6)}"
-        out.append(GeneratorVariant(ref.name, opts, label, tuple(ref.postprocess), ref.seed_check, mix))
+        out.append(GeneratorVariant(ref.name, opts, label, tuple(ref.postprocess), ref.seed_check, mix,
+                                    ref.fit_from, ref.fit_from_data_differs))
     return out
 
 

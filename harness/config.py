@@ -62,6 +62,11 @@ class GeneratorRef(PluginRef):
     seed_check: typing.Literal["required", "warn"] = "required"
     #: the demographic mix the generator is asked for (default: the training set's own)
     conditions: ConditionMix = field(default_factory=ConditionMix)
+    #: a packed fit (`cxrbench pack`: folder or .tar; relative to the spec file's folder) that
+    #: replaces training: refused when its plugin version, code, options or data differ (fit_from.py)
+    fit_from: str | None = None
+    #: use fit_from although it was fitted on other training data (recorded in every cell)
+    fit_from_data_differs: bool = False
 
 
 @dataclass
@@ -481,6 +486,21 @@ def _check_fit_seed_per_seed(cls, ref: GeneratorRef, where: str, source: str) ->
                           "remove options.seed (or the seed sweep), or use fit_seed: shared")
 
 
+def _check_fit_from(cls, ref: GeneratorRef, where: str, source: str) -> None:
+    """A pack holds one trained model: fit_from needs a generator that trains, and one fit per row."""
+    if ref.fit_from_data_differs and ref.fit_from is None:
+        raise ConfigError(f"{source}: {where}.fit_from_data_differs: applies to a row with fit_from; add fit_from: "
+                          "PATH or remove it")
+    if ref.fit_from is None:
+        return
+    if not cls.capabilities.needs_training:
+        raise ConfigError(f"{source}: {where}.fit_from: {ref.name!r} is not trained, so there is no fit to take "
+                          "from a pack; remove fit_from")
+    if ref.fit_seed == "per-seed":
+        raise ConfigError(f"{source}: {where}.fit_from: a pack holds one fit, fit_seed: per-seed asks for one per "
+                          "seed; use fit_seed: shared")
+
+
 def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
     """Check every plugin name exists and its options match its Options dataclass.
 
@@ -526,6 +546,7 @@ def validate_plugins(spec: BenchmarkSpec, source: str, plugins=None) -> None:
             from cxrbench.demographics import check_mix
 
             check_mix(ref.conditions, ref.name, cls.capabilities, where, source)
+            _check_fit_from(cls, ref, where, source)
         # Each plugin's own rules, at the spec's size: what a run would refuse, validate refuses.
         _check_plugin(cls, plugin_options(cls, opts, f"{where}.options", source), spec.size, where, source)
         for key, values in sweep.items():
