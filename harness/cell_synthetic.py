@@ -10,12 +10,15 @@ fills the cell's :class:`~cxrbench.runner.CellWork`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from cxrbench.celldata import namespaced
 from cxrbench.errors import CxrbenchError
-from cxrbench.generation import PaidLedger, log
+from cxrbench.generation import PaidLedger
 from cxrbench.postprocessing import Chain, fill_to_size
 from cxrbench.store import atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 
 def synthetic_step(runner, w) -> None:
@@ -79,8 +82,8 @@ def synthetic_step(runner, w) -> None:
         masks, mask_tensor = mask_artifacts(generator, synthetic, w.adir, seed=cell.seed, device=runner.device,
                                             estimator=lambda: runner.adherence_estimator(source.train))
     if masks is not None and masks.get("dice_own_mask") is not None:
-        log(f"{cell.generator.label}: mask adherence Dice {masks['dice_own_mask']:.3f} "
-            f"(random pairing {masks['dice_random_pairing']:.3f}, n={masks['n']})")
+        logger.info(f"{cell.generator.label}: mask adherence Dice {masks['dice_own_mask']:.3f} "
+                    f"(random pairing {masks['dice_random_pairing']:.3f}, n={masks['n']})")
     atomic_write_json(w.adir / "synthetic-manifest.json", manifest)
     w.artifacts["synthetic_manifest"] = str(w.adir / "synthetic-manifest.json")
     if len(synthetic.conditions):

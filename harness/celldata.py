@@ -5,6 +5,7 @@ and the leakage guard between them. Plain functions; the runner calls them in or
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -111,12 +112,11 @@ def check_leakage(groups: dict[str, list[str]]) -> None:
 
 def check_loaded(name: str, loaded) -> None:
     """Say what loading dropped, and refuse a training split without both classes of its label."""
-    from cxrbench.generation import log
-
+    logger = logging.getLogger(__name__)
     skipped = (loaded.info.get("skipped") or {}).get("count", 0)
     if skipped:
-        log(f"dataset {name}: skipped {skipped} unreadable image(s) (paths and errors in every record: "
-            f"dataset.info.skipped)")
+        logger.warning(f"dataset {name}: skipped {skipped} unreadable image(s) (paths and errors in every record: "
+                       f"dataset.info.skipped)")
     labels = loaded.train.labels
     for j, label in enumerate(loaded.label_names):
         known = labels[:, j][~labels[:, j].isnan()]
@@ -128,4 +128,4 @@ def check_loaded(name: str, loaded) -> None:
             if len(loaded.label_names) == 1:
                 raise DatasetError(msg)
             loaded.info.setdefault("warnings", []).append(msg)
-            log(f"WARNING: {msg}")
+            logger.warning(msg)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import logging
 import sys
 import tempfile
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from cxrbench.errors import CxrbenchError, DatasetError, PluginError
+
+logger = logging.getLogger(__name__)
 
 KIT_MODULES = {
     "generator": "cxrbench.testing.generator_contract",
@@ -221,8 +224,6 @@ def preflight(runner, cells) -> None:
 
     Raises :class:`PreflightError` (one line naming the plugin and the problem) on the first failure.
     """
-    from cxrbench.generation import log
-
     start = time.perf_counter()
     spec = runner.spec
     with _rng_preserved():
@@ -256,7 +257,7 @@ def preflight(runner, cells) -> None:
     # the training dataset, decoded and checked (patients in two splits, unreadable files) before
     # the line below: "passed" is said only once every check has run
     runner.dataset(spec.dataset)
-    log(f"pre-flight checks passed ({time.perf_counter() - start:.1f} s)")
+    logger.info(f"pre-flight checks passed ({time.perf_counter() - start:.1f} s)")
 
 
 def _preflight_dataset(runner, ref) -> tuple[str, ...]:

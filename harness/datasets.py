@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -53,6 +54,8 @@ from cxrbench.errors import ConfigError, DatasetError, LeakageError
 from cxrbench.integrity import quarantine
 from cxrbench.kit.datasets import DATA_ROOT_ENV, carve_validation, default_cache_dir
 from cxrbench.preprocessing import Preprocessing, preprocess_image, preprocess_mask  # noqa: F401 - re-exported
+
+logger = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -320,11 +323,9 @@ def load_dataset(
     if cached is not None:
         changed = datastamps.changed_keys(cached[2], stats, hashes)
         if changed:  # a source file was replaced or edited since it was decoded: decode those again
-            from cxrbench.generation import log
-
             shown = ", ".join(repr(k) for k in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-            log(f"dataset {dataset.name}: {len(changed)} source file(s) changed since they were decoded ({shown}); "
-                "decoding them again")
+            logger.info(f"dataset {dataset.name}: {len(changed)} source file(s) changed since they were decoded "
+                        f"({shown}); decoding them again")
             _build_cache(dataset, records, folder, size, prep, fingerprint, missing, progress,
                          stamps=(stats, hashes), reuse=(cached, set(changed)))
             cached = _open_cache(folder, size)

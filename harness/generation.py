@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -35,11 +36,7 @@ DEMOGRAPHIC_FIELDS = ("sex", "age", "race")
 DONE_FILE = "cxrbench-fit.json"
 TRUNCATED_FILE = "cxrbench-truncated.json"
 
-
-def log(message: str) -> None:
-    import sys
-
-    print(f"[cxrbench] {message}", file=sys.stderr, flush=True)
+logger = logging.getLogger(__name__)
 
 
 class PluginFailure(CxrbenchError):
@@ -120,6 +117,7 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         info.update(fitted_on=None, fit_stats={}, fit_s=0.0)
         return info
     ckpt = fit_dir(cache_root, name, fit_key)
+    logger.debug(f"generator {name}: fit key {fit_key} (fit seed {fit_seed}), cache entry {ckpt}")
     with entry_lock(ckpt, f"the {name} fit"):  # concurrent runs fit it once; the others load it
         done, pointer = ckpt / DONE_FILE, ckpt / TRUNCATED_FILE
         budget = effective.get("max_train_minutes")
@@ -134,7 +132,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
                 with plugin_call("generator", name, "load"):
                     generator.load(tdir)
                 info.update(json.loads((tdir / DONE_FILE).read_text()), cached=True)
-                log(f"generator {name}: loaded TRUNCATED fit ({trunc['steps']} of {trunc['steps_requested']} steps) {tdir}")
+                logger.info(f"generator {name}: loaded TRUNCATED fit ({trunc['steps']} of {trunc['steps_requested']} "
+                            f"steps) {tdir}")
                 return info
         seed_everything(fit_seed)
         start = time.perf_counter()
@@ -149,8 +148,8 @@ def fit_or_load(generator, *, name: str, version: str, train, fingerprint: str, 
         if stats.get("truncated"):
             steps, asked = stats.get("steps"), stats.get("steps_requested")
             info.update(truncated=True, fit_key=f"{fit_key}-truncated-{steps}")
-            log(f"generator {name}: fit STOPPED by its time budget after {steps} of {asked} steps; "
-                "its results are marked truncated (raise max_train_minutes, or drop it, to finish)")
+            logger.warning(f"generator {name}: fit STOPPED by its time budget after {steps} of {asked} steps; "
+                           "its results are marked truncated (raise max_train_minutes, or drop it, to finish)")
         if caps.needs_training:
             target = ckpt if not info["truncated"] else fit_dir(cache_root, name, info["fit_key"])
             target.mkdir(parents=True, exist_ok=True)
@@ -239,7 +238,7 @@ def _load_fitted(generator, name: str, ckpt: Path, info: dict) -> bool:
         return False
     info.update(record, cached=True)
     info.pop("manifest", None)
-    log(f"generator {name}: loaded fitted checkpoint {ckpt}")
+    logger.info(f"generator {name}: loaded fitted checkpoint {ckpt}")
     return True
 
 
@@ -252,6 +251,7 @@ def generate_cached(generator, conditions: list[Condition], *, key: str, path: P
     with entry_lock(path, f"synthetic set {label}"):
         cached = _read_synthetic(path, len(conditions), size)
         if cached is not None:
+            logger.debug(f"synthetic set {label}: {len(conditions)} image(s) read from {path}")
             return cached, 0.0
         return _generate_and_store(generator, conditions, path=path, size=size, label=label, progress=progress)
 
@@ -491,7 +491,7 @@ def seed_check(generator, source_train, *, seed: int, size: int) -> dict[str, An
     problems = ([] if same else ["the same seed gave different images"]) + \
                ([] if differ else ["different seeds gave the same image"])
     if problems:
-        log(f"generator {name}: SEED CHECK FAILED: {'; '.join(problems)} (results are marked)")
+        logger.warning(f"generator {name}: SEED CHECK FAILED: {'; '.join(problems)} (results are marked)")
     return {"same_seed_same_image": same, "different_seeds_differ": differ, "ok": not problems,
             "problems": problems}
 
@@ -550,9 +550,16 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
     if masks is None:  # e.g. the real images of a dataset without masks: none to tell
         return None, None
     np.save(adir / "synthetic-masks.npy", masks.numpy())
+    base = {"masks": str(adir / "synthetic-masks.npy")}
+    if hasattr(generator, "conditioning_mask_transforms"):
+        # how each mask was made (source mask, perturbation parameters), manifest order
+        with plugin_call("generator", type(generator).name, "conditioning_mask_transforms"):
+            transforms = generator.conditioning_mask_transforms(list(synthetic.conditions))
+        atomic_write_json(adir / "synthetic-mask-transforms.json", transforms)
+        base["transforms"] = str(adir / "synthetic-mask-transforms.json")
     n = min(limit, len(synthetic.conditions))
     if n < 2:
-        return {"masks": str(adir / "synthetic-masks.npy"), "n": n}, masks
+        return {**base, "n": n}, masks
     model = estimator() if estimator is not None else None
     est = estimate(model, synthetic.images[:n], device)
     own = dice(est, masks[:n])
@@ -560,5 +567,5 @@ def mask_artifacts(generator, synthetic, adir: Path, *, seed: int, limit: int = 
     other = dice(est, masks[:n][perm])
     name = ("tiny-unet trained on the real training pairs (cxrbench.quality.adherence)" if model is not None
             else "cxrbench.kit.masks.estimate_lung_mask (Otsu; the dataset has no masks to learn from)")
-    return {"masks": str(adir / "synthetic-masks.npy"), "n": n, "dice_own_mask": float(own.mean()),
+    return {**base, "n": n, "dice_own_mask": float(own.mean()),
             "dice_random_pairing": float(other.mean()), "estimator": name}, masks

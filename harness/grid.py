@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 
 from cxrbench.config import GRID_AXES, BenchmarkSpec
+
+logger = logging.getLogger(__name__)
 
 
 def is_grid(spec: BenchmarkSpec) -> bool:
@@ -71,14 +74,14 @@ def run_grid(runner):
     """Every slice of a grid spec in turn, into one run folder (the parent writes the resolved
     grid spec; each record holds its own slice)."""
     from cxrbench.config import spec_dict
-    from cxrbench.runner import RunSummary, log
+    from cxrbench.runner import RunSummary
     from cxrbench.store import atomic_write_json
 
     atomic_write_json(runner.store.out / "spec.resolved.json", spec_dict(runner.spec))
     slices = grid_slices(runner.spec)
     summary = RunSummary(runner.store.out)
     for k, sub in enumerate(slices, 1):
-        log(f"grid slice {k}/{len(slices)}: {slice_label(sub)}")
+        logger.info(f"grid slice {k}/{len(slices)}: {slice_label(sub)}")
         part = slice_runner(runner, sub).run()
         summary.ok += part.ok
         summary.failed += part.failed

@@ -7,18 +7,21 @@ carries a manifest (size and sha256 of each file); an entry that fails its check
 be loaded, is renamed ``<name>.corrupt-<time>`` (kept for inspection, never read again) and
 rebuilt, with a warning naming the file. Builders hold an exclusive lock on ``<entry>.lock`` so
 two runs that need the same entry build it once; the second waits, then reads the finished one.
+Locks are ``filelock`` locks (an OS lock on the file: flock on POSIX, msvcrt on Windows), which the
+operating system releases when the holder dies, so a killed run never leaves a stuck lock.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
+import logging
 import os
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from filelock import FileLock, Timeout
 
 #: temporary names left by interrupted writes (atomic_write_* and the dataset cache), cleaned
 #: up when older than STALE_AFTER_S (a live write of a cache entry takes seconds, not an hour)
@@ -26,8 +29,11 @@ TEMP_PATTERNS = (".*.tmp-*", "*.tmp", "*.tmp.npy", "*.tmp.json", ".*.json.*", "*
 STALE_AFTER_S = 3600.0
 
 
+logger = logging.getLogger(__name__)
+
+
 def warn(message: str) -> None:
-    print(f"[cxrbench] WARNING: {message}", file=sys.stderr, flush=True)
+    logger.warning(message)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -124,22 +130,27 @@ def quarantine(path: Path, why: str, *, also: tuple[Path, ...] = ()) -> Path:
     return target
 
 
+def _file_lock(lock_file: Path) -> FileLock:
+    """A fresh lock object on ``lock_file`` (never shared: two holders in one process, threads
+    for instance, exclude each other as two processes do)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(lock_file, thread_local=False)
+
+
 @contextmanager
 def entry_lock(path: Path, what: str = "") -> Iterator[None]:
-    """Exclusive lock on ``<path>.lock`` while an entry is checked or built (POSIX flock: released
-    by the kernel if the holder dies, so a killed run never leaves a stuck lock)."""
-    lock = Path(f"{path}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"[cxrbench] waiting: another process is building {what or path}", file=sys.stderr, flush=True)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Exclusive lock on ``<path>.lock`` while an entry is checked or built; a second builder says
+    it waits, then waits as long as the first one builds."""
+    lock = _file_lock(Path(f"{path}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info(f"waiting: another process is building {what or path}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class CellLock:
@@ -148,24 +159,21 @@ class CellLock:
 
     def __init__(self, path: Path):
         self.path = Path(f"{path}.lock")
-        self.fh = None
+        self.lock: FileLock | None = None
 
     def acquire(self, blocking: bool) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = open(self.path, "a+")
+        lock = _file_lock(self.path)
         try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            return True
-        except BlockingIOError:
-            self.fh.close()
-            self.fh = None
+            lock.acquire(timeout=-1 if blocking else 0)
+        except Timeout:
             return False
+        self.lock = lock
+        return True
 
     def release(self) -> None:
-        if self.fh is not None:
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-            self.fh.close()
-            self.fh = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def clean_stale_temps(*roots: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:

@@ -15,6 +15,7 @@ budget fails the cell with one line naming the labels it could not fill.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 from cxrbench.config import plugin_options
 from cxrbench.contracts import SyntheticBatch
 from cxrbench.errors import CxrbenchError
-from cxrbench.generation import check_images, log, plugin_call
+from cxrbench.generation import check_images, plugin_call
 from cxrbench.hashing import derive_seed
+
+logger = logging.getLogger(__name__)
 
 #: the top-up budget: at most this many rounds, and at most this factor x the set's size generated
 MAX_TOPUP_ROUNDS = 40
@@ -92,7 +95,7 @@ def fill_to_size(generator, chain: Chain, original: SyntheticBatch, kept: Synthe
     while missing and rnd < MAX_TOPUP_ROUNDS and info["generated"] + len(missing) <= budget:
         rnd += 1
         if rnd == 1 or rnd % 5 == 0:
-            log(f"{label}: post-processing top-up round {rnd}: {len(missing)} of {wanted} image(s) to replace")
+            logger.info(f"{label}: post-processing top-up round {rnd}: {len(missing)} of {wanted} image(s) to replace")
         fresh = [dataclasses.replace(c, seed=derive_seed(seed, "topup", rnd, int(c.seed))) for c in missing]
         with plugin_call("generator", type(generator).name, "generate"):
             made = generator.generate(fresh)

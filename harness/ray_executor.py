@@ -18,6 +18,7 @@ task it depends on) still fails is recorded as a failed cell, and finished cells
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from typing import Any
 
 #: retries of a failed or lost task before its cell is recorded as failed
 DEFAULT_MAX_RETRIES = 2
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +43,7 @@ def job_of(runner) -> dict[str, Any]:
     """What a task needs to rebuild the runner of one slice (plain data, pickled to workers)."""
     from cxrbench import generation
     from cxrbench.device import compile_enabled
+    from cxrbench.logs import console_level
 
     import torch
 
@@ -52,7 +56,10 @@ def job_of(runner) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(),
             "keep_stale": runner.keep_stale,
             # the driver's shard size: shard tasks and the cells that assemble them must agree
-            "shard_size": generation.SHARD_SIZE}
+            "shard_size": generation.SHARD_SIZE,
+            # the driver's console level (-q / -v), so a worker's lines (a fit loaded, a seed check) are
+            # shown as a local run shows them; None: the driver's caller configures logging itself
+            "log_level": console_level()}
 
 
 def _slice_runner(job: dict, slice_data: dict):
@@ -61,6 +68,10 @@ def _slice_runner(job: dict, slice_data: dict):
     from cxrbench.device import COMPILE_ENV
 
     generation.SHARD_SIZE = int(job["shard_size"])
+    if job.get("log_level") is not None:  # a worker process starts with logging unconfigured
+        from cxrbench.logs import log_to_stderr
+
+        log_to_stderr(job["log_level"])
     if job.get("torch_threads"):
         import torch
 
@@ -137,7 +148,7 @@ def run_on_ray(runner, options: RayOptions):
     from cxrbench.config import spec_dict, to_dict
     from cxrbench.device import resolve_device
     from cxrbench.grid import grid_slices, slice_label, slice_runner
-    from cxrbench.runner import RunSummary, _default_cache_root, log
+    from cxrbench.runner import RunSummary, _default_cache_root
     from cxrbench.store import atomic_write_json
 
     runner.device = resolve_device(runner.device_request)
@@ -185,8 +196,9 @@ def run_on_ray(runner, options: RayOptions):
             if cell.generator is not None and cell.protocol.uses_generator:
                 deps = _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remote_shard)
             pending.append((remote_cell.remote(job, sub_data, index, *deps), part, cell, cell_id))
-    log(f"ray: {len(pending)} cell task(s), {len(fits)} fit task(s), {len(shards)} shard task(s) over "
-        f"{len(slices)} slice(s) ({len(summary.skipped)} cell(s) finished before); cluster {ray.cluster_resources()}")
+    logger.info(f"ray: {len(pending)} cell task(s), {len(fits)} fit task(s), {len(shards)} shard task(s) over "
+                f"{len(slices)} slice(s) ({len(summary.skipped)} cell(s) finished before); "
+                f"cluster {ray.cluster_resources()}")
     try:
         remaining = {ref: (part, cell, cell_id) for ref, part, cell, cell_id in pending}
         done_count = 0
@@ -200,7 +212,7 @@ def run_on_ray(runner, options: RayOptions):
                 outcome = "failed"
                 _record_task_failure(part, cell, cell_id, exc)
             {"ok": summary.ok, "failed": summary.failed}.get(outcome, summary.skipped).append(cell_id)
-            log(f"ray: [{done_count}/{len(pending)}] {slice_label(part.spec)} | {cell.id}: {outcome}")
+            logger.info(f"ray: [{done_count}/{len(pending)}] {slice_label(part.spec)} | {cell.id}: {outcome}")
     finally:
         if started_here:
             ray.shutdown()
@@ -238,8 +250,6 @@ def _generation_tasks(part, cell, sub_data, job, fits, shards, remote_fit, remot
 
 def _record_task_failure(part, cell, cell_id: str, exc: BaseException) -> None:
     """A cell whose task never ran to completion: recorded as failed (unless it finished after all)."""
-    from cxrbench.runner import log
-
     if part.store.is_finished(cell_id):
         return
     cause = getattr(exc, "cause", None) or exc
@@ -247,4 +257,5 @@ def _record_task_failure(part, cell, cell_id: str, exc: BaseException) -> None:
     record["error"]["executor"] = "ray"
     record["timings"]["total_s"] = 0.0
     part.store.write(cell_id, record)
-    log(f"ray: {cell.id}: FAILED after retries: {type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]}")
+    first_line = (str(cause).splitlines() or [""])[0][:200]
+    logger.error(f"ray: {cell.id}: FAILED after retries: {type(cause).__name__}: {first_line}")

@@ -9,6 +9,7 @@ on; a finished cell is never recomputed.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import traceback
 from contextlib import contextmanager
@@ -25,11 +26,12 @@ from cxrbench.celldata import (
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
-from cxrbench.generation import log
 from cxrbench.hashing import content_key
 from cxrbench.store import RunStore, atomic_write_json, code_fingerprint, git_revision
 
 RECORD_SCHEMA = "cxrbench.cell/1"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -148,8 +150,8 @@ class Runner:
 
         stale = clean_stale_temps(self.store.out, self.cache_root)
         if stale:
-            log(f"removed {len(stale)} temporary file(s) left by interrupted runs (e.g. {stale[0]})")
-        log(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
+            logger.info(f"removed {len(stale)} temporary file(s) left by interrupted runs (e.g. {stale[0]})")
+        logger.info(f"{len(cells)} cells -> {self.store.out} (device {self.device})")
         todo = [c for c in cells if self.cell_status(c)[0] != "finished"]
         self.refuse_relabelled(cells)
         if todo and self.preflight:
@@ -168,7 +170,7 @@ class Runner:
             if not self._run_locked(n, len(cells), cell, summary, blocking=False):
                 deferred.append((n, cell))
         for n, cell in deferred:
-            log(f"[{n}/{len(cells)}] {cell.id}: another run is computing it; waiting")
+            logger.info(f"[{n}/{len(cells)}] {cell.id}: another run is computing it; waiting")
             self._run_locked(n, len(cells), cell, summary, blocking=True)
         self._write_summary()
         return summary
@@ -199,12 +201,13 @@ class Runner:
             status, reasons = self.cell_status(cell)
             if status == "finished":
                 kept = f" (STALE, kept by --keep-stale: {'; '.join(reasons)})" if reasons else ""
-                log(f"[{n}/{total}] {cell.id}: finished before, skipped{kept}")
+                logger.info(f"[{n}/{total}] {cell.id}: finished before, skipped{kept}")
                 summary.skipped.append(cell_id)
                 return True
             if status == "stale":
-                log(f"[{n}/{total}] {cell.id}: finished before with other plugin code ({'; '.join(reasons)}): re-running")
-            log(f"[{n}/{total}] {cell.id}: running")
+                logger.info(f"[{n}/{total}] {cell.id}: finished before with other plugin code ({'; '.join(reasons)}): "
+                            "re-running")
+            logger.info(f"[{n}/{total}] {cell.id}: running")
             start = time.perf_counter()
             try:
                 record = self.run_cell(cell, cell_id)
@@ -215,11 +218,13 @@ class Runner:
                 record = self._failed_record(cell, cell_id, exc)
                 summary.failed.append(cell_id)
                 where = self.store.record_path(cell_id)
-                log(f"[{n}/{total}] {cell.id}: FAILED: {type(exc).__name__}: {exc} (traceback in {where})")
+                logger.error(f"[{n}/{total}] {cell.id}: FAILED: {type(exc).__name__}: {exc} (traceback in {where})")
             record["timings"]["total_s"] = round(time.perf_counter() - start, 3)
             self.store.write(cell_id, record)
+            logger.debug(f"[{n}/{total}] {cell.id}: record {self.store.record_path(cell_id)}, "
+                         f"timings {record['timings']}")
             if record["status"] == "ok":
-                log(f"[{n}/{total}] {cell.id}: {_headline(record)}")
+                logger.info(f"[{n}/{total}] {cell.id}: {_headline(record)}")
             return True
         finally:
             lock.release()
@@ -337,7 +342,7 @@ class Runner:
             preset = generator.effective_options().get("preset")
             if preset is not None:
                 given = "" if "preset" in (variant.options or {}) else " (the default; options: {preset: ...} to change)"
-                log(f"generator {variant.label}: preset {preset!r}{given}")
+                logger.info(f"generator {variant.label}: preset {preset!r}{given}")
             if variant.fit_from is not None:  # a packed fit: checked against the spec, never trained
                 from cxrbench.fit_from import load_from_pack
 
@@ -396,7 +401,7 @@ class Runner:
                 if not ref.optional:
                     raise
                 w.skipped_externals.append({"name": external_name(spec, i), "reason": str(exc)})
-                log(f"external[{i}] {ref.name}: skipped (optional, its data is not here): {exc}")
+                logger.info(f"external[{i}] {ref.name}: skipped (optional, its data is not here): {exc}")
         if proto.external_training:
             if not w.externals:
                 raise CxrbenchError(f"{proto.id} needs a second dataset: add it under 'external:' in the spec")
@@ -512,13 +517,10 @@ class Runner:
     def _versions(self) -> dict:
         import platform
 
+        from cxrbench.library_versions import library_versions
+
         versions = {"cxrbench": __version__, "code_fingerprint": code_fingerprint(),
-                    "python": platform.python_version(), "plugins": {}}
-        for mod in ("torch", "diffusers", "timm", "numpy", "sklearn"):
-            try:
-                versions[mod] = __import__(mod).__version__
-            except Exception:  # noqa: BLE001
-                versions[mod] = None
+                    "python": platform.python_version(), "libraries": library_versions(), "plugins": {}}
         for e in self.plugins.all_entries():
             versions["plugins"][f"{e.kind}:{e.name}"] = {"version": e.version, "distribution": e.source.distribution}
         return versions

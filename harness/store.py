@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -94,9 +95,7 @@ def read_record(path: Path) -> dict:
 
 
 def _warn(message: str) -> None:
-    import sys
-
-    print(f"[cxrbench] WARNING: {message}", file=sys.stderr, flush=True)
+    logging.getLogger(__name__).warning(message)
 
 
 class RunStore:

@@ -1,6 +1,8 @@
-"""Suite-wide settings: an isolated cache, quiet progress bars, small CPU thread pools, and every
-cell record the suite writes checked against the record schema (CXRBENCH_CHECK_RECORDS=1)."""
+"""Suite-wide settings: an isolated cache, quiet progress bars, small CPU thread pools, every
+cell record the suite writes checked against the record schema (CXRBENCH_CHECK_RECORDS=1), and
+cxrbench's log records on stderr as the command line shows them."""
 
+import logging
 import os
 
 import pytest
@@ -21,6 +23,16 @@ def pytest_configure(config):
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass
+
+
+@pytest.fixture(autouse=True)
+def cli_logging():
+    """Tests that call the library read its progress and warnings on stderr, as a `cxrbench`
+    command prints them (the library configures no handler itself); reset for every test, since
+    a test of -q / -v leaves the console at its level."""
+    from cxrbench.logs import log_to_stderr
+
+    log_to_stderr(logging.INFO)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -95,13 +95,10 @@ def perturb_masks(masks: torch.Tensor, seeds: Sequence[int], *, rotate_deg: floa
     n, _, h, w = masks.shape
     out = []
     for i in range(n):
-        g = torch.Generator().manual_seed(int(seeds[i]) & 0x7FFFFFFFFFFFFFFF)
-        u = torch.rand(5, generator=g) * 2 - 1
-        ang = float(u[0]) * rotate_deg * np.pi / 180.0
-        s = 1.0 + float(u[1]) * scale
-        cos, sin = np.cos(ang) / s, np.sin(ang) / s
-        theta = torch.tensor([[cos, -sin, float(u[2]) * shift * 2], [sin, cos, float(u[3]) * shift * 2]],
-                             dtype=torch.float32)[None]
+        g, p = _perturbation_draw(seeds[i], rotate_deg, scale, shift)
+        ang = p["rotate_deg"] * np.pi / 180.0
+        cos, sin = np.cos(ang) / p["scale"], np.sin(ang) / p["scale"]
+        theta = torch.tensor([[cos, -sin, p["shift_x"]], [sin, cos, p["shift_y"]]], dtype=torch.float32)[None]
         grid = F.affine_grid(theta, (1, 1, h, w), align_corners=False)
         # elastic: a coarse random displacement field, upsampled so it is smooth
         coarse = torch.randn((1, 2, 4, 4), generator=g) * elastic
@@ -110,3 +107,23 @@ def perturb_masks(masks: torch.Tensor, seeds: Sequence[int], *, rotate_deg: floa
         warped = F.grid_sample(m, grid + field, mode="bilinear", padding_mode="zeros", align_corners=False)
         out.append((warped > 0.5).to(torch.uint8))
     return torch.cat(out) if out else masks.new_zeros(masks.shape, dtype=torch.uint8)
+
+
+def _perturbation_draw(seed: int, rotate_deg: float, scale: float, shift: float):
+    """The seeded draws of one perturbation: (the generator, positioned for the elastic field,
+    and the affine parameters). One function, so the recorded parameters are the applied ones."""
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
+    u = torch.rand(5, generator=g) * 2 - 1
+    return g, {"rotate_deg": float(u[0]) * rotate_deg, "scale": 1.0 + float(u[1]) * scale,
+               "shift_x": float(u[2]) * shift * 2, "shift_y": float(u[3]) * shift * 2}
+
+
+def perturbation_params(seeds: Sequence[int], *, rotate_deg: float = 8.0, scale: float = 0.08, shift: float = 0.05,
+                        elastic: float = 0.04) -> list[dict]:
+    """What :func:`perturb_masks` does to mask i, for the record: the seed, rotation (degrees),
+    scale, shift (fractions of the half-width, as ``affine_grid`` reads them) and the elastic
+    field's amplitude (the field itself is the seed's next 32 normal draws, times ``elastic``)."""
+    return [{"seed": int(s), **_perturbation_draw(s, rotate_deg, scale, shift)[1], "elastic": float(elastic)}
+            for s in seeds]

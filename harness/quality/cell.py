@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def cell_quality(runner, synthetic, source, adir: Path, cell) -> dict:
     """The quality report of ``synthetic`` (a SyntheticBatch) against ``source``'s real training
     split, with the run's settings, cache and device; ``{"skipped": ...}`` when turned off."""
     from cxrbench.celldata import condition_labels
-    from cxrbench.generation import log
     from cxrbench.quality.synthetic import synthetic_quality
 
     if not runner.spec.quality.enabled:
@@ -22,8 +24,8 @@ def cell_quality(runner, synthetic, source, adir: Path, cell) -> dict:
     if "fd" in dom:
         p = dom["prdc"]
         agreement = (report["label_fidelity"].get("synthetic") or {}).get("agreement")
-        log(f"{cell.generator.label}: domain FD {dom['fd']:.3g}, precision {p['precision']:.3f}, recall "
-            f"{p['recall']:.3f}, coverage {p['coverage']:.3f}, label agreement "
-            f"{'-' if agreement is None else f'{agreement:.3f}'} "
-            f"({report['seconds']:.1f} s{', cached' if report.get('cached') else ''})")
+        logger.info(f"{cell.generator.label}: domain FD {dom['fd']:.3g}, precision {p['precision']:.3f}, recall "
+                    f"{p['recall']:.3f}, coverage {p['coverage']:.3f}, label agreement "
+                    f"{'-' if agreement is None else f'{agreement:.3f}'} "
+                    f"({report['seconds']:.1f} s{', cached' if report.get('cached') else ''})")
     return report

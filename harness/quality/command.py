@@ -9,7 +9,10 @@ figures for runs made before the metrics existed. One JSON per (generator, seed)
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def _row(label: str, seed: int, q: dict) -> dict:
@@ -41,7 +44,7 @@ def quality_reports(spec, source: str, *, out: Path, data_root, cache_dir, progr
     from cxrbench.quality.cell import cell_quality
     from cxrbench.errors import ConfigError
     from cxrbench.grid import grid_slices, is_grid
-    from cxrbench.runner import Runner, _default_cache_root, log
+    from cxrbench.runner import Runner, _default_cache_root
 
     if is_grid(spec):  # quality is a property of (dataset, generator, chain): one slice at a time
         slices = grid_slices(spec)
@@ -59,7 +62,7 @@ def quality_reports(spec, source: str, *, out: Path, data_root, cache_dir, progr
             wanted.setdefault((cell.generator.label, cell.seed), cell)
     rows = []
     for (label, seed), cell in wanted.items():
-        log(f"quality: {label} seed {seed}")
+        logger.info(f"quality: {label} seed {seed}")
         generator, gen_info = runner.fitted_generator(cell.generator, source_ds.train, source_ds.fingerprint)
         synthetic, _ = synthetic_training_set(
             generator, gen_info, ratio=1.0, variant_name=cell.generator.name, variant_label=label, seed=seed,

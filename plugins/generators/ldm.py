@@ -110,6 +110,11 @@ class LDMOptions(DiffusionOptions):
     no_finding_phrase: Optional[str] = None
 
 
+def _perturbation_seed(cond) -> int:
+    """The seed of a condition's mask perturbation (derived from the image's seed)."""
+    return int(cond.seed) * 1000003 + 17
+
+
 def _pretrained_vae(cfg: Mapping[str, Any]) -> str | None:
     """The local folder of a pretrained autoencoder: ``vae_path``, else the text model's ``vae/``."""
     if cfg.get("vae_path"):
@@ -401,23 +406,48 @@ class LDMGenerator(DiffusionGenerator):
 
         self._require_fitted()
         res = self.native_size
-        bank, bank_labels = self.model.mask_bank.cpu(), self.model.mask_bank_labels.cpu()
+        bank = self.model.mask_bank.cpu()
         base = []
         for cond in conditions:
-            if cond.mask is not None:
+            pick = self._bank_pick(cond)
+            if pick is None:
                 m = torch.as_tensor(np.asarray(cond.mask)).reshape(1, 1, *np.asarray(cond.mask).shape[-2:])
                 base.append(resize_uint8((m > 0).to(torch.uint8) * 255, res) > 127)
             else:
-                want = torch.tensor([float(v) for v in cond.labels])
-                same = ((bank_labels == want) | bank_labels.isnan()).all(dim=1).nonzero().flatten()
-                rows = same if len(same) else torch.arange(bank.shape[0])  # no such image: any mask
-                pick = int(rows[int(np.random.default_rng([int(cond.seed) & 0xFFFFFFFF, 7]).integers(len(rows)))])
                 base.append(bank[pick : pick + 1] > 0)
         if not base:
             return torch.zeros((0, 1, size or self.size, size or self.size), dtype=torch.uint8)
-        masks = perturb_masks(torch.cat(base).to(torch.uint8), [(int(c.seed) * 1000003 + 17) for c in conditions])
+        masks = perturb_masks(torch.cat(base).to(torch.uint8), [_perturbation_seed(c) for c in conditions])
         out = size or self.size
         return masks if out == res else (resize_uint8(masks * 255, out) > 127).to(torch.uint8)
+
+    def conditioning_mask_transforms(self, conditions) -> list[dict]:
+        """Per condition, how its mask was made (for the record, in the order given): from the
+        condition's own mask (the manifest's ``source_key`` names that image) or bank mask k
+        (the bank keeps training masks only), then the seeded perturbation's parameters."""
+        from cxrbench.kit.masks import perturbation_params
+
+        self._require_fitted()
+        params = perturbation_params([_perturbation_seed(c) for c in conditions])
+        out = []
+        for cond, p in zip(conditions, params):
+            pick = self._bank_pick(cond)
+            out.append({"mask_from": "condition" if pick is None else "bank", "bank_index": pick, **p})
+        return out
+
+    def _bank_pick(self, cond) -> int | None:
+        """None when the condition brings its own mask, else the bank mask its seed draws among
+        the bank masks of training images with the same labels (any mask when there is none)."""
+        import numpy as np
+        import torch
+
+        if cond.mask is not None:
+            return None
+        bank_labels = self.model.mask_bank_labels.cpu()
+        want = torch.tensor([float(v) for v in cond.labels])
+        same = ((bank_labels == want) | bank_labels.isnan()).all(dim=1).nonzero().flatten()
+        rows = same if len(same) else torch.arange(bank_labels.shape[0])
+        return int(rows[int(np.random.default_rng([int(cond.seed) & 0xFFFFFFFF, 7]).integers(len(rows)))])
 
     def _condition_tensors(self, conditions):
         if not self.cfg["mask_conditioning"]:

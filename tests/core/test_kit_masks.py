@@ -54,3 +54,31 @@ def test_perturbations_are_seeded_and_keep_the_mask_roughly(phantom_train):
     assert not torch.equal(a, b)
     d = dice(a, masks)
     assert 0.6 < float(d.mean()) < 0.99  # moved, but still the same lungs
+
+
+def test_recorded_perturbation_parameters_are_the_applied_ones():
+    """perturbation_params names the affine that perturb_masks applies: rebuilding the warp from
+    the recorded rotation, scale and shift (elastic amplitude 0) gives the same masks."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from cxrbench.kit.masks import perturb_masks, perturbation_params
+
+    masks = torch.zeros((3, 1, 32, 32), dtype=torch.uint8)
+    masks[:, :, 6:26, 4:14] = 1
+    seeds = [11, 12, 13]
+    params = perturbation_params(seeds, elastic=0.0)
+    assert [p["seed"] for p in params] == seeds and len({p["rotate_deg"] for p in params}) == 3
+    for p in params:
+        assert abs(p["rotate_deg"]) <= 8.0 and abs(p["scale"] - 1) <= 0.08 and abs(p["shift_x"]) <= 0.1
+    applied = perturb_masks(masks, seeds, elastic=0.0)
+    for i, p in enumerate(params):
+        ang = np.deg2rad(p["rotate_deg"])
+        cos, sin = np.cos(ang) / p["scale"], np.sin(ang) / p["scale"]
+        theta = torch.tensor([[[cos, -sin, p["shift_x"]], [sin, cos, p["shift_y"]]]], dtype=torch.float32)
+        grid = F.affine_grid(theta, (1, 1, 32, 32), align_corners=False)
+        rebuilt = (F.grid_sample(masks[i : i + 1].float(), grid, align_corners=False) > 0.5).to(torch.uint8)
+        assert torch.equal(rebuilt, applied[i : i + 1])
+    # the recorded parameters differ from a no-op: the perturbation moved the mask
+    assert not torch.equal(applied, masks)

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.faults
 RUN = """
 import sys
 from cxrbench.config import spec_from_data
+from cxrbench.logs import log_to_stderr
 from cxrbench.runner import Runner
+log_to_stderr()  # the progress lines below are the kill points
 data = {"name": "kill", "dataset": {"name": "phantom", "options": {"n_train": 80, "n_val": 30, "n_test": 40}},
         "size": 16, "classifier": {"name": "tiny-cnn"},
         "generators": [{"name": "ddpm", "options": {"preset": "tiny", "train_steps": 20}}, {"name": "noise"}],

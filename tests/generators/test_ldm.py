@@ -148,6 +148,16 @@ def test_mask_artifacts_store_every_mask_and_measure_adherence(tmp_path):
     stored = np.load(tmp_path / "synthetic-masks.npy")
     assert stored.shape == (6, 1, 32, 32) and np.array_equal(stored, gen.conditioning_masks(conds).numpy())
     assert record["n"] == 6 and 0.0 <= record["dice_own_mask"] <= 1.0 and 0.0 <= record["dice_random_pairing"] <= 1.0
+    # how each mask was made, manifest order: its source (a bank mask here: no condition brought
+    # one) and the perturbation's seed and parameters; the same conditions give the same record
+    import json
+
+    transforms = json.loads((tmp_path / "synthetic-mask-transforms.json").read_text())
+    assert record["transforms"].endswith("synthetic-mask-transforms.json") and len(transforms) == 6
+    assert {t["mask_from"] for t in transforms} == {"bank"} and all(isinstance(t["bank_index"], int) for t in transforms)
+    assert len({t["seed"] for t in transforms}) == 6 and transforms == gen.conditioning_mask_transforms(conds)
+    own = [Condition(labels=(1.0,), seed=5, mask=np.ones((1, 32, 32), np.uint8))]
+    assert gen.conditioning_mask_transforms(own)[0]["mask_from"] == "condition"
     sheet = contact_sheet(batch.images, conds, ["blob"], tmp_path / "sheet.png", masks=masks)
     # two label rows (titled, 14 px), each 4 image|mask tiles of 32 + 32 px, scaled x3
     assert Image.open(sheet).size == (4 * 64 * 3, 2 * (32 * 3 + 14))
