@@ -7,14 +7,18 @@ heavy modules are imported inside the commands that need them.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
 from cxrbench import __version__, citation, pack_cli
 from cxrbench.errors import CxrbenchError
+from cxrbench.logs import log_to_stderr, run_log, verbosity_level
 from cxrbench.results_cli import RESULTS_COMMANDS, add_results_commands, add_show_format
 from cxrbench.run_table import print_table
+
+logger = logging.getLogger(__name__)
 
 # Defaults of a run given by flags alone (no --spec): small enough for a CPU, offline.
 DEFAULT_DATASET = "phantom"
@@ -101,7 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "cxrbench/leaderboard/default-schema.yaml)")
     citation.add_parser(sub)
     pack_cli.add_parser(sub)  # pack, unpack
+    _add_verbosity_flags(parser)
+    for command in {id(p): p for p in sub.choices.values()}.values():  # also after it: `cxrbench run ... -v`
+        _add_verbosity_flags(command, after_command=True)
     return parser
+
+
+def _add_verbosity_flags(p: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """-q / -v, accepted before and after the command. After it, an absent flag must not reset
+    one given before it (argparse lets a subcommand's default overwrite the main parser's value)."""
+    unset = argparse.SUPPRESS if after_command else False
+    p.add_argument("-q", "--quiet", action="store_true", default=unset,
+                   help="only warnings and errors on stderr (progress bars: --no-progress)")
+    p.add_argument("-v", "--verbose", action="store_true", default=unset,
+                   help="also debug detail on stderr (cache keys, record paths, timings)")
 
 
 
@@ -159,6 +176,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the header of run.log
+    if args.quiet and args.verbose:
+        print("cxrbench: error: -q/--quiet and -v/--verbose contradict each other; give one", file=sys.stderr)
+        return EXIT_USAGE
+    log_to_stderr(verbosity_level(quiet=args.quiet, verbose=args.verbose))
     if args.command is None:
         parser.print_help()
         return 0
@@ -204,7 +226,7 @@ def cmd_plugins(args) -> int:
     ]
     print(tabulate(rows, headers=["name", "kind", "version", "package", "summary"]))
     for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+        logger.warning(str(w.message))
     return 0
 
 
@@ -406,17 +428,20 @@ def cmd_run(args) -> int:
 
         print_plan(plan(runner))
         return 0
-    if args.executor == "ray":
-        from cxrbench.ray_executor import RayOptions, run_on_ray
+    with run_log(out, args.argv) as note:
+        if args.executor == "ray":
+            from cxrbench.ray_executor import RayOptions, run_on_ray
 
-        summary = run_on_ray(runner, RayOptions(address=args.address, cpus_per_task=args.task_cpus,
-                                                gpus_per_task=args.task_gpus, max_retries=args.max_retries,
-                                                num_cpus=args.workers))
-    else:
-        summary = runner.run()
+            summary = run_on_ray(runner, RayOptions(address=args.address, cpus_per_task=args.task_cpus,
+                                                    gpus_per_task=args.task_gpus, max_retries=args.max_retries,
+                                                    num_cpus=args.workers))
+        else:
+            summary = runner.run()
+        n_failed = len(summary.failed)
+        outcome = f"{len(summary.ok)} cell(s) ran, {len(summary.skipped)} reused, {n_failed} failed -> {out}"
+        note(outcome)  # printed on stdout below, with the table: the run's result
     print_table(out, current=set(summary.ok + summary.failed + summary.skipped))
-    n_failed = len(summary.failed)
-    print(f"\n{len(summary.ok)} cell(s) ran, {len(summary.skipped)} reused, {n_failed} failed -> {out}")
+    print(f"\n{outcome}")
     if n_failed:
         print(f"cxrbench: {n_failed} cell(s) failed; each is recorded with its error in {out}/cells/; fix and re-run "
               "to retry only them", file=sys.stderr)
@@ -434,9 +459,10 @@ def cmd_quality(args) -> int:
     _check_folders(out=out, cache=Path(args.cache_dir) if args.cache_dir else None)
     from cxrbench.quality.command import quality_reports
 
-    quality_reports(spec, source, out=out, data_root=args.data_root,
-                    cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-                    progress=False if args.no_progress else None)
+    with run_log(out, args.argv):
+        quality_reports(spec, source, out=out, data_root=args.data_root,
+                        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                        progress=False if args.no_progress else None)
     return 0
 
 
