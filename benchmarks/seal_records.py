@@ -7,6 +7,9 @@ Adds ``digest`` (sha256 of the record's canonical JSON, cxrbench.store.seal) to 
 a digest is verified, never re-sealed: one that fails its digest stops the script (it was
 edited or damaged: re-run the cell instead). Sealing says "these numbers are the ones I checked";
 run it only on records whose provenance you trust (e.g. committed, reviewed results).
+Sealing adds the digest and nothing else: ``git_revision`` stays what the run wrote (the commit
+of the code that made the record; null for records made by a copy of the code without its
+GIT_REVISION file, see benchmarks/freeze_code.py), and the digest covers it.
 ``--check`` changes nothing and exits 1 when some record is unsealed or fails.
 """
 

@@ -189,16 +189,23 @@ def fingerprint_files(packages: dict[str, Path]) -> str:
     return digest.hexdigest()[:16]
 
 
+#: the file a frozen copy of the package carries instead of a .git folder (benchmarks/freeze_code.py)
+REVISION_FILE = "GIT_REVISION"
+
+
 def git_revision() -> str | None:
-    """The git revision of the cxrbench checkout, when it is one."""
+    """The git revision of the cxrbench checkout (``+dirty`` with uncommitted changes); in a frozen
+    copy, which long benchmark runs use so that edits to the checkout cannot reach them, the
+    revision it was copied from (its :data:`REVISION_FILE`); else None (a wheel, a bare copy)."""
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
+        out = None
+    if out is None or out.returncode != 0:
+        frozen = here / REVISION_FILE
+        return (frozen.read_text().strip() or None) if frozen.is_file() else None
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True)
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
