@@ -26,7 +26,9 @@ CARDS_DIR = "cards"
 #: conditioning capabilities, in the order a card lists them
 CONDITIONING = ("labels", "demographics", "mask", "text")
 #: where packs of published fits are released (the packs themselves are large: not committed)
-RELEASES = "the cxrbench repository's GitHub releases"
+RELEASES = "a release asset of the cxrbench repository (GitHub releases)"
+#: a CITATION.cff note that states a dataset's terms of use (when it has no licence field)
+TERMS_WORDS = r"terms|licen[cs]e|agreement|acknowledge"
 
 
 def learned_fit(rec: Mapping) -> tuple[str, str] | None:
@@ -163,14 +165,15 @@ def render_card(facts: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
              f"fit key `{facts['fit_key']}`, fit seed {facts['fit_seed']}"
              + (" - **TRUNCATED** by its time budget" if facts["truncated"] else "") + ".", ""]
     lines += ["## Architecture", "", _parameters_text(facts.get("parameters")), "",
-              "Effective options of the fit (preset values resolved):", ""]
+              "Effective options recorded with its cells (preset values resolved; the sampling and runtime options "
+              "among them, such as a guidance scale or a checkpoint interval, do not change the fit):", ""]
     lines += [f"- `{k}`: `{_inline(v)}`" for k, v in facts["options"].items()] or ["- (none recorded)"]
     if facts["options_varied"]:
         lines += ["", "Options that differ between the rows using this fit (sampling only: one fit serves them all):",
                   ""] + [f"- `{k}`: {', '.join(f'`{v}`' for v in vs)}" for k, vs in facts["options_varied"].items()]
     if facts["training"]:
-        lines += ["", "Training: " + ", ".join(f"{k.replace('_', ' ')} {_inline(v)}" for k, v in facts["training"].items())
-                  + "."]
+        done = ", ".join(f"{k.replace('_', ' ')} {_inline(v)}" for k, v in facts["training"].items())
+        lines += ["", f"Training: {done}."]
     if method_refs:
         lines += ["", "Method:", ""] + [_ref_line(r) for r in method_refs]
     lines += ["", "## Training data", "", _data_text(data), ""]
@@ -187,7 +190,8 @@ def render_card(facts: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
     lines += ["## Intended use and limits", ""] + _limits(facts) + [""]
     lines += ["## Leaderboard rows that used this fit", ""] + _rows_table(rows) + [""]
     lines += ["## Getting the fit", "",
-              f"Pack: `{pack}` ({RELEASES}; packs are not committed because they are large). Install it with "
+              f"Pack: `{pack}`, published as {RELEASES}; packs are not committed because they are large. "
+              "Install it with "
               f"`cxrbench unpack {pack}`, or name it on the spec's generator row with `fit_from: {pack}`: a run then "
               "reuses the fit without training, after checking its checksums and that its plugin version, code, "
               "options and training data match the spec."]
@@ -229,7 +233,8 @@ def _data_text(data: Mapping) -> str:
     if data.get("real_data") is not None:
         text += f" Real-data subset {data['real_data']} of the training split (nested, stratified, by patient)."
     if data.get("preprocessing"):
-        text += " Preprocessing: " + ", ".join(f"{k} {_inline(v)}" for k, v in sorted(data["preprocessing"].items())) + "."
+        prep = ", ".join(f"{k} {_inline(v)}" for k, v in sorted(data["preprocessing"].items()))
+        text += f" Preprocessing: {prep}."
     if data.get("differs_from_spec"):
         text += (" **The cells were run with this pack although its training data differ from the spec's** "
                  f"(fit_from_data_differs: {', '.join(data['differs_from_spec'])}).")
@@ -240,8 +245,10 @@ def _ref_line(ref: Mapping, licence: bool = False) -> str:
     line = f"- {ref['title']}" + (f" ({ref['year']})" if ref.get("year") else "")
     if ref.get("link"):
         line += f", <{ref['link']}>"
-    if licence:
-        line += f"; licence: {ref['license']}" if ref.get("license") else f"; terms: {ref['notes']}"
+    if licence and ref.get("license"):
+        line += f"; licence: {ref['license']}"
+    elif licence and re.search(TERMS_WORDS, ref["notes"]):  # e.g. "JSRT terms: research and education"
+        line += f"; terms: {ref['notes']}"
     return line
 
 

@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     pack = sub.add_parser("pack", help="write a fitted generator from the cache as a self-describing folder or .tar "
                                        "(safetensors weights, fit key and what it hashes, cost, generator card)")
-    pack.add_argument("generator", metavar="GENERATOR", help="the spec's generator row: its label, else its plugin name")
+    pack.add_argument("generator", metavar="GENERATOR",
+                      help="the spec's generator row: its label, else its plugin name")
     pack.add_argument("--spec", required=True, help="the spec the generator was fitted under (its data and options)")
     pack.add_argument("--out", required=True, metavar="DIR|FILE.tar", help="a new (or empty) folder, or a .tar file")
     pack.add_argument("--seed", type=int, help="the fit of this seed (fit_seed: per-seed rows)")
@@ -42,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("--dataset", help="the training dataset (grid specs with several)")
     pack.add_argument("--cache-dir", help="the cache holding the fit (default: $CXRBENCH_CACHE or ~/.cache/cxrbench)")
     pack.add_argument("--data-root", help="folder with the dataset (default: $CXRBENCH_DATA_ROOT, then the spec)")
-    pack.add_argument("--run", metavar="DIR", help="run folder whose records the card lists (default: runs/<spec name>)")
+    pack.add_argument("--run", metavar="DIR",
+                      help="run folder whose records the card lists (default: runs/<spec name>)")
     unpack = sub.add_parser("unpack", help="check a pack (checksums, format) and install its fit into the cache, so "
                                            "runs reuse it as if fitted here")
     unpack.add_argument("pack", metavar="PACK", help="a pack folder or .tar file written by `cxrbench pack`")
@@ -102,7 +104,7 @@ def find_fit(args) -> dict:
     from cxrbench.cells import expand_cells
     from cxrbench.config import load_spec, validate_plugins
     from cxrbench.device import resolve_device
-    from cxrbench.grid import grid_slices, is_grid
+    from cxrbench.grid import is_grid
     from cxrbench.plan import unfitted_generator
     from cxrbench.runner import Runner, _default_cache_root
 

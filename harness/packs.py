@@ -268,7 +268,8 @@ def verify_pack(folder: Path, shown: Path | None = None) -> dict:
         raise PackError(f"{where}: {PACK_FILE} does not match its digest (edited or damaged); refusing the pack")
     hashed, key = meta.get("hashed"), str(meta.get("fit_key"))
     if not isinstance(hashed, dict) or content_key(hashed) != key.split("-truncated-")[0]:
-        raise PackError(f"{where}: its fit key {key} is not the hash of the fields it lists (edited); refusing the pack")
+        raise PackError(f"{where}: its fit key {key} is not the hash of the fields it lists (edited); "
+                        "refusing the pack")
     files = meta.get("files")
     if not isinstance(files, dict) or f"{FIT_FOLDER}/{DONE_FILE}" not in files:
         raise PackError(f"{where}: {PACK_FILE} lists no fit ({FIT_FOLDER}/{DONE_FILE}); the pack is incomplete")
@@ -305,7 +306,8 @@ def install(pack: OpenedPack, cache_root: Path, fit_key: str | None = None) -> P
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
             fit_src = pack.folder / FIT_FOLDER
-            entries = {rel[len(FIT_FOLDER) + 1:]: e for rel, e in meta["files"].items() if rel.startswith(f"{FIT_FOLDER}/")}
+            entries = {rel[len(FIT_FOLDER) + 1:]: e for rel, e in meta["files"].items()
+                       if rel.startswith(f"{FIT_FOLDER}/")}
             for rel in entries:
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(fit_src / rel, tmp / rel)

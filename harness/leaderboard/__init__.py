@@ -17,6 +17,8 @@ configuration over its seeds (:func:`cxrbench.leaderboard.build.build_rows`) and
     segmentation.md                only for records of task: segmentation (kept out of the AUROC
                                    table): Dice / HD95 per row with floor, ceiling, paired
                                    differences and mask adherence (leaderboard/segmentation.py)
+    cards/<label>-<fit key>.md     a generator card per learned generator fit (cxrbench.cards), linked
+                                   from its rows; the fit's pack is published as a release asset
     records/<folder>/cells/*.json  a verbatim copy of every record read
     assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row
 
@@ -35,7 +37,7 @@ from pathlib import Path
 from cxrbench.errors import CxrbenchError
 
 TABLE_FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "index.html")
-OWNED_DIRS = ("records", "assets", "plots")
+OWNED_DIRS = ("records", "assets", "plots", "cards")
 #: files of ours written only for some inputs: removed before a rebuild, so none is left stale
 OPTIONAL_FILES = ("learning-curves.md", "external.md", "segmentation.md")
 
@@ -43,6 +45,7 @@ OPTIONAL_FILES = ("learning-curves.md", "external.md", "segmentation.md")
 def build_leaderboard(results_dirs, out, schema=None) -> dict:
     """Build the leaderboard of ``results_dirs`` into ``out``; ``schema``: a Schema, a YAML path or
     None (the default). Returns a summary: rows, records, sources, statuses, files, notes."""
+    from cxrbench import cards
     from cxrbench.aggregate import AGGREGATE_METHOD
     from cxrbench.leaderboard import curve_plot, curves, plots, render, segmentation, shift
     from cxrbench.leaderboard.build import _dedupe, build_rows, display_columns
@@ -58,6 +61,7 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     for rel, _ in items:
         _copy(sources[rel.split("/", 1)[0]] / rel.split("/", 1)[1], out / "records" / rel)
     notes += _copy_assets(rows, sources, out)
+    notes += cards.write_cards(rows, _dedupe(items)[0], out)  # one per learned fit; sets row["cards"]
     columns = display_columns(rows, schema)
     figures, plot_notes = plots.write_plots(rows, out / "plots")
     kept = _dedupe(items)[0]

@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 from urllib.parse import quote
 
+from cxrbench.cards import html_links, markdown_links
 from cxrbench.leaderboard.build import DisplayColumn, RealDataSize, sort_value
 
 _HERE = Path(__file__).parent
@@ -62,6 +63,8 @@ def render_markdown(rows: list[dict], columns: list[DisplayColumn], notes: list[
     from tabulate import tabulate
 
     cells = [[v.replace("|", "\\|").replace("\n", " ") for v in line] for line in table_cells(rows, columns)]
+    cells = [[markdown_links(v, r) if c.column.source == "row.generator" else v for v, c in zip(line, columns)]
+             for line, r in zip(cells, rows)]  # a learned generator's row links to its card (cards.py)
     table = tabulate(cells, headers=[c.header for c in columns], tablefmt="github", disable_numparse=True)
     lines = ["# cxrbench leaderboard", "", table, ""]
     lines += ["## Notes", ""] + [f"- {n}" for n in notes] if notes else []
@@ -205,8 +208,9 @@ def _html_row(index: int, row: dict, columns: list[DisplayColumn], filters: tupl
         else:
             data = "" if key is None else str(key)
         klass = "num" if numeric else ("status" if c.column.source == "row.status" else "")
+        shown = html_links(_e(text), row) if c.column.source == "row.generator" else _e(text)  # its card
         cells.append(f'<td{f" class={chr(34)}{klass}{chr(34)}" if klass else ""} data-value="{_e(data)}">'
-                     f"{_e(text)}</td>")
+                     f"{shown}</td>")
     assets = row.get("assets") or {}
     sheet = assets.get("contact_sheet")
     if sheet:

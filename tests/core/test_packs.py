@@ -248,3 +248,16 @@ def test_spec_rows_with_fit_from_are_checked(row, message):
 
     with pytest.raises(ConfigError, match=message):
         validate_plugins(spec_from_data({**SPEC, "generators": [row]}, "s.yaml"), "s.yaml")
+
+
+def test_the_leaderboard_writes_a_card_per_learned_fit_and_links_its_rows(packed, tmp_path):
+    from cxrbench.leaderboard import build_leaderboard
+
+    summary = build_leaderboard([packed["tmp"] / "run-a"], tmp_path / "lb")
+    key = packed["record"]["generator"]["fit_key"]
+    card = f"cards/gan-{key}.md"
+    assert [f for f in summary["files"] if f.startswith("cards/")] == [card]  # none for the real-only row
+    assert f"| [gan]({card})" in (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert f'<a class="card" href="{card}">gan</a>' in (tmp_path / "lb" / "index.html").read_text()
+    # the leaderboard's card and the pack's are one function of the same records
+    assert (tmp_path / "lb" / card).read_text() == (packed["folder"] / CARD_FILE).read_text()
