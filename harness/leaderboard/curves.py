@@ -11,6 +11,11 @@ test set. Strings only (no file I/O); every value goes through :func:`html.escap
 from __future__ import annotations
 
 FILE = "learning-curves.md"
+#: shown first on the page (cxrbench.leaderboard.table_html): who, the size, the AUROC and what it is
+#: worth in real images; the rest (seeds) behind the details toggle
+KEY = ["protocol", "generator", "r", "real data", "n real", "AUROC [95% CI]", "gain vs real-only [CI] (seeds +/-)",
+       "content gain vs real + r x noise [CI] (seeds +/-)", "worth (real images) [CI]"]
+HEADLINE = "AUROC [95% CI]"
 INTRO = ("AUROC against the number of real training images (the spec's `real_data:` sizes), the mean over "
          "seeds with its 95% interval (Rubin's rules). Gain: vs real-only at the same size; content gain: vs "
          "real + r x noise images at the same size, ratio and seed (what the synthetic images' content adds "
@@ -63,17 +68,17 @@ def render_markdown(groups: list[dict], plot: dict | None) -> str:
 def render_html(groups: list[dict]) -> list[str]:
     """The page's learning-curve section, as lines."""
     from cxrbench.leaderboard.render import _e
+    from cxrbench.leaderboard.table_html import role_of, section_table
     from cxrbench.learning_curves import TABLE_HEADERS, plain_reading, table_rows
 
     out = ['<h2 id="learning-curves">Learning curves</h2>', f"<p>{_e(INTRO.replace('`', ''))} Also in "
            f'<a href="{FILE}">{FILE}</a>.</p>']
     for heading, group in zip(headings(groups), groups):
-        out += [f"<h3>{_e(heading)}</h3>", '<div class="table-wrap"><table class="learning-curve">',
-                "<thead><tr>" + "".join(f'<th scope="col">{_e(h)}</th>' for h in TABLE_HEADERS) + "</tr></thead>",
-                "<tbody>"]
-        for row in table_rows(group):
-            out.append("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>")
-        out += ["</tbody></table></div>"]
+        rows = table_rows(group)
+        # the noise rows of a supplemented curve are the noise control the content gain is read against
+        roles = [role_of(r[0], r[1], supplemented_noise="control") for r in rows]
+        out += [f"<h3>{_e(heading)}</h3>"]
+        out += section_table(TABLE_HEADERS, rows, cls="learning-curve", key=KEY, headline=HEADLINE, roles=roles)
         reading = plain_reading(group)
         if reading:
             out += ['<ul class="notes">'] + [f"<li>{_e(line)}</li>" for line in reading] + ["</ul>"]

@@ -4,8 +4,9 @@ Points of equal cost or FD otherwise stack their names into one unreadable word.
 to the first free candidate place: right of its point and a little above (the default), right
 and below, left above, left below, then the same four one name-height further up and down, and
 so on to the edges of the axes. "Free": inside the axes, overlapping no name placed before it
-and covering no point's marker (nor, where there is room, an error bar or a reference line). Names are placed from the top of the plot down (then left to
-right, then by text), so the result depends only on the inputs. When nothing is free (more names
+and covering no point's marker (nor, where there is room, an error bar or a reference line).
+Names are placed from the top of the plot down (then left to right, then by their order), so
+the result depends only on the inputs. When nothing is free (more names
 than room), a place overlapping no other name is taken even if it covers a marker, and only when
 even that is impossible the least-overlapping place. A name that had to move away from its point
 gets a thin leader line back to it (see :func:`annotate_apart`).

@@ -25,7 +25,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from cxrbench.cards import html_links, markdown_links
+from cxrbench.leaderboard import layout
 from cxrbench.leaderboard.build import DisplayColumn, RealDataSize, sort_value
+from cxrbench.leaderboard.table_html import DETAIL, badge, group_head, legend, toggle
 
 _HERE = Path(__file__).parent
 #: the HTML filter selects, in order: a row field each (real_data only when a row has a size)
@@ -59,14 +61,25 @@ def table_cells(rows: list[dict], columns: list[DisplayColumn]) -> list[list[str
     return [[format_value(c.column.format, c.value(r)) for c in columns] for r in rows]
 
 
+def arrange(rows: list[dict], columns: list[DisplayColumn]) -> tuple[list[DisplayColumn], set[str], str]:
+    """The columns as every table shows them (cxrbench.leaderboard.layout): the key ones first,
+    then the rest in schema order; the ids of those behind the page's details toggle; the caption
+    line naming the settings that are the same in every row."""
+    plan = layout.plan([c.id for c in columns], [c.column.format for c in columns], table_cells(rows, columns),
+                       layout.HEADLINE)
+    line = layout.caption([c.id for c in columns], [c.header for c in columns], plan.constants)
+    return [columns[i] for i in plan.order], {columns[i].id for i in plan.details}, line
+
+
 def render_markdown(rows: list[dict], columns: list[DisplayColumn], notes: list[str]) -> str:
     from tabulate import tabulate
 
+    columns, _, constant = arrange(rows, columns)  # the page's column order; nothing hidden here
     cells = [[v.replace("|", "\\|").replace("\n", " ") for v in line] for line in table_cells(rows, columns)]
     cells = [[markdown_links(v, r) if c.column.source == "row.generator" else v for v, c in zip(line, columns)]
              for line, r in zip(cells, rows)]  # a learned generator's row links to its card (cards.py)
     table = tabulate(cells, headers=[c.header for c in columns], tablefmt="github", disable_numparse=True)
-    lines = ["# cxrbench leaderboard", "", table, ""]
+    lines = ["# cxrbench leaderboard", ""] + ([f"In every row: {constant}.", ""] if constant else []) + [table, ""]
     lines += ["## Notes", ""] + [f"- {n}" for n in notes] if notes else []
     return "\n".join(lines).rstrip() + "\n"
 
@@ -74,6 +87,7 @@ def render_markdown(rows: list[dict], columns: list[DisplayColumn], notes: list[
 def render_latex(rows: list[dict], columns: list[DisplayColumn]) -> str:
     from tabulate import tabulate
 
+    columns = arrange(rows, columns)[0]  # the Markdown's order: key columns first
     return tabulate(table_cells(rows, columns), headers=[c.header for c in columns], tablefmt="latex_booktabs",
                     disable_numparse=True) + "\n"
 
@@ -143,8 +157,9 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            "<title>cxrbench leaderboard</title>", f"<style>{css}</style>", "</head>", "<body>",
            "<h1>cxrbench leaderboard</h1>",
-           f"<p>{len(rows)} rows from {n_records} cell records in {_e(', '.join(sources))}. Click a column header "
-           "to sort (again to reverse); AUROC is the mean over seeds +/- sd with its 95% CI (Rubin's rules).</p>",
+           f"<p>{len(rows)} rows from {n_records} cell records in {_e(', '.join(sources))}, grouped by protocol. "
+           "Click a column header to sort within each group (again to reverse); AUROC is the mean over seeds +/- sd "
+           "with its 95% CI (Rubin's rules). The caption names what every row shares; Details shows every column.</p>",
            '<div class="filters">']
     filters = _filters(rows)
     for key in filters:
@@ -155,20 +170,8 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
         options = "".join(f'<option value="{_e(v)}">{_e(v)}</option>' for v in values)
         out.append(f'<label>{_e(key)}<select data-filter="{_e(key)}" id="filter-{_e(key)}">'
                    f'<option value="">all</option>{options}</select></label>')
-    out += ['<span id="row-count"></span>', "</div>", '<div class="table-wrap">', '<table id="leaderboard">',
-            "<thead><tr>"]
-    numeric_columns = [_numeric(c, rows) for c in columns]
-    for c, numeric in zip(columns, numeric_columns):
-        first = "descending" if c.column.higher_is_better else "ascending"
-        out.append(f'<th scope="col" tabindex="0" data-col="{_e(c.id)}" data-type="{"number" if numeric else "text"}" '
-                   f'data-first="{first}">{_e(c.header)}</th>')
-    out += ['<th scope="col" tabindex="0" data-col="contact_sheet" data-type="text" data-first="ascending">'
-            "Contact sheet</th>",
-            '<th scope="col" tabindex="0" data-col="records" data-type="text" data-first="ascending">Records</th>',
-            "</tr></thead>", "<tbody>"]
-    for i, r in enumerate(rows):
-        out.append(_html_row(i, r, columns, filters, numeric_columns))
-    out += ["</tbody></table></div>"] + list(sections or [])
+    out.append('<span id="row-count"></span></div>')
+    out += _main_table(rows, columns, filters) + list(sections or [])
     if plots:
         out.append("<h2>Plots</h2>")
         for p in plots:
@@ -178,6 +181,33 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
         out += ["<h2>Notes</h2>", '<ul class="notes">'] + [f"<li>{_e(n)}</li>" for n in notes] + ["</ul>"]
     out += [f"<script>{js}</script>", "</body>", "</html>"]
     return "\n".join(out) + "\n"
+
+
+def _main_table(rows: list[dict], columns: list[DisplayColumn], filters: tuple[str, ...]) -> list[str]:
+    """The sortable table (table_html's conventions): key columns first, constant settings in the
+    caption, the rest behind the details toggle; one tbody per protocol group, which the page's
+    script sorts within; the contact sheet and record links are details too."""
+    columns, details, constant = arrange(rows, columns)
+    out = legend(r.get("reference") for r in rows) + toggle(len(details) + 2)
+    out += ['<div class="table-wrap">', '<table id="leaderboard">']
+    out += [f"<caption>{_e(constant)}</caption>"] if constant else []
+    out.append("<thead><tr>")
+    numeric_columns = [_numeric(c, rows) for c in columns]
+    for c, numeric in zip(columns, numeric_columns):
+        first = "descending" if c.column.higher_is_better else "ascending"
+        klass = DETAIL if c.id in details else ("headline" if c.id == layout.HEADLINE else "")
+        out.append(f'<th scope="col"{f" class={chr(34)}{klass}{chr(34)}" if klass else ""} tabindex="0" '
+                   f'data-col="{_e(c.id)}" data-type="{"number" if numeric else "text"}" data-first="{first}">'
+                   f"{_e(c.header)}</th>")
+    out += [f'<th scope="col" class="{DETAIL}" tabindex="0" data-col="contact_sheet" data-type="text" '
+            'data-first="ascending">Contact sheet</th>',
+            f'<th scope="col" class="{DETAIL}" tabindex="0" data-col="records" data-type="text" '
+            'data-first="ascending">Records</th>', "</tr></thead>"]
+    for start, end in layout.groups(rows):
+        out.append('<tbody class="group">' + group_head(layout.group_heading(rows, rows[start]), len(columns) + 2))
+        out += [_html_row(i, rows[i], columns, filters, numeric_columns, details) for i in range(start, end)]
+        out.append("</tbody>")
+    return out + ["</table></div>"]
 
 
 def _filters(rows: list[dict]) -> tuple[str, ...]:
@@ -194,10 +224,13 @@ def _filter_value(row: dict, key: str) -> str:
 
 
 def _html_row(index: int, row: dict, columns: list[DisplayColumn], filters: tuple[str, ...],
-              numeric_columns: list[bool]) -> str:
+              numeric_columns: list[bool], details: set[str]) -> str:
     status = row["status"]
     cls = "status-ok" if status == "ok" else ("status-failed" if status.startswith("failed") else "status-warn")
+    role = row.get("reference")  # ceiling / floor / baseline: marked by a class and a badge, not colour alone
+    cls += f" ref ref-{role}" if role else ""
     attrs = "".join(f' data-f-{key}="{_e(_filter_value(row, key))}"' for key in filters)
+    attrs += f' data-reference="{_e(role)}"' if role else ""
     cells = []
     for c, numeric in zip(columns, numeric_columns):
         value = c.value(row)
@@ -208,20 +241,23 @@ def _html_row(index: int, row: dict, columns: list[DisplayColumn], filters: tupl
         else:
             data = "" if key is None else str(key)
         klass = "num" if numeric else ("status" if c.column.source == "row.status" else "")
+        klass = f"{klass} {DETAIL}".strip() if c.id in details else klass
         shown = html_links(_e(text), row) if c.column.source == "row.generator" else _e(text)  # its card
+        shown += badge(role) if c.column.source == "row.generator" else ""
         cells.append(f'<td{f" class={chr(34)}{klass}{chr(34)}" if klass else ""} data-value="{_e(data)}">'
                      f"{shown}</td>")
     assets = row.get("assets") or {}
     sheet = assets.get("contact_sheet")
     if sheet:
-        cells.append(f'<td class="sheet" data-value="{_e(sheet)}"><a href="{_href(sheet)}"><img src="{_href(sheet)}" '
-                     f'alt="contact sheet of {_e(row["generator"])}"></a>'
+        cells.append(f'<td class="sheet {DETAIL}" data-value="{_e(sheet)}"><a href="{_href(sheet)}">'
+                     f'<img src="{_href(sheet)}" alt="contact sheet of {_e(row["generator"])}"></a>'
                      + (f' <a href="{_href(assets["worst_pairs"])}">worst pairs</a>'
                         if assets.get("worst_pairs") else "") + "</td>")
     else:
-        cells.append('<td class="sheet" data-value="">-</td>')
+        cells.append(f'<td class="sheet {DETAIL}" data-value="">-</td>')
     links = " ".join(f'<a href="{_href("records/" + p)}">{_e(_seed_name(p))}</a>' for p in row["records"])
-    cells.append(f'<td class="records" data-value="{_e(row["records"][0] if row["records"] else "")}">{links}</td>')
+    first = row["records"][0] if row["records"] else ""
+    cells.append(f'<td class="records {DETAIL}" data-value="{_e(first)}">{links}</td>')
     return f'<tr class="{cls}" data-order="{index}"{attrs}>' + "".join(cells) + "</tr>"
 
 

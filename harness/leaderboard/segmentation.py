@@ -15,6 +15,8 @@ from __future__ import annotations
 FILE = "segmentation.md"
 HEADERS = ["Protocol", "Generator", "r", "Seeds", "Dice [95% CI]", "HD95 px [95% CI]", "dDice vs real-only [95% CI]",
            "dDice vs noise control", "Utility (floor 0, ceiling 1)", "Mask adherence (random pairing)"]
+#: the page's headline column (cxrbench.leaderboard.table_html): the segmentation table ranks by Dice
+HEADLINE = "Dice [95% CI]"
 INTRO = ("Lung-field segmentation on real test masks: Dice and the 95th-percentile Hausdorff distance (pixels at the "
          "image size), means over test images with patient-level bootstrap intervals, seeds pooled with Rubin's "
          "rules. dDice: the paired per-image difference at the same seeds. Floor: noise images with real masks; "
@@ -132,13 +134,14 @@ def render_markdown(data: list[dict]) -> str:
 
 def render_html(data: list[dict]) -> list[str]:
     from cxrbench.leaderboard.render import _e
+    from cxrbench.leaderboard.table_html import role_of, section_table
 
     out = ['<h2 id="segmentation">Segmentation</h2>', f"<p>{_e(INTRO)} Also in <a href=\"{FILE}\">{FILE}</a>.</p>"]
     for g in data:
-        out += [f"<h3>{_e(_heading(g))}</h3>", '<div class="table-wrap"><table class="segmentation">',
-                "<thead><tr>" + "".join(f'<th scope="col">{_e(h)}</th>' for h in HEADERS) + "</tr></thead><tbody>"]
-        out += ["<tr>" + "".join(f"<td>{_e(v)}</td>" for v in r) + "</tr>" for r in table_rows(g)]
-        out += ["</tbody></table></div>"]
+        roles = [role_of(r["protocol"], r["generator"], r["plugin"]) for r in g["rows"]]
+        out += [f"<h3>{_e(_heading(g))}</h3>"]
+        out += section_table(HEADERS, table_rows(g), cls="segmentation", key=[h for h in HEADERS if h != "Seeds"],
+                             headline=HEADLINE, roles=roles)
         reading = plain_reading(g)
         if reading:
             out += ['<ul class="notes">'] + [f"<li>{_e(x)}</li>" for x in reading] + ["</ul>"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 FILE = "external.md"
+#: the page's headline of an external table: what survives on the other hospitals' images
+EXTERNAL_HEADLINE = "External AUROC [95% CI]"
 PLOT = "subgroups"
 INTRO = ("How much of each model's AUROC survives a test set from other hospitals, and for whom it works. "
          "Transfer gap = external - internal AUROC (same classifier); gap vs real-only = that gap minus "
@@ -111,15 +113,10 @@ def render_html(data: dict) -> list[str]:
     """The page's external-validity and subgroup sections, as lines (every value escaped)."""
     from cxrbench.external_validity import TABLE_HEADERS, table_rows
     from cxrbench.leaderboard.render import _e
+    from cxrbench.leaderboard.table_html import role_of, section_table
     from cxrbench.subgroup_summary import METRICS, headers
     from cxrbench.subgroup_summary import plain_reading as subgroup_reading
     from cxrbench.subgroup_summary import table_rows as subgroup_rows
-
-    def table(head, rows, cls):
-        return ([f'<div class="table-wrap"><table class="{cls}">',
-                 "<thead><tr>" + "".join(f'<th scope="col">{_e(h)}</th>' for h in head) + "</tr></thead><tbody>"]
-                + ["<tr>" + "".join(f"<td>{_e(v)}</td>" for v in r) + "</tr>" for r in rows]
-                + ["</tbody></table></div>"])
 
     def bullets(items):
         return ['<ul class="notes">'] + [f"<li>{_e(x)}</li>" for x in items] + ["</ul>"] if items else []
@@ -128,13 +125,19 @@ def render_html(data: dict) -> list[str]:
     if data["external"]:
         out += ['<h2 id="external">External test sets</h2>', f"<p>{_e(INTRO)} Also in <a href=\"{FILE}\">{FILE}</a>.</p>"]
     for entry in data["external"]:
-        out += [f"<h3>{_e(_heading(entry['group']))}</h3>"] + table(TABLE_HEADERS, table_rows(entry["rows"]), "external")
+        roles = [role_of(r["protocol"], r["generator"], r["plugin"]) for r in entry["rows"]]
+        out += [f"<h3>{_e(_heading(entry['group']))}</h3>"]
+        out += section_table(TABLE_HEADERS, table_rows(entry["rows"]), cls="external",
+                             key=[h for h in TABLE_HEADERS if h != "Seeds"], headline=EXTERNAL_HEADLINE, roles=roles)
         out += bullets(_refs(entry) + _rank_lines(entry)) + bullets(entry["reading"])
     if data["subgroups"]:
         out += ['<h2 id="subgroups">Subgroups</h2>', f"<p>{_e(SUBGROUP_INTRO)}</p>"]
     for t in data["subgroups"]:
         out += [f"<h3>{_e(t['test_set'])}: {_e(METRICS[t['metric']])} of {_e(t['label'])} by {_e(t['field'])}</h3>"]
-        out += table(headers(t), subgroup_rows(t), "subgroups") + bullets(subgroup_reading(t))
+        head = headers(t)  # every group's metric is key; the first group's is the headline
+        out += section_table(head, subgroup_rows(t), cls="subgroups", key=[h for h in head if h != "Seeds"],
+                             headline=head[4], roles=[role_of(r["protocol"], r["generator"]) for r in t["rows"]])
+        out += bullets(subgroup_reading(t))
     return out
 
 
