@@ -220,7 +220,8 @@ def safe_extract(archive: Path, into: Path) -> None:
     try:
         tar = tarfile.open(archive, "r:*")
     except (OSError, tarfile.TarError) as exc:
-        raise PackError(f"{archive}: not a readable tar archive ({exc}); give the file `cxrbench pack` wrote") from None
+        raise PackError(f"{archive}: not a readable tar archive ({type(exc).__name__}); give the file `cxrbench pack` "
+                        "wrote") from None
     root = Path(into).resolve()
     with tar:
         members = tar.getmembers()

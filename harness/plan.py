@@ -62,6 +62,8 @@ def _plan_slice(runner) -> dict:
             status = "no fit needed"
         elif (ckpt / DONE_FILE).is_file():
             status = "cached"
+        elif v.fit_from is not None:  # installed from the pack when the run starts, never trained
+            status = f"cached (from pack {v.fit_from})"
         elif (ckpt / "resume" / "train_state.json").is_file():
             step = json.loads((ckpt / "resume" / "train_state.json").read_text()).get("step")
             status = f"to fit (resumes at step {step})"

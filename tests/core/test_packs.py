@@ -261,3 +261,20 @@ def test_the_leaderboard_writes_a_card_per_learned_fit_and_links_its_rows(packed
     assert f'<a class="card" href="{card}">gan</a>' in (tmp_path / "lb" / "index.html").read_text()
     # the leaderboard's card and the pack's are one function of the same records
     assert (tmp_path / "lb" / card).read_text() == (packed["folder"] / CARD_FILE).read_text()
+
+
+def test_a_file_that_is_not_a_pack_is_one_line(tmp_path):
+    (tmp_path / "notes.tar").write_text("not an archive\n")
+    cases = ((tmp_path / "notes.tar", "not a readable tar archive"), (tmp_path / "missing.tar", "no such pack"),
+             (tmp_path, "not a cxrbench pack"))
+    for path, message in cases:
+        with pytest.raises(PackError, match=message) as err:
+            OpenedPack(path, scratch=tmp_path)
+        assert "\n" not in str(err.value)
+
+
+def test_the_dry_run_says_a_packed_fit_is_not_trained(packed, tmp_path, capsys):
+    spec = _spec(tmp_path, "dry", fit_from=str(packed["tar"]))
+    assert main(["run", "--spec", str(spec), "--dry-run", "--out", str(tmp_path / "run"),
+                 "--cache-dir", str(tmp_path / "empty")]) == 0
+    assert f"cached (from pack {packed['tar']})" in capsys.readouterr().out
