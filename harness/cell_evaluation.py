@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxrbench.celldata import read_scores, write_predictions
+from cxrbench.celldata import read_scores, write_predictions, write_scores
 
 
 def evaluate_cell(runner, w, model) -> dict:
@@ -39,6 +39,11 @@ def evaluate_cell(runner, w, model) -> dict:
     tune_scores = predict(model, w.tune_images, device=runner.device)
     thresholds = tuned_thresholds(tune_scores, w.tune_targets.numpy(), settings.threshold)
     out = {"thresholds": thresholds, "metrics": {}, "comparisons": {}}
+    if w.tune_keys is not None:
+        # stored so that `cxrbench rescore --threshold RULE` can re-choose thresholds later
+        tuning = w.adir / "tuning-predictions.csv"
+        write_scores(tuning, w.tune_keys, w.tune_patients, w.tune_targets.numpy(), tune_scores, names)
+        w.artifacts["tuning_predictions"] = str(tuning)
     predictions, baseline = {}, runner._baseline_record(w.cell)
     control = runner._finished(w.cell.noise_control())
     if control is not None:

@@ -43,6 +43,18 @@ def write_predictions(path: Path, split, scores, label_names) -> None:
     write_csv(df, path)
 
 
+def write_scores(path: Path, keys, patient_ids, labels, scores, label_names) -> None:
+    """A predictions file (the layout of :func:`write_predictions`, without metadata) for images
+    that are not a test split: the tuning set's scores, from which thresholds are chosen."""
+    import pandas as pd
+
+    df = pd.DataFrame({"key": list(keys), "patient_id": list(patient_ids)})
+    for j, name in enumerate(label_names):
+        df[f"true_{name}"] = labels[:, j]
+        df[f"score_{name}"] = scores[:, j]
+    write_csv(df, path)
+
+
 def write_csv(df, path: Path) -> None:
     """``df`` to ``path`` as CSV, atomically (a reader never sees half a file)."""
     tmp = path.with_suffix(".tmp")

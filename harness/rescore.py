@@ -13,10 +13,11 @@ Contract
   back as the float32 the classifier produced), and so are the sections that derive from the
   same files: ``comparisons`` (DeLong vs real-only) and ``vs_noise_control`` where the record
   has them and the other cell's predictions are in the run, ``transfer`` and ``subgroups``.
-* **Thresholds**: the record's own, unless ``--threshold`` names another rule. Re-choosing
-  needs the tuning-set scores, which the runner does not store: then one line says so and the
-  recorded thresholds are kept. (A record whose ``artifacts.tuning_predictions`` names a CSV of
-  the same layout has its thresholds re-chosen from it.)
+* **Thresholds**: the record's own, unless ``--threshold`` names another rule: then they are
+  re-chosen by that rule from the tuning-set scores the runner stores with every classification
+  cell (``artifacts.tuning_predictions``, ``tuning-predictions.csv``: the real validation split,
+  or the synthetic tuning slice under synthetic-only.v2). Records made before the runner stored
+  them keep their thresholds, said in one line.
 * **Segmentation** cells: Dice / IoU / HD95 means and bootstrap CIs recomputed from the
   per-image CSV with :func:`cxrbench.evaluation.segmentation.segmentation_summary`, and the paired
   Dice comparisons. The CSV holds each image's mean over mask classes: with one class that is

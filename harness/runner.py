@@ -71,6 +71,9 @@ class CellWork:
     #: what the model is tuned on: labels (classification) or masks (segmentation)
     tune_targets: Any = None
     tune_desc: str = ""
+    #: the tuning images' keys and patients, for the stored tuning-set predictions
+    tune_keys: Any = None
+    tune_patients: Any = None
     #: the fitted generator of a generator cell (its masks are a segmentation pair's targets)
     generator: Any = None
     test_sets: dict = field(default_factory=dict)
@@ -420,9 +423,12 @@ class Runner:
             w.tune_images = w.tuning_slice.images
             w.tune_targets = self.task.synthetic_targets(w.tuning_slice, w.generator, len(w.source.label_names))
             w.tune_desc = f"synthetic tuning slice (n={len(w.tuning_slice.conditions)}; no real image or label)"
+            w.tune_keys = [f"syn-tune-{i:06d}" for i in range(len(w.tuning_slice.conditions))]  # manifest names
+            w.tune_patients = w.tune_keys
         else:
             w.tune_images, w.tune_targets = w.val.images, self.task.real_targets(w.val, w.train_name)
             w.tune_desc = f"{w.train_name}:val (real, n={len(w.val)})"
+            w.tune_keys, w.tune_patients = list(w.val.keys), list(w.val.patient_ids)
             w.patients["tuning"] = namespaced(w.train_ds, w.val.patient_ids)
 
     def _test_sets(self, w: CellWork) -> None:

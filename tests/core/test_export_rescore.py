@@ -315,7 +315,12 @@ def test_rescore_with_more_resamples_changes_cis_not_point_estimates(run, tmp_pa
 
 
 def test_rescore_cannot_rechoose_thresholds_without_tuning_scores(run, tmp_path, capsys):
+    """Records made before the runner stored tuning-set scores keep their thresholds, said once."""
     folder = _copy(run, tmp_path)
+    for rec in _records(folder):
+        rec = {k: v for k, v in rec.items() if k != "digest"}
+        rec["artifacts"] = {k: v for k, v in rec["artifacts"].items() if k != "tuning_predictions"}
+        RunStore(folder).write(rec["cell_id"], rec)
     before = _record_bytes(folder)
     assert main(["rescore", str(folder), "--threshold", "f1"]) == 0
     out = capsys.readouterr().out
@@ -324,19 +329,39 @@ def test_rescore_cannot_rechoose_thresholds_without_tuning_scores(run, tmp_path,
     assert _record_bytes(folder) == before
 
 
+def test_the_stored_tuning_scores_are_the_ones_the_thresholds_came_from(run):
+    """Every classification cell stores its tuning-set scores (real validation split, or the
+    synthetic tuning slice under synthetic-only.v2); the recorded rule applied to them gives the
+    recorded thresholds exactly."""
+    from cxrbench.cell_evaluation import tuned_thresholds
+    from cxrbench.rescore import read_classification
+
+    records = _records(run)
+    assert records
+    for rec in records:
+        path = Path(rec["artifacts"]["tuning_predictions"])
+        assert path.is_file() and path.parent.name == rec["cell_id"]
+        names, scores, labels, split = read_classification(path)
+        assert len(split.keys) == len(scores) > 0
+        rule = ((rec.get("spec") or {}).get("evaluation") or {}).get("threshold", "youden")
+        assert tuned_thresholds(scores, labels, rule) == rec["thresholds"]
+        if rec["cell"]["protocol"] == "synthetic-only.v2":
+            assert split.keys[0].startswith("syn-tune-")
+
+
 def test_rescore_rechooses_thresholds_from_stored_tuning_scores(run, tmp_path):
-    """A record naming a tuning-set predictions file gets thresholds re-chosen from it."""
+    """With the stored tuning-set scores every cell gets its thresholds re-chosen by the new
+    rule, the values the rule gives on that file."""
+    from cxrbench.cell_evaluation import tuned_thresholds
+    from cxrbench.rescore import read_classification
+
     folder = _copy(run, tmp_path)
-    rec = next(r for r in _records(folder) if r["cell"]["protocol"] == "real-only.v1")
-    test_file = Path(rec["artifacts"]["predictions"]["phantom:test"]).name
-    tuning = folder / "cells" / rec["cell_id"] / "tuning-predictions.csv"
-    shutil.copy(folder / "cells" / rec["cell_id"] / test_file, tuning)  # stands in for tuning-set scores
-    rec = {k: v for k, v in rec.items() if k != "digest"}
-    rec["artifacts"] = {**rec["artifacts"], "tuning_predictions": str(tuning)}
-    RunStore(folder).write(rec["cell_id"], rec)
     report = rescore_run(folder, threshold="f1", dry_run=True)
-    assert "--threshold f1: 3 cell(s)" in "\n".join(report.lines)  # the other three keep theirs
-    assert rec["cell_id"] in report.changed
+    assert "tuning-set scores" not in "\n".join(report.lines)
+    rescore_run(folder, threshold="f1")
+    for rec in _records(folder):
+        _, scores, labels, _ = read_classification(folder / "cells" / rec["cell_id"] / "tuning-predictions.csv")
+        assert rec["thresholds"] == pytest.approx(tuned_thresholds(scores, labels, "f1"), abs=1e-12)
 
 
 def test_a_failed_cell_is_skipped_by_rescore(run, tmp_path):
