@@ -184,3 +184,29 @@ def test_no_lock_is_posix_only_and_the_library_configures_no_logging():
         text = path.read_text()
         assert not re.search(r"\bimport fcntl\b|\bfcntl\.", text), f"{path}: locks go through filelock, not fcntl"
         assert "basicConfig(" not in text, f"{path}: the library must leave logging configuration to its caller"
+
+
+def test_a_ray_task_logs_at_the_driver_s_console_level(tmp_path, monkeypatch):
+    """A Ray worker starts with logging unconfigured: the job it gets carries the driver's
+    console level (-q / -v), and the task's runner installs it (checked here without Ray)."""
+    import logging
+
+    from cxrbench.config import spec_from_data, to_dict
+    from cxrbench.logs import console_level, log_to_stderr
+    from cxrbench.ray_executor import _slice_runner, job_of
+    from cxrbench.runner import Runner
+
+    from cxrbench.device import COMPILE_ENV
+
+    for name in ("CXRBENCH_PROGRESS", COMPILE_ENV):  # the task sets both: restored after the test
+        monkeypatch.setenv(name, "0")
+    spec = spec_from_data({"name": "ray-log", "dataset": {"name": "phantom"}, "size": 16,
+                           "classifier": {"name": "tiny-cnn"}, "protocols": [{"name": "real-only"}]}, "test")
+    runner = Runner(spec, out=tmp_path / "run", cache_dir=tmp_path / "cache", device="cpu", progress=False)
+    runner.cache_root = tmp_path / "cache"
+    log_to_stderr(logging.DEBUG)  # the driver ran with -v
+    job = job_of(runner)
+    assert job["log_level"] == logging.DEBUG
+    log_to_stderr(logging.WARNING)  # stands for the worker's own state before the task
+    _slice_runner(job, to_dict(spec))
+    assert console_level() == logging.DEBUG
