@@ -30,11 +30,16 @@ from typing import Any
 AGGREGATE_METHOD = "rubin-rules: T = W + (1 + 1/m) B, t interval (Rubin 1987)"
 
 
-def utility_between(value: float | None, floor: float | None, ceiling: float | None) -> float | None:
+def utility_between(value: float | None, floor: float | None, ceiling: float | None,
+                    ceiling_low: float | None = None) -> float | None:
     """Where ``value`` sits between the noise floor (0) and the real ceiling (1) measured on the
     same test set the same way; None without both references or when the ceiling is not above
-    the floor (there is no scale to read on)."""
+    the floor (there is no scale to read on). With ``ceiling_low`` (the lower end of the ceiling's
+    interval) also None when the ceiling is not clearly above the floor: on an external set where
+    noise and real score 0.547 and 0.557 [0.408, 0.709], a ratio over a 0.010 span read 6.8."""
     if None in (value, floor, ceiling) or ceiling <= floor:
+        return None
+    if ceiling_low is not None and ceiling_low <= floor:
         return None
     return (value - floor) / (ceiling - floor)
 

@@ -94,19 +94,25 @@ def transfer_rows(group: dict) -> list[dict]:
             "gap_vs_real_only": pool_seeds([t.get("gap_vs_baseline") for t in tr],
                                       [t.get("gap_vs_baseline_ci") for t in tr]),
         })
-    add_references(rows, lambda r: (r["external"] or {}).get("mean"))  # the external set's floor and ceiling
+    # the external set's floor and ceiling; the ceiling's interval decides whether there is a scale
+    add_references(rows, lambda r: (r["external"] or {}).get("mean"),
+                   lambda r: ((r["external"] or {}).get("ci") or [None])[0])
     return rows
 
 
-def add_references(rows: list[dict], value_of: Callable[[dict], float | None]) -> None:
+def add_references(rows: list[dict], value_of: Callable[[dict], float | None],
+                   low_of: Callable[[dict], float | None] = lambda r: None) -> None:
     """Each row's floor (the plain ``noise`` row) and ceiling (the plain ``real`` row) of the same
     protocol and ratio, by ``value_of``, and its utility between them; a relabelled variant of
     noise or real is a generator row, and real-only rows have neither reference."""
-    refs = {(r["protocol"], r["ratio"], r["plugin"]): value_of(r)
+    refs = {(r["protocol"], r["ratio"], r["plugin"]): r
             for r in rows if r["plugin"] in ("noise", "real") and r["generator"] == r["plugin"]}
     for r in rows:
-        r["floor"], r["ceiling"] = refs.get((r["protocol"], r["ratio"], "noise")), refs.get((r["protocol"], r["ratio"], "real"))
-        r["utility"] = utility_between(value_of(r), r["floor"], r["ceiling"])
+        floor_row, ceiling_row = (refs.get((r["protocol"], r["ratio"], kind)) for kind in ("noise", "real"))
+        r["floor"] = None if floor_row is None else value_of(floor_row)
+        r["ceiling"] = None if ceiling_row is None else value_of(ceiling_row)
+        r["utility"] = utility_between(value_of(r), r["floor"], r["ceiling"],
+                                       None if ceiling_row is None else low_of(ceiling_row))
 
 
 def rankings(group: dict, predictions: Callable[[dict, str], Path | None], *, n_resamples: int = 1000,

@@ -122,24 +122,27 @@ def _add_utility_ratios(rows: list[dict]) -> None:
         return tuple(r[k] for k in ("dataset", "dataset_fingerprint", "size", "classifier", "protocol", "schedule",
                                     "ratio", "test_set")) + (_size_key(size),)
 
-    def auroc(r):
-        return ((r["aggregate"].get("metrics") or {}).get("auroc") or {}).get("mean")
+    def pooled(r):
+        return (r["aggregate"].get("metrics") or {}).get("auroc") or {}
 
-    refs: dict[str, dict[tuple, dict[str, float]]] = {"real": {}, "noise": {}}
+    def auroc(r):
+        return pooled(r).get("mean")
+
+    refs: dict[str, dict[tuple, dict[str, dict]]] = {"real": {}, "noise": {}}
     for r in rows:
         # the plain `noise` / `real` rows (a relabelled variant, e.g. white noise, is a generator row)
         if r["generator_plugin"] in refs and r["generator"] == r["generator_plugin"] and r["chain"] == "-" \
                 and auroc(r) is not None:
-            refs[r["generator_plugin"]].setdefault(place(r), {}).setdefault(r["context"], auroc(r))
+            refs[r["generator_plugin"]].setdefault(place(r), {}).setdefault(r["context"], pooled(r))
 
     def reference(kind, r):
         found = refs[kind].get(place(r), {})
-        return found.get(r["context"], next(iter(found.values())) if len(found) == 1 else None)
+        return found.get(r["context"], next(iter(found.values())) if len(found) == 1 else None) or {}
 
     for r in rows:
-        floor, ceiling, value = reference("noise", r), reference("real", r), auroc(r)
-        r["floor"], r["ceiling"] = floor, ceiling
-        r["utility_ratio"] = utility_between(value, floor, ceiling)
+        floor, ceiling, value = reference("noise", r).get("mean"), reference("real", r), auroc(r)
+        r["floor"], r["ceiling"] = floor, ceiling.get("mean")
+        r["utility_ratio"] = utility_between(value, floor, ceiling.get("mean"), (ceiling.get("ci") or [None])[0])
 
 
 def _reference_role(row: dict, rec: dict) -> str | None:

@@ -286,12 +286,29 @@ def test_each_test_set_is_read_between_its_own_floor_and_ceiling(mixed_records, 
         rec["metrics"][external] = copy.deepcopy(rec["metrics"][internal])
         for tname, v in zip((internal, external), values):
             rec["metrics"][tname]["macro"]["auroc"] = v
+            rec["metrics"][tname]["macro"]["auroc_ci"] = [v - 0.05, v + 0.05]
         made.append((path.replace("__noise__", f"__{token}__"), rec))
     rows = build_rows(made, load_schema())
     g = {r["test_set"]: r["values"] for r in rows if r["generator"] == "g"}
     assert g[internal]["utility_ratio"] == pytest.approx((0.80 - 0.70) / (0.90 - 0.70))
     assert g[external]["utility_ratio"] == pytest.approx((0.55 - 0.35) / (0.75 - 0.35))  # 0.5, not 0.2
     assert (g[external]["floor"], g[external]["ceiling"]) == (pytest.approx(0.35), pytest.approx(0.75))
+    # a ceiling not clearly above its floor (its interval reaches down to the floor) gives no scale:
+    # no utility, rather than a ratio over a span inside the noise
+    real = next(rec for p, rec in made if "__real__" in p)
+    real["metrics"][external]["macro"]["auroc_ci"] = [0.30, 0.90]
+    rows = build_rows(made, load_schema())
+    g = {r["test_set"]: r["values"] for r in rows if r["generator"] == "g"}
+    assert g[external]["utility_ratio"] is None and g[internal]["utility_ratio"] == pytest.approx(0.5)
+
+
+def test_utility_needs_a_ceiling_clearly_above_the_floor():
+    from cxrbench.aggregate import utility_between
+
+    assert utility_between(0.8, 0.7, 0.9) == pytest.approx(0.5)
+    assert utility_between(0.8, 0.7, 0.9, ceiling_low=0.75) == pytest.approx(0.5)
+    assert utility_between(0.615, 0.547, 0.557, ceiling_low=0.408) is None  # the COVID set's supplemented r = 1
+    assert utility_between(0.8, 0.7, 0.7) is None and utility_between(None, 0.7, 0.9) is None
 
 
 def test_a_protocols_latest_version_is_listed_first(rows):
