@@ -200,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cxrbench: interrupted; finished cells are stored, re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`cxrbench plugins | head`): nothing is lost, say nothing; point
+        # stdout at devnull so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_plugins(args) -> int:

@@ -210,3 +210,15 @@ def test_a_ray_task_logs_at_the_driver_s_console_level(tmp_path, monkeypatch):
     log_to_stderr(logging.WARNING)  # stands for the worker's own state before the task
     _slice_runner(job, to_dict(spec))
     assert console_level() == logging.DEBUG
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    """`cxrbench plugins | head -1`: the closed pipe ends the command quietly with status 0."""
+    import subprocess
+    import sys
+
+    code = "import sys; from cxrbench.cli import main; sys.exit(main(['plugins']))"
+    out = subprocess.run(f'"{sys.executable}" -c "{code}" | head -1; exit ${{PIPESTATUS[0]}}', shell=True,
+                         executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert out.stdout.startswith("name") and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+    assert out.returncode == 0
