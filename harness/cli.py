@@ -236,7 +236,8 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from cxrbench.config import load_spec, validate_plugins
+    from cxrbench.config import load_spec
+    from cxrbench.spec_validation import validate_plugins
 
     spec = load_spec(args.spec)
     validate_plugins(spec, args.spec)
@@ -401,7 +402,8 @@ def resolve_run_spec(args):
         spec.protocols = [dataclasses.replace(p, ratios=list(args.ratio)) if t else p
                           for p, t in zip(spec.protocols, takes)]
     # Re-validate the merged result with the same strict rules as a file.
-    from cxrbench.config import spec_dict, spec_from_data, validate_plugins
+    from cxrbench.config import spec_dict, spec_from_data
+    from cxrbench.spec_validation import validate_plugins
 
     spec = spec_from_data(spec_dict(spec), source)
     validate_plugins(spec, source)

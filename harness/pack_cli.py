@@ -102,7 +102,8 @@ COMMANDS = {"pack": cmd_pack, "unpack": cmd_unpack}
 def find_fit(args) -> dict:
     """The cache entry, pack document, card and records of the fit ``args`` names (see the module doc)."""
     from cxrbench.cells import expand_cells
-    from cxrbench.config import load_spec, validate_plugins
+    from cxrbench.config import load_spec
+    from cxrbench.spec_validation import validate_plugins
     from cxrbench.device import resolve_device
     from cxrbench.grid import is_grid
     from cxrbench.plan import unfitted_generator

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrbench.config import load_spec, spec_from_data, validate_plugins
+from cxrbench.config import load_spec, spec_from_data
+from cxrbench.spec_validation import validate_plugins
 from cxrbench.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def test_cli_validate_misspelt_key_exits_nonzero_without_traceback(tmp_path):
     ({"external": [{"name": "phantom", "optional": "maybe"}]}, r"external\[0\]\.optional"),
 ])
 def test_validate_refuses_what_every_run_would_fail(extra, message):
-    from cxrbench.config import validate_plugins
+    from cxrbench.spec_validation import validate_plugins
 
     data = {"name": "x", "protocols": [{"name": "synthetic-only"}], **extra}
     with pytest.raises(ConfigError, match=message):

@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 import torch
 
-from cxrbench.config import ConditionMix, spec_from_data, validate_plugins
+from cxrbench.config import ConditionMix, spec_from_data
+from cxrbench.spec_validation import validate_plugins
 from cxrbench.contracts import GeneratorCapabilities, Split
 from cxrbench.demographics import apply_mix, field_value
 from cxrbench.errors import ConfigError, CxrbenchError

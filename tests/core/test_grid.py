@@ -6,7 +6,8 @@ import json
 import pytest
 
 from cxrbench.cli import main
-from cxrbench.config import load_spec, spec_from_data, validate_plugins
+from cxrbench.config import load_spec, spec_from_data
+from cxrbench.spec_validation import validate_plugins
 from cxrbench.errors import ConfigError
 from cxrbench.grid import grid_slices
 from cxrbench.store import RunStore

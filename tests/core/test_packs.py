@@ -243,7 +243,7 @@ def test_the_card_front_matter_is_yaml_with_the_facts(packed):
     ({**GAN, "fit_from": "x.tar", "fit_seed": "per-seed", "options": {"preset": "tiny"}}, "a pack holds one fit"),
 ])
 def test_spec_rows_with_fit_from_are_checked(row, message):
-    from cxrbench.config import validate_plugins
+    from cxrbench.spec_validation import validate_plugins
     from cxrbench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrbench.config import spec_from_data, validate_plugins
+from cxrbench.config import spec_from_data
+from cxrbench.spec_validation import validate_plugins
 from cxrbench.errors import ConfigError
 
 SPEC = {

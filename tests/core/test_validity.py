@@ -299,7 +299,7 @@ def test_fit_seed_per_seed_trains_one_fit_per_seed_in_one_row(tmp_path):
     ({"name": "seeded", "fit_seed": "each"}, "fit_seed"),
 ])
 def test_fit_seed_per_seed_is_checked_at_validate(ref, message):
-    from cxrbench.config import validate_plugins
+    from cxrbench.spec_validation import validate_plugins
     from cxrbench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):

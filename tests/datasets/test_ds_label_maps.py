@@ -6,7 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from cxrbench.config import spec_from_data, validate_plugins
+from cxrbench.config import spec_from_data
+from cxrbench.spec_validation import validate_plugins
 from cxrbench.errors import ConfigError
 from cxrbench.runner import Runner
 
