@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"freeze_code: {target} exists; give a new folder (a frozen copy is never updated in place)",
               file=sys.stderr)
         return 2
-    revision = git_revision()
+    revision = git_revision(REPO / "harness")  # the checkout copied, whichever cxrbench is installed
     if revision is None:
         print(f"freeze_code: {REPO} is not a git checkout; freeze from one", file=sys.stderr)
         return 2

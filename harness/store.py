@@ -193,11 +193,15 @@ def fingerprint_files(packages: dict[str, Path]) -> str:
 REVISION_FILE = "GIT_REVISION"
 
 
-def git_revision() -> str | None:
+def git_revision(where: Path | None = None) -> str | None:
     """The git revision of the cxrbench checkout (``+dirty`` with uncommitted changes); in a frozen
     copy, which long benchmark runs use so that edits to the checkout cannot reach them, the
-    revision it was copied from (its :data:`REVISION_FILE`); else None (a wheel, a bare copy)."""
-    here = Path(__file__).resolve().parent
+    revision it was copied from (its :data:`REVISION_FILE`); else None (a wheel, a bare copy).
+
+    ``where`` asks about another folder (default: the folder this module runs from). A tool that
+    copies a checkout's sources must ask about that checkout, not about the installed package,
+    which after ``pip install .`` is a site-packages copy with no git behind it."""
+    here = Path(where).resolve() if where is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5

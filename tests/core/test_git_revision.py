@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cxrbench.store import REVISION_FILE, record_digest, seal
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_frozen_copy_names_the_revision_it_was_copied_from(tmp_path):
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True).returncode != 0:
+        pytest.skip(f"{REPO} is no git checkout here (a source archive): nothing to freeze from")
     made = subprocess.run([sys.executable, str(REPO / "benchmarks" / "freeze_code.py"), str(tmp_path / "frozen")],
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
@@ -34,6 +38,17 @@ def test_a_frozen_copy_names_the_revision_it_was_copied_from(tmp_path):
     again = subprocess.run([sys.executable, str(REPO / "benchmarks" / "freeze_code.py"), str(tmp_path / "frozen")],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and again.stderr.strip().startswith("freeze_code: ")  # never updated in place
+
+
+def test_freezing_asks_the_checkout_not_the_installed_package(tmp_path):
+    """CI installs cxrbench with ``pip install .`` (a site-packages copy, no git behind it) and
+    runs this checkout's benchmarks/freeze_code.py: the revision must be the checkout's."""
+    from cxrbench.store import git_revision
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True).returncode != 0:
+        pytest.skip(f"{REPO} is no git checkout here")
+    assert git_revision(REPO / "harness").split("+")[0] == subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert git_revision(tmp_path) is None  # a folder with neither git nor a revision file
 
 
 def test_a_copy_without_the_file_says_it_does_not_know(tmp_path):
