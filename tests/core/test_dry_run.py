@@ -10,7 +10,7 @@ def test_dry_run_before_and_after_a_run(tmp_path, capsys, monkeypatch):
     ddpm_tiny.write_text(
         "spec_version: 1\nname: dry\ndataset: {name: phantom, options: {n_train: 40, n_val: 20, n_test: 20}}\n"
         "size: 16\nclassifier: {name: tiny-cnn}\n"
-        "generators: [{name: noise}, {name: ddpm, label: ddpm, options: {preset: tiny, train_steps: 3}}]\n"
+        "generators: [{name: noise}, {name: ddpm, label: ddpm, options: {preset: tiny, train_steps: 3, sampling_steps: 4, gen_batch_size: 64}}]\n"
         "protocols: [{name: synthetic-only, schedule: quick}]\nseeds: [0, 1]\n"
         "evaluation: {bootstrap_resamples: 20}\nquality: {enabled: false}\n")
     assert main(["run", "--spec", str(ddpm_tiny), "--dry-run", *paths]) == 0

@@ -29,7 +29,7 @@ classifiers: [{name: tiny-cnn}]
 chains: [[]]
 generators:
   - {name: noise}
-  - {name: ddpm, label: ddpm, options: {preset: tiny, train_steps: 3}}
+  - {name: ddpm, label: ddpm, options: {preset: tiny, train_steps: 3, sampling_steps: 4, gen_batch_size: 64}}
 protocols: [{name: synthetic-only, schedule: quick}]
 seeds: [0, 1]
 evaluation: {bootstrap_resamples: 20}

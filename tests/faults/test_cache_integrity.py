@@ -84,7 +84,7 @@ def test_a_bad_synthetic_set_is_moved_aside_and_regenerated(tmp_path, capfd, how
 
 @pytest.mark.parametrize("how", ["truncated", "pickle"])
 def test_a_bad_fitted_checkpoint_is_moved_aside_and_refitted(tmp_path, capfd, how):
-    spec = _spec({"name": "ddpm", "options": {"preset": "tiny", "train_steps": 4}})
+    spec = _spec({"name": "ddpm", "options": {"preset": "tiny", "train_steps": 4, "sampling_steps": 4, "gen_batch_size": 64}})
     cache = tmp_path / "cache"
     _run(spec, tmp_path / "a", cache)
     first = _auroc(tmp_path / "a")
@@ -133,7 +133,7 @@ from cxrbench.config import spec_from_data
 from cxrbench.runner import Runner
 data = {"name": "faults", "dataset": {"name": "phantom", "options": {"n_train": 60, "n_val": 20, "n_test": 40}},
         "size": 16, "classifier": {"name": "tiny-cnn"}, "seeds": [0, 1],
-        "generators": [{"name": "ddpm", "options": {"preset": "tiny", "train_steps": 30}}],
+        "generators": [{"name": "ddpm", "options": {"preset": "tiny", "train_steps": 30, "sampling_steps": 4, "gen_batch_size": 64}}],
         "protocols": [{"name": "synthetic-only.v2", "schedule": "quick"}],
         "evaluation": {"bootstrap_resamples": 20}, "quality": {"enabled": False}}
 s = Runner(spec_from_data(data, "c"), out=sys.argv[1], cache_dir=sys.argv[2], device="cpu", progress=False).run()
