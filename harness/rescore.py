@@ -23,6 +23,10 @@ Contract
   Dice comparisons. The CSV holds each image's mean over mask classes: with one class that is
   the class itself (everything is recomputed); with several, per-class values and the macro
   HD95 cannot be, and are kept (said in one line); the macro Dice and IoU (and CIs) are exact.
+* **Comparisons added later**: a cell that finished before its real-only baseline (or, when
+  supplemented, its noise control at the same r) existed has no comparison with it; when that
+  partner cell has since finished ok in the same run (same seed, schedule, real-data size and
+  grid slice), rescoring adds the comparison, computed exactly as the runner would have.
 * ``--bootstrap N`` changes the number of resamples; without it each test set keeps its own.
 * What changed is printed per cell and test set (``AUROC 0.912 [0.880, 0.940] -> ...``), or
   ``unchanged``. Without ``--dry-run`` a changed record is written back through
@@ -187,6 +191,56 @@ def _test_settings(m: dict, rec: dict, settings: dict) -> tuple[int, int, float]
         meta.get("n_resamples", ev.get("bootstrap_resamples", 1000)))
     return n, int(meta.get("seed", (rec.get("cell") or {}).get("seed", 0))), float(
         meta.get("confidence", settings["confidence"]))
+
+
+def _partner_id(rec: dict, records: list[dict], section: str) -> str | None:
+    """The finished cell the runner compares ``rec`` with in ``section`` (``comparisons``: the
+    real-only baseline; ``vs_noise_control``: noise supplemented at the same r), or None."""
+    cell = rec.get("cell") or {}
+    gen = cell.get("generator")
+    if not gen:
+        return None  # a baseline is compared with nothing
+    protocol = str(cell.get("protocol", ""))
+    if section == "vs_noise_control" and (not protocol.startswith("supplemented") or gen.get("name") == "noise"):
+        return None
+    slice_key = str(rec.get("cell_id", "")).rsplit("__", 1)[-1]
+    for other in records:
+        oc = other.get("cell") or {}
+        if (other.get("status") != "ok" or str(other.get("cell_id", "")).rsplit("__", 1)[-1] != slice_key
+                or other.get("cell_id") == rec.get("cell_id")):
+            continue
+        same = all(oc.get(k) == cell.get(k) for k in ("seed", "schedule", "real_data"))
+        if not same:
+            continue
+        if section == "comparisons" and str(oc.get("protocol", "")).startswith("real-only") and not oc.get("generator"):
+            return other["cell_id"]
+        if (section == "vs_noise_control" and oc.get("protocol") == protocol and oc.get("ratio") == cell.get("ratio")
+                and (oc.get("generator") or {}).get("label") == "noise"):
+            return other["cell_id"]
+    return None
+
+
+def _with_missing_partners(rec: dict, records: list[dict]) -> dict:
+    """``rec`` with a placeholder ``{"baseline": id, "_added": True}`` for every test set whose
+    comparison (or noise-control comparison) is missing although the partner cell is in the run."""
+    patched = None
+    for section in ("comparisons", "vs_noise_control"):
+        partner = _partner_id(rec, records, section)
+        if partner is None:
+            continue
+        have = rec.get(section) or {}
+        missing = [t for t in (rec.get("metrics") or {}) if not have.get(t)]
+        if missing:
+            patched = patched or copy.deepcopy(rec)
+            patched[section] = {**have, **{t: {"baseline": partner, "_added": True} for t in missing}}
+    return patched or rec
+
+
+def _drop_unfilled(out: dict) -> None:
+    """Placeholders that could not be computed (the partner scored other images) are not results."""
+    for section in ("comparisons", "vs_noise_control"):
+        if isinstance(out.get(section), dict):
+            out[section] = {t: c for t, c in out[section].items() if not (isinstance(c, dict) and c.get("_added"))}
 
 
 def _other_predictions(store, run: Path, cell_id: str | None, tname: str) -> Path | None:
@@ -382,13 +436,18 @@ def rescore_run(run_dir: str | Path, *, bootstrap: int | None = None, threshold:
             continue
         task = task_of(rec)
         settings = _settings(rec, bootstrap)
+        source = _with_missing_partners(rec, records)
         try:
             if task == "segmentation":
                 if threshold is not None:
                     notes.setdefault("seg_threshold", []).append(cell_id)
-                new = _segmentation(run, store, rec, settings, notes)
+                new = _segmentation(run, store, source, settings, notes)
             else:
-                new = _classification(run, store, rec, settings, threshold, notes)
+                new = _classification(run, store, source, settings, threshold, notes)
+            _drop_unfilled(new)
+            for section in ("comparisons", "vs_noise_control"):
+                if rec.get(section) is None and new.get(section) == {}:
+                    new.pop(section)
         except (CxrbenchError, OSError, ValueError, KeyError) as exc:
             report.errors.append(cell_id)
             report.lines.append(f"{cell_id}: NOT RESCORED: {exc}")
@@ -408,6 +467,11 @@ def rescore_run(run_dir: str | Path, *, bootstrap: int | None = None, threshold:
             state = "changed" if not _same(old, m) else "unchanged"
             report.lines.append(f"{cell_id} {tname}: {_headline(metric, old, m)}" if state == "changed"
                                 else f"{cell_id} {tname}: metrics unchanged")
+        for section in ("comparisons", "vs_noise_control"):
+            added = sorted(t for t, c in (new.get(section) or {}).items() if c and not (rec.get(section) or {}).get(t))
+            if added:
+                report.lines.append(f"{cell_id}: {section} added on {', '.join(added)} (vs "
+                                    f"{new[section][added[0]].get('baseline')}, which finished after this cell)")
         others = [s for s in changed if s != "metrics"]
         if others:
             report.lines.append(f"{cell_id}: also changed: {', '.join(others)}")

@@ -393,3 +393,45 @@ def test_rescore_a_segmentation_run(seg_run, tmp_path, capsys):
             assert next(iter(rec["comparisons"].values()))["n_resamples"] == 80
     rows, _ = export_rows([folder])
     assert {r["task"] for r in rows} == {"segmentation"} and all(r["dice"] is not None for r in rows)
+
+
+@pytest.mark.parametrize("which", ["run", "seg_run"])
+def test_rescore_adds_the_comparison_a_cell_missed_by_finishing_before_its_baseline(which, request, tmp_path,
+                                                                                       capsys):
+    """A cell that ran before its real-only baseline has no comparison (the published jsrt-seg
+    ldm synthetic-only row did); once the baseline is in the run, rescoring adds it, equal to
+    what the runner computes when the baseline comes first."""
+    folder = _copy(request.getfixturevalue(which), tmp_path)
+    store = RunStore(folder)
+    target = next(r for r in _records(folder) if r["cell"]["generator"])
+    stripped = {k: v for k, v in target.items() if k != "digest"}
+    stripped["comparisons"] = {}
+    store.write(target["cell_id"], stripped)
+    assert main(["rescore", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{target['cell_id']}: comparisons added on" in out and "1 changed" in out, out
+    again = store.load(target["cell_id"])
+    assert again["comparisons"].keys() == target["comparisons"].keys()
+    for tname, comp in target["comparisons"].items():
+        got = again["comparisons"][tname]
+        assert got["baseline"] == comp["baseline"] and "_added" not in got
+        assert json.dumps(got, sort_keys=True) == json.dumps(comp, sort_keys=True)  # the runner's numbers
+    assert again["rescored_from"][-1]["values"]["comparisons"] == {}
+    assert main(["rescore", str(folder)]) == 0  # and nothing more to add
+    assert "1 changed" not in capsys.readouterr().out
+
+
+def test_rescore_adds_nothing_when_the_baseline_is_not_in_the_run(run, tmp_path, capsys):
+    folder = _copy(run, tmp_path)
+    store = RunStore(folder)
+    records = _records(folder)
+    target = next(r for r in records if r["cell"]["generator"])
+    stripped = {k: v for k, v in target.items() if k != "digest"}
+    stripped["comparisons"] = {}
+    store.write(target["cell_id"], stripped)
+    for rec in records:
+        if not rec["cell"]["generator"]:
+            (folder / "cells" / f"{rec['cell_id']}.json").unlink()
+    assert main(["rescore", str(folder)]) == 0
+    assert "comparisons added" not in capsys.readouterr().out
+    assert store.load(target["cell_id"])["comparisons"] == {}
