@@ -471,7 +471,7 @@ def rescore_run(run_dir: str | Path, *, bootstrap: int | None = None, threshold:
             added = sorted(t for t, c in (new.get(section) or {}).items() if c and not (rec.get(section) or {}).get(t))
             if added:
                 report.lines.append(f"{cell_id}: {section} added on {', '.join(added)} (vs "
-                                    f"{new[section][added[0]].get('baseline')}, which finished after this cell)")
+                                    f"{new[section][added[0]].get('baseline')})")
         others = [s for s in changed if s != "metrics"]
         if others:
             report.lines.append(f"{cell_id}: also changed: {', '.join(others)}")
