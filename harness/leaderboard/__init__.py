@@ -78,7 +78,8 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     if has_shift:
         notes.append(f"external test sets and subgroups: {shift.FILE} ({len(shifted['external'])} external "
                      f"comparison(s), {len(shifted['subgroups'])} subgroup table(s))")
-    notes += _network_notes(rows) + plot_notes + [f"AUROC / AUPR over seeds: {AGGREGATE_METHOD}"]
+    if rows:  # the AUROC plots and pooling say nothing about a leaderboard without classification cells
+        notes += _network_notes(rows) + plot_notes + [f"AUROC / AUPR over seeds: {AGGREGATE_METHOD}"]
     if groups:
         notes.append(f"learning curves over the real-data axis: {curves.FILE} ({len(groups)} group(s)); every "
                      "size is tested on the same full test set")

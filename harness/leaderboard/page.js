@@ -9,6 +9,7 @@
 (function () {
   "use strict";
   var table = document.getElementById("leaderboard");
+  if (!table) { return; }  // no classification cells: the page has section tables only
   var groups = Array.prototype.slice.call(table.tBodies);
   var rows = Array.prototype.slice.call(table.querySelectorAll("tbody tr[data-order]"));
   var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);

@@ -71,9 +71,18 @@ def arrange(rows: list[dict], columns: list[DisplayColumn]) -> tuple[list[Displa
     return [columns[i] for i in plan.order], {columns[i].id for i in plan.details}, line
 
 
+#: what the main table's place says when the records hold no classification cell
+NO_CLASSIFICATION = ("No classification cells in these records, so no AUROC table: the tables are in the "
+                     "sections and files the notes name (segmentation: segmentation.md).")
+
+
 def render_markdown(rows: list[dict], columns: list[DisplayColumn], notes: list[str]) -> str:
     from tabulate import tabulate
 
+    if not rows:  # e.g. a segmentation-only leaderboard: no AUROC table to show, not an empty one
+        lines = ["# cxrbench leaderboard", "", NO_CLASSIFICATION, ""]
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] if notes else []
+        return "\n".join(lines).rstrip() + "\n"
     columns, _, constant = arrange(rows, columns)  # the page's column order; nothing hidden here
     cells = [[v.replace("|", "\\|").replace("\n", " ") for v in line] for line in table_cells(rows, columns)]
     cells = [[markdown_links(v, r) if c.column.source == "row.generator" else v for v, c in zip(line, columns)]
@@ -156,11 +165,16 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
            f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            "<title>cxrbench leaderboard</title>", f"<style>{css}</style>", "</head>", "<body>",
-           "<h1>cxrbench leaderboard</h1>",
-           f"<p>{len(rows)} rows from {n_records} cell records in {_e(', '.join(sources))}, grouped by protocol. "
-           "Click a column header to sort within each group (again to reverse); AUROC is the mean over seeds +/- sd "
-           "with its 95% CI (Rubin's rules). The caption names what every row shares; Details shows every column.</p>",
-           '<div class="filters">']
+           "<h1>cxrbench leaderboard</h1>"]
+    if not rows:  # nothing to sort or filter: the sections hold the tables
+        out.append(f"<p>No classification cells in the records of {_e(', '.join(sources))}, so no AUROC table: "
+                   "the tables are in the sections below.</p>")
+        out += list(sections or [])
+        return _page_end(out, plots, notes, js)
+    out += [f"<p>{len(rows)} rows from {n_records} cell records in {_e(', '.join(sources))}, grouped by protocol. "
+            "Click a column header to sort within each group (again to reverse); AUROC is the mean over seeds +/- sd "
+            "with its 95% CI (Rubin's rules). The caption names what every row shares; Details shows every column.</p>",
+            '<div class="filters">']
     filters = _filters(rows)
     for key in filters:
         values = sorted({_filter_value(r, key) for r in rows}, key=lambda v: (len(v) if key == "size" else 0, v))
@@ -172,6 +186,11 @@ def render_html(rows: list[dict], columns: list[DisplayColumn], notes: list[str]
                    f'<option value="">all</option>{options}</select></label>')
     out.append('<span id="row-count"></span></div>')
     out += _main_table(rows, columns, filters) + list(sections or [])
+    return _page_end(out, plots, notes, js)
+
+
+def _page_end(out: list[str], plots: list[dict], notes: list[str], js: str) -> str:
+    """Plots, notes and the script after the tables."""
     if plots:
         out.append("<h2>Plots</h2>")
         for p in plots:

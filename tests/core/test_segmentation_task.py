@@ -125,4 +125,11 @@ def test_the_leaderboard_has_a_segmentation_section_with_floor_and_ceiling(run, 
     floor = recs[("supplemented.v1", "noise")]["metrics"]["phantom:test"]["macro"]["dice"]
     assert f"| supplemented.v1   | real        | 1   | 0       | {dice:.3f} [" in text
     assert f"The floor (noise images, real masks) under supplemented.v1 r = 1: Dice {floor:.3f} [" in text
-    assert 'id="segmentation"' in (tmp_path / "lb" / "index.html").read_text()
+    page = (tmp_path / "lb" / "index.html").read_text()
+    assert 'id="segmentation"' in page
+    # no empty AUROC table, filters or AUROC notes on a leaderboard without classification cells
+    body = page.split("<script>")[0]  # the inlined script's comments name both
+    assert '<table id="leaderboard"' not in body and '<select data-filter="' not in body and "no AUROC table" in body
+    main_md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "no AUROC table" in main_md and "| Generator" not in main_md and "AUROC / AUPR over seeds" not in main_md
+    assert "segmentation: segmentation.md" in main_md
