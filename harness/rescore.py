@@ -25,8 +25,8 @@ Contract
   HD95 cannot be, and are kept (said in one line); the macro Dice and IoU (and CIs) are exact.
 * **Comparisons added later**: a cell that finished before its real-only baseline (or, when
   supplemented, its noise control at the same r) existed has no comparison with it; when that
-  partner cell has since finished ok in the same run (same seed, schedule, real-data size and
-  grid slice), rescoring adds the comparison, computed exactly as the runner would have.
+  partner cell has since finished ok in the same run (the runner's own rule names it), rescoring
+  adds the comparison, computed exactly as the runner would have.
 * ``--bootstrap N`` changes the number of resamples; without it each test set keeps its own.
 * What changed is printed per cell and test set (``AUROC 0.912 [0.880, 0.940] -> ...``), or
   ``unchanged``. Without ``--dry-run`` a changed record is written back through
@@ -193,39 +193,40 @@ def _test_settings(m: dict, rec: dict, settings: dict) -> tuple[int, int, float]
         meta.get("confidence", settings["confidence"]))
 
 
-def _partner_id(rec: dict, records: list[dict], section: str) -> str | None:
-    """The finished cell the runner compares ``rec`` with in ``section`` (``comparisons``: the
-    real-only baseline; ``vs_noise_control``: noise supplemented at the same r), or None."""
-    cell = rec.get("cell") or {}
-    gen = cell.get("generator")
+def _partner_id(rec: dict, ids: set[str], section: str) -> str | None:
+    """The cell id the runner compares ``rec`` with in ``section`` (``comparisons``: the real-only
+    baseline; ``vs_noise_control``: noise supplemented at the same r) when it is among ``ids``
+    (the run's finished cells), else None. The partner comes from the runner's own rules
+    (:meth:`Cell.baseline`, :meth:`Cell.noise_control`) on the cell rebuilt from the record."""
+    from cxrbench import protocols
+    from cxrbench.cells import Cell, GeneratorVariant
+
+    described = rec.get("cell") or {}
+    gen = described.get("generator")
     if not gen:
         return None  # a baseline is compared with nothing
-    protocol = str(cell.get("protocol", ""))
-    if section == "vs_noise_control" and (not protocol.startswith("supplemented") or gen.get("name") == "noise"):
+    cell = Cell(protocols.get(described["protocol"]), described["schedule"], described["ratio"], described["seed"],
+                GeneratorVariant(gen["name"], gen.get("options") or {}, gen["label"]),
+                real_data=described.get("real_data"))
+    partner = cell.baseline() if section == "comparisons" else cell.noise_control()
+    if partner is None:
         return None
-    slice_key = str(rec.get("cell_id", "")).rsplit("__", 1)[-1]
-    for other in records:
-        oc = other.get("cell") or {}
-        if (other.get("status") != "ok" or str(other.get("cell_id", "")).rsplit("__", 1)[-1] != slice_key
-                or other.get("cell_id") == rec.get("cell_id")):
-            continue
-        same = all(oc.get(k) == cell.get(k) for k in ("seed", "schedule", "real_data"))
-        if not same:
-            continue
-        if section == "comparisons" and str(oc.get("protocol", "")).startswith("real-only") and not oc.get("generator"):
-            return other["cell_id"]
-        if (section == "vs_noise_control" and oc.get("protocol") == protocol and oc.get("ratio") == cell.get("ratio")
-                and (oc.get("generator") or {}).get("label") == "noise"):
-            return other["cell_id"]
-    return None
+    # the id's last part is the cell's context (dataset, classifier, chain): the partner's is the
+    # same unless the generator's own post-processing is part of this cell's; then the partner is
+    # the one cell of that name in the run (several grid slices: ambiguous, nothing is added)
+    same_context = f"{partner.id}__{str(rec.get('cell_id', '')).rsplit('__', 1)[-1]}"
+    if same_context in ids:
+        return same_context
+    named = [i for i in ids if i.rsplit("__", 1)[0] == partner.id]
+    return named[0] if len(named) == 1 else None
 
 
-def _with_missing_partners(rec: dict, records: list[dict]) -> dict:
+def _with_missing_partners(rec: dict, ids: set[str]) -> dict:
     """``rec`` with a placeholder ``{"baseline": id, "_added": True}`` for every test set whose
     comparison (or noise-control comparison) is missing although the partner cell is in the run."""
     patched = None
     for section in ("comparisons", "vs_noise_control"):
-        partner = _partner_id(rec, records, section)
+        partner = _partner_id(rec, ids, section)
         if partner is None:
             continue
         have = rec.get(section) or {}
@@ -236,11 +237,14 @@ def _with_missing_partners(rec: dict, records: list[dict]) -> dict:
     return patched or rec
 
 
-def _drop_unfilled(out: dict) -> None:
-    """Placeholders that could not be computed (the partner scored other images) are not results."""
+def _drop_unfilled(out: dict, rec: dict) -> None:
+    """Placeholders that could not be computed (the partner scored other images) are not results;
+    a section the record never had stays absent rather than becoming empty."""
     for section in ("comparisons", "vs_noise_control"):
         if isinstance(out.get(section), dict):
             out[section] = {t: c for t, c in out[section].items() if not (isinstance(c, dict) and c.get("_added"))}
+            if rec.get(section) is None and not out[section]:
+                out.pop(section)
 
 
 def _other_predictions(store, run: Path, cell_id: str | None, tname: str) -> Path | None:
@@ -429,6 +433,7 @@ def rescore_run(run_dir: str | Path, *, bootstrap: int | None = None, threshold:
     report.lines += [f"NOT RESCORED: {p}" for p in problems]
     notes: dict[str, Any] = {}
     date = now or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    finished = {r["cell_id"] for r in records if r.get("status") == "ok" and r.get("cell_id")}
     for rec in records:
         cell_id = rec.get("cell_id", "?")
         if rec.get("status") != "ok":
@@ -436,7 +441,7 @@ def rescore_run(run_dir: str | Path, *, bootstrap: int | None = None, threshold:
             continue
         task = task_of(rec)
         settings = _settings(rec, bootstrap)
-        source = _with_missing_partners(rec, records)
+        source = _with_missing_partners(rec, finished)
         try:
             if task == "segmentation":
                 if threshold is not None:
@@ -444,10 +449,7 @@ def rescore_run(run_dir: str | Path, *, bootstrap: int | None = None, threshold:
                 new = _segmentation(run, store, source, settings, notes)
             else:
                 new = _classification(run, store, source, settings, threshold, notes)
-            _drop_unfilled(new)
-            for section in ("comparisons", "vs_noise_control"):
-                if rec.get(section) is None and new.get(section) == {}:
-                    new.pop(section)
+            _drop_unfilled(new, rec)
         except (CxrbenchError, OSError, ValueError, KeyError) as exc:
             report.errors.append(cell_id)
             report.lines.append(f"{cell_id}: NOT RESCORED: {exc}")

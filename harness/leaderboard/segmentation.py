@@ -67,7 +67,8 @@ def groups(records: list[dict]) -> list[dict]:
                 if all(c.get("difference") is not None for c in ctl) else None,
                 "adherence": (sum(own) / len(own), sum(rnd) / len(rnd)) if own and rnd else None,
             })
-        add_references(rows, lambda r: (r["dice"] or {}).get("mean"), lambda r: ((r["dice"] or {}).get("ci") or [None])[0])
+        add_references(rows, lambda r: (r["dice"] or {}).get("mean"),
+                       lambda r: ((r["dice"] or {}).get("ci") or [None])[0])  # the ceiling's lower end
         out.append({"key": key, "test_set": tname, "rows": rows})
     return out
 

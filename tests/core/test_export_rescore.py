@@ -435,3 +435,23 @@ def test_rescore_adds_nothing_when_the_baseline_is_not_in_the_run(run, tmp_path,
     assert main(["rescore", str(folder)]) == 0
     assert "comparisons added" not in capsys.readouterr().out
     assert store.load(target["cell_id"])["comparisons"] == {}
+
+
+def test_rescore_finds_the_partner_the_runner_compared_with_in_every_published_record():
+    """The partner rule is the runner's (Cell.baseline / Cell.noise_control on the rebuilt cell):
+    on every comparison of every committed leaderboard, including a generator with its own
+    post-processing chain (kermany-small's ldm-proxy-filter), it names the cell the runner used."""
+    from cxrbench.rescore import _partner_id
+
+    checked = 0
+    for folder in sorted((REPO / "leaderboard").glob("*/records/*")):
+        records = [json.loads(p.read_text()) for p in sorted((folder / "cells").glob("*.json"))]
+        ids = {r["cell_id"] for r in records if r.get("status") == "ok"}
+        for rec in records:
+            for section in ("comparisons", "vs_noise_control"):
+                for tname, comp in (rec.get(section) or {}).items():
+                    if comp:
+                        assert _partner_id(rec, ids, section) == comp["baseline"], (rec["cell_id"], section, tname)
+                        checked += 1
+    if not checked:
+        pytest.skip("no published leaderboard with comparisons")
