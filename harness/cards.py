@@ -15,7 +15,7 @@ Cards are written for fits of generators that are trained on the real data
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,30 @@ def group_fits(items: list[tuple[str, Mapping]]) -> dict[tuple[str, str], list[t
     return fits
 
 
+def fit_labels(records: Iterable[Mapping]) -> list[str]:
+    """The generator labels the records of one fit were run under, sorted (a card is named by the first)."""
+    return sorted({str((r.get("generator") or {}).get("label")) for r in records})
+
+
+def card_paths(items: list[tuple[str, Mapping]]) -> dict[tuple[str, str], str]:
+    """{(plugin, fit key): card path} of every learned fit among ``items``: the one place a card's
+    path is decided, so the card written and every table linking to it agree."""
+    return {key: card_name(fit_labels(rec for _, rec in members)[0], key[1])
+            for key, members in group_fits(items).items()}
+
+
+def card_finder(items: list[tuple[str, Mapping]]) -> Callable[[Iterable[Mapping]], list[str]]:
+    """``cards_of(records)``: the sorted card paths of the learned fits behind ``records``. A section
+    table's row pools records over seeds, so per-seed fits give it several cards; records of
+    noise, real or real-only give none."""
+    paths = card_paths(items)
+
+    def cards_of(records: Iterable[Mapping]) -> list[str]:
+        return sorted({paths[key] for key in map(learned_fit, records) if key in paths})
+
+    return cards_of
+
+
 # --------------------------------------------------------------------------- facts
 
 
@@ -76,7 +100,7 @@ def fit_facts(records: list[Mapping]) -> dict[str, Any]:
     versions = first.get("versions") or {}
     fit_from = gen.get("fit_from") or None
     return {
-        "generator": gen.get("name"), "labels": sorted({str((r.get("generator") or {}).get("label")) for r in records}),
+        "generator": gen.get("name"), "labels": fit_labels(records),
         "plugin_version": gen.get("version"), "sampling_version": gen.get("sampling_version"),
         "fit_key": gen.get("fit_key"), "fit_seed": gen.get("fit_seed"), "truncated": bool(gen.get("truncated")),
         "conditioning": [c for c in CONDITIONING if caps.get(c)],
@@ -127,6 +151,29 @@ def used_by(rows: list[Mapping], paths: set[str]) -> list[dict[str, Any]]:
     return out
 
 
+def segmentation_uses(records: list[Mapping]) -> list[dict[str, Any]]:
+    """The segmentation rows built from a fit's ``records`` (they have no row of the AUROC table):
+    one per protocol / ratio / real data / segmenter / schedule / test set, with its seeds and the
+    mean over seeds of the macro Dice - what a card lists beside ``used_by``."""
+    groups: dict[tuple, list[tuple[int, float | None]]] = {}
+    for rec in records:
+        if "segmenter" not in rec or rec.get("status") != "ok":
+            continue
+        cell, gen = rec["cell"], (rec["cell"].get("generator") or {})
+        for tname, metrics in sorted((rec.get("metrics") or {}).items()):
+            key = (gen.get("label") or gen.get("name"), cell.get("protocol"), cell.get("ratio"),
+                   None if cell.get("real_data") is None else str(cell["real_data"]),
+                   rec["segmenter"].get("name"), cell.get("schedule"), tname)
+            groups.setdefault(key, []).append((cell.get("seed"), (metrics.get("macro") or {}).get("dice")))
+    out = []
+    for key, seeds in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        dice = [d for _, d in seeds if d is not None]
+        out.append(dict(zip(("generator", "protocol", "ratio", "real_data", "segmenter", "schedule", "test_set"), key),
+                        seeds=sorted(s for s, _ in seeds),
+                        dice=round(sum(dice) / len(dice), 6) if dice else None))
+    return out
+
+
 def references(kind: str, name: str) -> list[dict[str, Any]]:
     """The CITATION.cff references of a dataset plugin (``dataset plugin NAME`` in their notes) or
     of a generator (``NAME generator(s)``, ``NAME and X generators``): title, year, licence, link, notes."""
@@ -146,8 +193,11 @@ def references(kind: str, name: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the page
 
 
-def render_card(facts: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
-    """The card of one fit: YAML front matter (``facts``, its licence, rows, pack name) and Markdown."""
+def render_card(facts: Mapping[str, Any], rows: list[Mapping[str, Any]],
+                segmentation_rows: list[Mapping[str, Any]] = ()) -> str:
+    """The card of one fit: YAML front matter (``facts``, its licence, rows, pack name) and Markdown.
+    ``rows``: the AUROC table's rows that used it (:func:`used_by`); ``segmentation_rows``: its
+    segmentation rows (:func:`segmentation_uses`), listed only when there are any."""
     import yaml
 
     label = facts["labels"][0]
@@ -158,6 +208,8 @@ def render_card(facts: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
     pack = release_name(label, str(facts["fit_key"]))
     front = {"cxrbench_card": CARD_VERSION, **facts, "training_data_licence": licences or None,
              "pack": {"file": pack, "published": RELEASES}, "used_by": rows}
+    if segmentation_rows:
+        front["used_by_segmentation"] = list(segmentation_rows)
     yaml_text = yaml.safe_dump(_plain(front), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
     lines = ["---", yaml_text.rstrip(), "---", "",
              f"# Generator card: {label} (fit {facts['fit_key']})", "",
@@ -188,7 +240,11 @@ def render_card(facts: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
               else "Unconditional: it cannot be asked for a label.", ""]
     lines += ["## Cost", "", _cost_text(facts["cost"]), ""]
     lines += ["## Intended use and limits", ""] + _limits(facts) + [""]
-    lines += ["## Leaderboard rows that used this fit", ""] + _rows_table(rows) + [""]
+    lines += ["## Leaderboard rows that used this fit", ""]
+    if rows or not segmentation_rows:  # a segmentation-only fit has no AUROC row to say "none" about
+        lines += _rows_table(rows) + [""]
+    if segmentation_rows:
+        lines += ["Segmentation rows (segmentation.md):", ""] + _segmentation_rows_table(segmentation_rows) + [""]
     lines += ["## Getting the fit", "",
               f"Pack: `{pack}`, published as {RELEASES}; packs are not committed because they are large. "
               "Install it with "
@@ -299,21 +355,33 @@ def _rows_table(rows: list[Mapping]) -> list[str]:
         for r in rows]
 
 
+def _segmentation_rows_table(rows: list[Mapping]) -> list[str]:
+    head = ["| Row | Protocol | r | Real data | Segmenter | Schedule | Test set | Seeds ok | Dice (mean) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    return head + [
+        "| " + " | ".join(str(v).replace("|", "\\|") for v in (
+            r["generator"], r["protocol"], f"{r['ratio']:g}" if isinstance(r["ratio"], (int, float)) else r["ratio"],
+            r["real_data"] or "-", r["segmenter"], r["schedule"], r["test_set"], r["seeds"],
+            "-" if r["dice"] is None else f"{r['dice']:.3f}")) + " |"
+        for r in rows]
+
+
 # --------------------------------------------------------------------------- the leaderboard's cards
 
 
 def write_cards(rows: list[dict], items: list[tuple[str, Mapping]], out: Path) -> list[str]:
     """Write ``out/cards/<label>-<fit key>.md`` for every learned fit among the records ``items``
     and set ``row["cards"]`` (relative paths, sorted) on each row built from them. Returns notes."""
-    fits = group_fits(items)
+    fits, path_of = group_fits(items), card_paths(items)
     by_record: dict[str, str] = {}
     for key, members in sorted(fits.items()):
         facts = fit_facts([rec for _, rec in members])
-        path = card_name(facts["labels"][0], str(facts["fit_key"]))
+        path = path_of[key]
         paths = {rel for rel, _ in members}
         target = Path(out) / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_card(facts, used_by(rows, paths)), encoding="utf-8")
+        target.write_text(render_card(facts, used_by(rows, paths), segmentation_uses([rec for _, rec in members])),
+                          encoding="utf-8")
         by_record.update({rel: path for rel in paths})
     for row in rows:
         row["cards"] = sorted({by_record[p] for p in row.get("records") or [] if p in by_record})
@@ -331,6 +399,14 @@ def markdown_links(text: str, row: Mapping) -> str:
     if len(cards) == 1:
         return f"[{shown}]({cards[0]})"
     return f"{shown} (" + ", ".join(f"[fit {i}]({c})" for i, c in enumerate(cards, 1)) + ")"
+
+
+def markdown_generator_links(lines: list[list[str]], rows: list[Mapping], column: int = 1) -> list[list[str]]:
+    """A section table's Markdown cells (``lines``, already escaped for a table) with the generator
+    cell (``column``) of each line linked to the cards of its row in ``rows`` (cell text unchanged
+    where a row has none, so a table without learned fits reads as before)."""
+    return [[markdown_links(v, row) if i == column else v for i, v in enumerate(line)]
+            for line, row in zip(lines, rows)]
 
 
 def html_links(escaped: str, row: Mapping) -> str:

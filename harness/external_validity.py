@@ -72,8 +72,9 @@ def external_groups(records: list[dict]) -> list[dict]:
     return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in (*k[0], k[1])))]
 
 
-def transfer_rows(group: dict) -> list[dict]:
-    """One row per protocol / generator / ratio of ``group`` (see the module docstring)."""
+def transfer_rows(group: dict, cards_of: Callable[[list[dict]], list[str]] | None = None) -> list[dict]:
+    """One row per protocol / generator / ratio of ``group`` (see the module docstring);
+    ``cards_of(records)`` gives each row the generator cards of its fits (``cards``; empty without it)."""
     by_row: dict[tuple, list[dict]] = {}
     for rec in group["records"]:
         by_row.setdefault(row_of(rec), []).append(rec)
@@ -87,7 +88,7 @@ def transfer_rows(group: dict) -> list[dict]:
         rows.append({
             "protocol": key[0], "generator": key[1], "ratio": key[2],
             "plugin": ((recs[0]["cell"].get("generator") or {}).get("name")),
-            "seeds": [r["cell"]["seed"] for r in recs],
+            "seeds": [r["cell"]["seed"] for r in recs], "cards": cards_of(recs) if cards_of else [],
             "internal": pool_seeds([a for a, _ in ins], [c for _, c in ins]),
             "external": pool_seeds([a for a, _ in exs], [c for _, c in exs]),
             "gap": pool_seeds([t.get("gap") for t in tr], [t.get("gap_ci") for t in tr]),

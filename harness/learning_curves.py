@@ -25,7 +25,7 @@ schedule, the cell's context hash and the test set. Every size is tested on the 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from cxrbench.aggregate import aggregate, config_key
 from cxrbench.subsets import size_text
@@ -49,9 +49,11 @@ def _pooled(paired: dict | None) -> dict | None:
             "seeds_worse": paired["seeds_worse"], "n_seeds": paired["n_seeds"], "p_values": paired["p_values"]}
 
 
-def learning_curves(records: Iterable[dict]) -> list[dict]:
+def learning_curves(records: Iterable[dict], cards_of: Callable[[list[dict]], list[str]] | None = None) -> list[dict]:
     """One entry per curve group with a real-data axis: its real-only curve, every other
-    configuration's points (gain, content gain, real-image equivalent) and saturation sizes."""
+    configuration's points (gain, content gain, real-image equivalent) and saturation sizes.
+    ``cards_of(records)`` (the leaderboard's, cxrbench.cards.card_finder) gives each point the
+    generator cards of the fits behind it (``cards``; empty without it)."""
     from cxrbench.evaluation.curves import equivalent_interval, real_image_equivalent, saturation_size
 
     records = [r for r in records if "real_data" in (r.get("cell") or {})]
@@ -75,7 +77,8 @@ def learning_curves(records: Iterable[dict]) -> list[dict]:
                      "real_data": row["real_data"], "size_text": size_text(row["real_data"]), "n": n,
                      "auroc": auc["mean"], "ci": auc.get("ci"), "sd": auc.get("sd"),
                      "se": math.sqrt(auc["total_var"]), "n_seeds": auc["n_seeds"],
-                     "gain": _pooled(row.get("vs_real_only")), "content_gain": _pooled(row.get("vs_noise_control"))}
+                     "gain": _pooled(row.get("vs_real_only")), "content_gain": _pooled(row.get("vs_noise_control")),
+                     "cards": cards_of(recs) if cards_of else []}
             group = groups.setdefault(key, {"dataset": key[0], "image_size": key[1], "classifier": key[2],
                                             "schedule": key[3], "context": key[4], "test_set": key[5],
                                             "real_only": [], "points": []})
@@ -126,10 +129,15 @@ TABLE_HEADERS = ["protocol", "generator", "r", "real data", "n real", "seeds", "
                  "worth (real images) [CI]"]
 
 
+def table_points(group: dict) -> list[dict]:
+    """The points of one curve group in table order: real-only first, then every configuration by size."""
+    return group["real_only"] + group["points"]
+
+
 def table_rows(group: dict) -> list[list[Any]]:
-    """The table of one curve group: real-only first, then every configuration by size."""
+    """The table of one curve group, a line per :func:`table_points` point."""
     rows = []
-    for p in group["real_only"] + group["points"]:
+    for p in table_points(group):
         ci = f" [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]" if p.get("ci") else ""
         rows.append([p["protocol"], p["generator"], f"{p['ratio']:g}", p["size_text"], p["n"], p["n_seeds"],
                      f"{p['auroc']:.3f}{ci}", _diff(p["gain"]), _diff(p["content_gain"]),

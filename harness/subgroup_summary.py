@@ -11,16 +11,19 @@ that happened to have enough cases would be a number the minimum forbids).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cxrbench.external_validity import fmt_interval, config_of, pool_seeds, row_of
 
 METRICS = {"auroc": "AUROC", "fnr": "false-negative rate (underdiagnosis)", "fpr": "false-positive rate"}
 TOO_FEW = "too few"
 
 
-def subgroup_tables(records: list[dict]) -> list[dict]:
+def subgroup_tables(records: list[dict], cards_of: Callable[[list[dict]], list[str]] | None = None) -> list[dict]:
     """[{config, test_set, label, field, metric, groups: {name: {n, n_pos, n_neg, prevalence}},
-    rows: [{protocol, generator, ratio, seeds, values: {group: pooled | TOO_FEW | None}, gap}]}]
-    for every (test set, label, field, metric) where some group has a value in some row."""
+    rows: [{protocol, generator, ratio, seeds, values: {group: pooled | TOO_FEW | None}, gap, cards}]}]
+    for every (test set, label, field, metric) where some group has a value in some row; ``cards``:
+    ``cards_of(records of the row)``, the generator cards of its fits (empty without ``cards_of``)."""
     tables: dict[tuple, dict] = {}
     for rec in records:
         if rec.get("status") != "ok" or not rec.get("subgroups"):
@@ -31,14 +34,18 @@ def subgroup_tables(records: list[dict]) -> list[dict]:
                     for metric in METRICS:
                         key = (config_of(rec), tname, label, field, metric)
                         t = tables.setdefault(key, {"config": key[0], "test_set": tname, "label": label,
-                                                    "field": field, "metric": metric, "groups": {}, "by_row": {}})
+                                                    "field": field, "metric": metric, "groups": {}, "by_row": {},
+                                                    "row_records": {}})
                         t["by_row"].setdefault(row_of(rec), []).append((rec["cell"]["seed"], report))
+                        t["row_records"].setdefault(row_of(rec), []).append(rec)  # for the row's cards
                         for g, e in report["groups"].items():
                             t["groups"].setdefault(g, {k: e.get(k) for k in ("n", "n_pos", "n_neg", "prevalence")})
     out = []
     for key in sorted(tables, key=lambda k: tuple(str(x) for x in (*k[0], *k[1:]))):
         t = tables.pop(key)
+        records_of = t.pop("row_records")
         t["rows"] = [_pooled_row(row_key, sorted(reports, key=lambda x: x[0]), t["metric"])
+                     | {"cards": cards_of(records_of[row_key]) if cards_of else []}
                      for row_key, reports in sorted(t.pop("by_row").items(),
                                                     key=lambda kv: (str(kv[0][0]), str(kv[0][1]), kv[0][2] or 0))]
         if any(isinstance(v, dict) for r in t["rows"] for v in r["values"].values()):

@@ -18,7 +18,8 @@ configuration over its seeds (:func:`cxrbench.leaderboard.build.build_rows`) and
                                    table): Dice / HD95 per row with floor, ceiling, paired
                                    differences and mask adherence (leaderboard/segmentation.py)
     cards/<label>-<fit key>.md     a generator card per learned generator fit (cxrbench.cards), linked
-                                   from its rows; the fit's pack is published as a release asset
+                                   from its rows in every table (main and sections); the fit's pack
+                                   is published as a release asset
     records/<folder>/cells/*.json  a verbatim copy of every record read
     assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row
 
@@ -61,18 +62,19 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     for rel, _ in items:
         _copy(sources[rel.split("/", 1)[0]] / rel.split("/", 1)[1], out / "records" / rel)
     notes += _copy_assets(rows, sources, out)
-    notes += cards.write_cards(rows, _dedupe(items)[0], out)  # one per learned fit; sets row["cards"]
+    kept = _dedupe(items)[0]
+    notes += cards.write_cards(rows, kept, out)  # one per learned fit; sets row["cards"]
+    cards_of = cards.card_finder(kept)  # the section rows link to the same cards, found from their records
     columns = display_columns(rows, schema)
     figures, plot_notes = plots.write_plots(rows, out / "plots")
-    kept = _dedupe(items)[0]
-    groups = curves.curve_groups(rec for _, rec in kept)
+    groups = curves.curve_groups((rec for _, rec in kept), cards_of)
     curve_figure = curve_plot.write_curve_plot(groups, out / "plots")
     figures += [curve_figure] if curve_figure else []
-    shifted = shift.sections([rec for _, rec in kept], _predictions_finder(kept, sources, out))
+    shifted = shift.sections([rec for _, rec in kept], _predictions_finder(kept, sources, out), cards_of=cards_of)
     subgroup_figure = shift.write_subgroup_plot(shifted["subgroups"], out / "plots")
     figures += [subgroup_figure] if subgroup_figure else []
     has_shift = bool(shifted["external"] or shifted["subgroups"])
-    seg_groups = segmentation.groups(segmentation.segmentation_records(rec for _, rec in kept))
+    seg_groups = segmentation.groups(segmentation.segmentation_records(rec for _, rec in kept), cards_of)
     if seg_groups:
         notes.append(f"segmentation: {segmentation.FILE} ({len(seg_groups)} table(s))")
     if has_shift:

@@ -23,14 +23,15 @@ INTRO = ("AUROC against the number of real training images (the spec's `real_dat
          "Seeds +/-: seeds significantly better / worse (paired DeLong, p < 0.05).")
 
 
-def curve_groups(records) -> list[dict]:
-    """The curve groups of ``records`` (dicts); empty when none has the real-data axis."""
+def curve_groups(records, cards_of=None) -> list[dict]:
+    """The curve groups of ``records`` (dicts); empty when none has the real-data axis.
+    ``cards_of(records)``: the card paths a row's generator cell links to (cxrbench.cards.card_finder)."""
     from cxrbench.learning_curves import learning_curves
 
     records = list(records)
     if not any("real_data" in (r.get("cell") or {}) for r in records):
         return []
-    return learning_curves(records)
+    return learning_curves(records, cards_of)
 
 
 def headings(groups: list[dict]) -> list[str]:
@@ -48,7 +49,8 @@ def same_test_set(group: dict) -> str:
 def render_markdown(groups: list[dict], plot: dict | None) -> str:
     from tabulate import tabulate
 
-    from cxrbench.learning_curves import TABLE_HEADERS, plain_reading, table_rows
+    from cxrbench.cards import markdown_generator_links
+    from cxrbench.learning_curves import TABLE_HEADERS, plain_reading, table_points, table_rows
 
     def cell(v) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
@@ -57,7 +59,7 @@ def render_markdown(groups: list[dict], plot: dict | None) -> str:
     if plot:
         lines += [f"![{plot['title']}]({plot['png']}) ([SVG]({plot['svg']}))", ""]
     for heading, group in zip(headings(groups), groups):
-        rows = [[cell(v) for v in row] for row in table_rows(group)]
+        rows = markdown_generator_links([[cell(v) for v in row] for row in table_rows(group)], table_points(group))
         lines += [f"## {cell(heading)}", "",
                   tabulate(rows, headers=TABLE_HEADERS, tablefmt="github", disable_numparse=True), ""]
         lines += [f"- {cell(line)}" for line in plain_reading(group)]
@@ -69,7 +71,7 @@ def render_html(groups: list[dict]) -> list[str]:
     """The page's learning-curve section, as lines."""
     from cxrbench.leaderboard.render import _e
     from cxrbench.leaderboard.table_html import role_of, section_table
-    from cxrbench.learning_curves import TABLE_HEADERS, plain_reading, table_rows
+    from cxrbench.learning_curves import TABLE_HEADERS, plain_reading, table_points, table_rows
 
     out = ['<h2 id="learning-curves">Learning curves</h2>', f"<p>{_e(INTRO.replace('`', ''))} Also in "
            f'<a href="{FILE}">{FILE}</a>.</p>']
@@ -78,7 +80,8 @@ def render_html(groups: list[dict]) -> list[str]:
         # the noise rows of a supplemented curve are the noise control the content gain is read against
         roles = [role_of(r[0], r[1], supplemented_noise="control") for r in rows]
         out += [f"<h3>{_e(heading)}</h3>"]
-        out += section_table(TABLE_HEADERS, rows, cls="learning-curve", key=KEY, headline=HEADLINE, roles=roles)
+        out += section_table(TABLE_HEADERS, rows, cls="learning-curve", key=KEY, headline=HEADLINE, roles=roles,
+                             linked=table_points(group))
         reading = plain_reading(group)
         if reading:
             out += ['<ul class="notes">'] + [f"<li>{_e(line)}</li>" for line in reading] + ["</ul>"]

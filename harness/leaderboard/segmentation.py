@@ -29,8 +29,9 @@ def segmentation_records(records) -> list[dict]:
     return [r for r in records if "segmenter" in r]
 
 
-def groups(records: list[dict]) -> list[dict]:
-    """[{key, test_set, rows}] per training configuration and test set."""
+def groups(records: list[dict], cards_of=None) -> list[dict]:
+    """[{key, test_set, rows}] per training configuration and test set. ``cards_of(records)``: the
+    card paths a row's generator cell links to (cxrbench.cards.card_finder); none without it."""
     from cxrbench.external_validity import add_references, pool_seeds
 
     by: dict[tuple, dict[tuple, list[dict]]] = {}
@@ -58,7 +59,7 @@ def groups(records: list[dict]) -> list[dict]:
             rnd = [a["dice_random_pairing"] for a in adh if a.get("dice_random_pairing") is not None]
             rows.append({
                 "protocol": protocol, "generator": label, "plugin": plugin, "ratio": ratio,
-                "seeds": [r["cell"]["seed"] for r in recs],
+                "seeds": [r["cell"]["seed"] for r in recs], "cards": cards_of(recs) if cards_of else [],
                 "dice": pool_seeds([m.get("dice") for m in macro], [m.get("dice_ci") for m in macro]),
                 "hd95": pool_seeds([m.get("hd95") for m in macro], [m.get("hd95_ci") for m in macro]),
                 "vs_real_only": pool_seeds([c.get("difference") for c in cmp], [c.get("difference_ci") for c in cmp])
@@ -121,14 +122,16 @@ def _heading(group: dict) -> str:
 def render_markdown(data: list[dict]) -> str:
     from tabulate import tabulate
 
+    from cxrbench.cards import markdown_generator_links
+
     def cell(v) -> str:
         return str(v).replace("|", "\\|").replace("\n", " ")
 
     lines = ["# cxrbench segmentation", "", INTRO, ""]
     for g in data:
         lines += [f"## {cell(_heading(g))}", "",
-                  tabulate([[cell(v) for v in r] for r in table_rows(g)], headers=HEADERS, tablefmt="github",
-                           disable_numparse=True), ""]
+                  tabulate(markdown_generator_links([[cell(v) for v in r] for r in table_rows(g)], g["rows"]),
+                           headers=HEADERS, tablefmt="github", disable_numparse=True), ""]
         lines += [f"- {cell(x)}" for x in plain_reading(g)] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -142,7 +145,7 @@ def render_html(data: list[dict]) -> list[str]:
         roles = [role_of(r["protocol"], r["generator"], r["plugin"]) for r in g["rows"]]
         out += [f"<h3>{_e(_heading(g))}</h3>"]
         out += section_table(HEADERS, table_rows(g), cls="segmentation", key=[h for h in HEADERS if h != "Seeds"],
-                             headline=HEADLINE, roles=roles)
+                             headline=HEADLINE, roles=roles, linked=g["rows"])
         reading = plain_reading(g)
         if reading:
             out += ['<ul class="notes">'] + [f"<li>{_e(x)}</li>" for x in reading] + ["</ul>"]

@@ -27,17 +27,18 @@ SUBGROUP_INTRO = ("Per subgroup of each test set: the metric with its patient-le
                   "the group has fewer positives or negatives than the stated minimum, so no number is shown.")
 
 
-def sections(records: list[dict], predictions, *, n_resamples: int = 1000) -> dict:
-    """{"external": [...], "subgroups": [...]} analysed from ``records`` (empty lists: no section)."""
+def sections(records: list[dict], predictions, *, n_resamples: int = 1000, cards_of=None) -> dict:
+    """{"external": [...], "subgroups": [...]} analysed from ``records`` (empty lists: no section).
+    ``cards_of(records)``: the card paths a row's generator cell links to (cxrbench.cards.card_finder)."""
     from cxrbench.external_validity import external_groups, plain_reading, rankings, transfer_rows
     from cxrbench.subgroup_summary import subgroup_tables
 
     ext = []
     for g in external_groups(records):
-        rows = transfer_rows(g)
+        rows = transfer_rows(g, cards_of)
         ranks = rankings(g, predictions, n_resamples=n_resamples)
         ext.append({"group": g, "rows": rows, "rankings": ranks, "reading": plain_reading(g, rows, ranks)})
-    return {"external": ext, "subgroups": subgroup_tables(records)}
+    return {"external": ext, "subgroups": subgroup_tables(records, cards_of)}
 
 
 def _heading(group: dict) -> str:
@@ -80,6 +81,7 @@ def _rank_lines(entry: dict) -> list[str]:
 def render_markdown(data: dict, plot: dict | None) -> str:
     from tabulate import tabulate
 
+    from cxrbench.cards import markdown_generator_links as linked
     from cxrbench.external_validity import TABLE_HEADERS, table_rows
     from cxrbench.subgroup_summary import METRICS, headers
     from cxrbench.subgroup_summary import plain_reading as subgroup_reading
@@ -93,8 +95,8 @@ def render_markdown(data: dict, plot: dict | None) -> str:
         lines += ["## External test sets", "", INTRO, ""]
     for entry in data["external"]:
         lines += [f"### {cell(_heading(entry['group']))}", "",
-                  tabulate([[cell(v) for v in r] for r in table_rows(entry["rows"])], headers=TABLE_HEADERS,
-                           tablefmt="github", disable_numparse=True), ""]
+                  tabulate(linked([[cell(v) for v in r] for r in table_rows(entry["rows"])], entry["rows"]),
+                           headers=TABLE_HEADERS, tablefmt="github", disable_numparse=True), ""]
         lines += [f"- {cell(x)}" for x in _refs(entry) + _rank_lines(entry)]
         lines += [""] + [f"- {cell(x)}" for x in entry["reading"]] + [""]
     if data["subgroups"]:
@@ -103,8 +105,8 @@ def render_markdown(data: dict, plot: dict | None) -> str:
             lines += [f"![{plot['title']}]({plot['png']}) ([SVG]({plot['svg']}))", ""]
     for t in data["subgroups"]:
         lines += [f"### {cell(t['test_set'])}: {cell(METRICS[t['metric']])} of {cell(t['label'])} by {cell(t['field'])}",
-                  "", tabulate([[cell(v) for v in r] for r in subgroup_rows(t)], headers=[cell(h) for h in headers(t)],
-                               tablefmt="github", disable_numparse=True), ""]
+                  "", tabulate(linked([[cell(v) for v in r] for r in subgroup_rows(t)], t["rows"]),
+                               headers=[cell(h) for h in headers(t)], tablefmt="github", disable_numparse=True), ""]
         lines += [f"- {cell(x)}" for x in subgroup_reading(t)] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -128,7 +130,8 @@ def render_html(data: dict) -> list[str]:
         roles = [role_of(r["protocol"], r["generator"], r["plugin"]) for r in entry["rows"]]
         out += [f"<h3>{_e(_heading(entry['group']))}</h3>"]
         out += section_table(TABLE_HEADERS, table_rows(entry["rows"]), cls="external",
-                             key=[h for h in TABLE_HEADERS if h != "Seeds"], headline=EXTERNAL_HEADLINE, roles=roles)
+                             key=[h for h in TABLE_HEADERS if h != "Seeds"], headline=EXTERNAL_HEADLINE, roles=roles,
+                             linked=entry["rows"])
         out += bullets(_refs(entry) + _rank_lines(entry)) + bullets(entry["reading"])
     if data["subgroups"]:
         out += ['<h2 id="subgroups">Subgroups</h2>', f"<p>{_e(SUBGROUP_INTRO)}</p>"]
@@ -136,7 +139,8 @@ def render_html(data: dict) -> list[str]:
         out += [f"<h3>{_e(t['test_set'])}: {_e(METRICS[t['metric']])} of {_e(t['label'])} by {_e(t['field'])}</h3>"]
         head = headers(t)  # every group's metric is key; the first group's is the headline
         out += section_table(head, subgroup_rows(t), cls="subgroups", key=[h for h in head if h != "Seeds"],
-                             headline=head[4], roles=[role_of(r["protocol"], r["generator"]) for r in t["rows"]])
+                             headline=head[4], roles=[role_of(r["protocol"], r["generator"]) for r in t["rows"]],
+                             linked=t["rows"])
         out += bullets(subgroup_reading(t))
     return out
 

@@ -16,7 +16,9 @@ Strings only; every value goes through :func:`html.escape`.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
+from cxrbench.cards import html_links
 from cxrbench.leaderboard.layout import REFERENCE_MEANING
 
 DETAIL = "col-detail"
@@ -74,11 +76,13 @@ def group_head(text: str, colspan: int) -> str:
 
 
 def section_table(headers: list[str], rows: list[list], *, cls: str, key: list[str], headline: str,
-                  roles: list[str | None]) -> list[str]:
+                  roles: list[str | None], linked: list[Mapping] | None = None) -> list[str]:
     """A section's table as lines. ``key``: the headers shown first, in table order (the first
     is the protocol, the rows' group; the second the generator, which gets the badge);
-    ``headline``: the metric header; ``roles``: each row's reference role or None. A column not
-    in ``key`` that reads the same in every row is named in the caption (and kept under details)."""
+    ``headline``: the metric header; ``roles``: each row's reference role or None; ``linked``:
+    the row dicts the lines were made from, whose ``cards`` the generator cell links to, as in the
+    main table (cxrbench.cards.html_links). A column not in ``key`` that reads the same in every
+    row is named in the caption (and kept under details)."""
     cells = [["" if v is None else str(v) for v in r] for r in rows]
     shown = [i for i, h in enumerate(headers) if h in key]
     details = [i for i in range(len(headers)) if i not in shown]
@@ -91,16 +95,18 @@ def section_table(headers: list[str], rows: list[list], *, cls: str, key: list[s
     out.append("<thead><tr>" + "".join(
         f'<th scope="col"{_cls(i in details, headers[i] == headline)}>{_e(headers[i])}</th>' for i in order)
         + "</tr></thead>")
+    sources = linked if linked is not None else [{}] * len(cells)  # {}: no cards, the cell stays text
     start = 0
     while start < len(cells):  # one tbody per run of rows of the same protocol
         end = start + 1
         while end < len(cells) and cells[end][shown[0]] == cells[start][shown[0]]:
             end += 1
         out.append('<tbody class="group">' + group_head(cells[start][shown[0]], len(order)))
-        for line, role in zip(cells[start:end], roles[start:end]):
+        for line, role, source in zip(cells[start:end], roles[start:end], sources[start:end]):
             out.append(f"<tr{row_attrs(role)}>" + "".join(
-                f"<td{_cls(i in details, False)}>{_e(line[i])}{badge(role) if i == gen else ''}</td>" for i in order)
-                + "</tr>")
+                f"<td{_cls(i in details, False)}>"
+                + (html_links(_e(line[i]), source) + badge(role) if i == gen else _e(line[i])) + "</td>"
+                for i in order) + "</tr>")
         out.append("</tbody>")
         start = end
     return out + ["</table></div>"]
