@@ -5,7 +5,8 @@ status at INFO, problems the run survives at WARNING, detail at DEBUG. The libra
 handler and never calls ``basicConfig``: a program that imports cxrbench decides where records
 go (unconfigured, Python prints WARNING and above on stderr). The command line configures once
 per invocation (:func:`log_to_stderr`), and ``cxrbench run`` appends every record of the run,
-DEBUG included, to ``<out>/run.log`` (:func:`run_log`).
+DEBUG included, to ``<out>/run.log`` (:func:`run_log`); the worker processes of a Ray run append
+theirs to the same file, each line naming its worker (:func:`log_worker_to_run_log`).
 
 Results (tables, listings, JSON, CSV) are not log records: commands print them on stdout.
 """
@@ -122,6 +123,32 @@ class _RunLogFile(logging.Handler):
             self.stream.close()
             self.stream = None
         super().close()
+
+
+def run_log_folder() -> Path | None:
+    """The folder whose run.log this process is writing now (inside :func:`run_log`), else None."""
+    handler = next((h for h in logging.getLogger(ROOT_LOGGER).handlers if isinstance(h, _RunLogFile)), None)
+    return handler.path.parent if handler is not None else None
+
+
+def log_worker_to_run_log(folder: Path) -> None:
+    """In a worker process of a run (a Ray task): append this process's cxrbench records, DEBUG
+    included, to ``<folder>/run.log``, the driver's file (the run folder is shared with workers as
+    their records are), each line tagged ``[worker pid N]``. Each line is one append-mode write, so
+    lines of concurrent processes do not interleave within a line. A worker process serves many
+    tasks: a second call for the same folder changes nothing, one for another folder moves the file."""
+    logger = logging.getLogger(ROOT_LOGGER)
+    path = Path(folder) / RUN_LOG
+    for old in [h for h in logger.handlers if isinstance(h, _RunLogFile)]:
+        if old.path == path:
+            return
+        logger.removeHandler(old)
+        old.close()
+    handler = _RunLogFile(path)
+    handler.setFormatter(logging.Formatter(RUN_LOG_FORMAT.replace("%(name)s", f"[worker pid {os.getpid()}] %(name)s")))
+    logger.addHandler(handler)
+    if not logger.propagate:  # the console is ours (log_to_stderr): its handler keeps its own level
+        logger.setLevel(logging.DEBUG)
 
 
 @contextmanager

@@ -43,7 +43,7 @@ def job_of(runner) -> dict[str, Any]:
     """What a task needs to rebuild the runner of one slice (plain data, pickled to workers)."""
     from cxrbench import generation
     from cxrbench.device import compile_enabled
-    from cxrbench.logs import console_level
+    from cxrbench.logs import console_level, run_log_folder
 
     import torch
 
@@ -59,7 +59,9 @@ def job_of(runner) -> dict[str, Any]:
             "shard_size": generation.SHARD_SIZE,
             # the driver's console level (-q / -v), so a worker's lines (a fit loaded, a seed check) are
             # shown as a local run shows them; None: the driver's caller configures logging itself
-            "log_level": console_level()}
+            "log_level": console_level(),
+            # workers append their lines to the driver's run.log when it writes one (cxrbench run)
+            "run_log": run_log_folder() is not None}
 
 
 def _slice_runner(job: dict, slice_data: dict):
@@ -72,6 +74,10 @@ def _slice_runner(job: dict, slice_data: dict):
         from cxrbench.logs import log_to_stderr
 
         log_to_stderr(job["log_level"])
+    if job.get("run_log"):
+        from cxrbench.logs import log_worker_to_run_log
+
+        log_worker_to_run_log(Path(job["out"]))
     if job.get("torch_threads"):
         import torch
 

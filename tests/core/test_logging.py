@@ -222,3 +222,36 @@ def test_a_reader_that_goes_away_gets_no_traceback():
                          executable="/bin/bash", capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("name") and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
     assert out.returncode == 0
+
+
+def test_a_worker_process_appends_to_the_run_log_once_per_folder(tmp_path):
+    """What a Ray task does in its worker (the end-to-end check is in test_ray_executor.py): its
+    lines go to the run folder's run.log tagged with its pid, a second call for the same folder
+    adds no second copy, and a call for another run's folder moves the lines there."""
+    import logging
+    import os
+
+    from cxrbench.logs import ROOT_LOGGER, log_worker_to_run_log, run_log_folder
+
+    logger = logging.getLogger(ROOT_LOGGER)
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        assert run_log_folder() is None
+        first, second = tmp_path / "a", tmp_path / "b"
+        first.mkdir(), second.mkdir()
+        log_worker_to_run_log(first)
+        log_worker_to_run_log(first)
+        logger.warning("shard 3 of replica 0 stored")
+        assert run_log_folder() == first
+        log_worker_to_run_log(second)
+        logger.warning("another run's line")
+        lines = (first / RUN_LOG).read_text().splitlines()
+        assert len(lines) == 1 and f"[worker pid {os.getpid()}] cxrbench: shard 3 of replica 0 stored" in lines[0]
+        assert TIMESTAMP.match(lines[0])
+        assert "another run's line" in (second / RUN_LOG).read_text()
+    finally:
+        for h in [h for h in logger.handlers if h not in saved[0]]:
+            logger.removeHandler(h)
+            h.close()
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]

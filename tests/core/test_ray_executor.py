@@ -112,6 +112,11 @@ def test_a_spec_on_ray_matches_the_local_run(cluster, tmp_path, capsys, monkeypa
     log = capsys.readouterr().err
     # 2 real-only baselines + 2 generators x 2 seeds; one ddpm fit; 2 shards per missing replica
     assert "ray: 6 cell task(s), 2 fit task(s), 8 shard task(s)" in log
+    # the workers' lines reach the driver's run.log, each naming its worker (and the driver's own)
+    run_log = (ray_out / "run.log").read_text()
+    worker_lines = [line for line in run_log.splitlines() if "[worker pid " in line]
+    assert "ray: 6 cell task(s)" in run_log and worker_lines
+    assert any("ddpm" in line for line in worker_lines)  # a fit task's lines
     assert not list((tmp_path / "cache-ray" / "synthetic" / "shards").glob("*.npy"))  # all assembled
     assert main(["run", "--spec", str(spec), "--out", str(local_out),
                  "--cache-dir", str(tmp_path / "cache-local"), "--no-progress"]) == 0
