@@ -15,6 +15,10 @@ show`` and the leaderboard alike. Definitions (quoted in leaderboard/README.md):
   monotone by isotonic regression, linear in log n) reaches the row's AUROC, with an interval by
   parametric bootstrap of both (:mod:`cxrbench.evaluation.curves`); "> N" / "< n" outside the
   measured sizes.
+* **floor, ceiling, utility**: at each size, a supplemented or synthetic-only row is read between
+  the ``noise`` row (floor) and the ``real`` row (ceiling) of the same protocol, ratio and size:
+  utility = (AUROC - floor) / (ceiling - floor), shown only when the ceiling is clearly above the
+  floor (:func:`cxrbench.aggregate.utility_between`).
 * **saturation size**: for one (protocol, generator, ratio), the smallest size from which every
   larger size's gain interval covers 0 (``None``: the largest size still shows a gain or a loss).
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable
 
-from cxrbench.aggregate import aggregate, config_key
+from cxrbench.aggregate import aggregate, config_key, utility_between
 from cxrbench.subsets import size_text
 
 REAL_ONLY = "real-only.v1"
@@ -98,6 +102,7 @@ def learning_curves(records: Iterable[dict], cards_of: Callable[[list[dict]], li
             eq = real_image_equivalent(sizes, means, p["auroc"])
             p["equivalent"] = {"n": eq.n, "bound": eq.bound, "text": eq.text(),
                                **equivalent_interval(sizes, means, ses, p["auroc"], p["se"])}
+        _add_references(group["points"])
         group["saturation"] = []
         for config in sorted({(p["protocol"], p["generator"], p["ratio"]) for p in group["points"]}):
             pts = [p for p in group["points"] if (p["protocol"], p["generator"], p["ratio"]) == config]
@@ -109,6 +114,27 @@ def learning_curves(records: Iterable[dict], cards_of: Callable[[list[dict]], li
                                         "saturation_n": size, "sizes": [p["n"] for p in pts]})
         out.append(group)
     return out
+
+
+def _add_references(points: list[dict]) -> None:
+    """Give each point the floor (``noise``) and ceiling (``real``) AUROC of its protocol, ratio and
+    size, and its utility between them (references get None: they define the scale)."""
+    refs = {(p["protocol"], p["ratio"], p["n"], p["generator"]): p for p in points
+            if p["generator"] in ("noise", "real")}
+    for p in points:
+        floor = refs.get((p["protocol"], p["ratio"], p["n"], "noise"))
+        ceiling = refs.get((p["protocol"], p["ratio"], p["n"], "real"))
+        p["floor"] = floor["auroc"] if floor else None
+        p["ceiling"] = ceiling["auroc"] if ceiling else None
+        p["utility"] = None if p["generator"] in ("noise", "real") else utility_between(
+            p["auroc"], p["floor"], p["ceiling"], ceiling["ci"][0] if ceiling and ceiling.get("ci") else None)
+
+
+def _references_text(p: dict) -> str:
+    if p["generator"] in ("noise", "real") or (p.get("floor") is None and p.get("ceiling") is None):  # real-only: none
+        return ""
+    refs = " / ".join("-" if v is None else f"{v:.3f}" for v in (p["floor"], p["ceiling"]))
+    return (f"{p['utility']:.2f} " if p["utility"] is not None else "- ") + f"({refs})"
 
 
 def _diff(d: dict | None) -> str:
@@ -126,7 +152,7 @@ def _interval(eq: dict | None) -> str:
 
 TABLE_HEADERS = ["protocol", "generator", "r", "real data", "n real", "seeds", "AUROC [95% CI]",
                  "gain vs real-only [CI] (seeds +/-)", "content gain vs real + r x noise [CI] (seeds +/-)",
-                 "worth (real images) [CI]"]
+                 "worth (real images) [CI]", "utility (floor / ceiling)"]
 
 
 def table_points(group: dict) -> list[dict]:
@@ -141,8 +167,22 @@ def table_rows(group: dict) -> list[list[Any]]:
         ci = f" [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]" if p.get("ci") else ""
         rows.append([p["protocol"], p["generator"], f"{p['ratio']:g}", p["size_text"], p["n"], p["n_seeds"],
                      f"{p['auroc']:.3f}{ci}", _diff(p["gain"]), _diff(p["content_gain"]),
-                     _interval(p.get("equivalent"))])
+                     _interval(p.get("equivalent")), _references_text(p)])
     return rows
+
+
+def _scale_sentence(n: int, text: str, p: dict) -> str:
+    """Where one row sits between the floor and the ceiling of its size (or which is missing)."""
+    head = f"At {n:,} real images ({text}), {p['generator']} r = {p['ratio']:g} scores {p['auroc']:.3f}"
+    if p["floor"] is None or p["ceiling"] is None:
+        missing = " and ".join(w for w, v in (("floor (noise)", p["floor"]), ("ceiling (real)", p["ceiling"]))
+                               if v is None)
+        verb = "are" if " and " in missing else "is"
+        return head + f"; its {missing} at this size {verb} not measured yet, so it has no utility."
+    scale = f"between the floor (noise) {p['floor']:.3f} and the ceiling (real) {p['ceiling']:.3f}"
+    if p["utility"] is None:
+        return head + f", {scale}: the ceiling is not clearly above the floor, so there is no scale to read."
+    return head + f", {scale}: utility {p['utility']:.2f}."
 
 
 def _excludes_zero(d: dict | None, sign: int) -> bool:
@@ -162,6 +202,7 @@ def plain_reading(group: dict) -> list[str]:
         name = lambda p: f"{p['generator']} r = {p['ratio']:g}"  # noqa: E731
         if not here:
             continue
+        lines += [_scale_sentence(n, text, p) for p in here if p["generator"] != "real"]
         if helped:
             lines.append(f"At {n:,} real images ({text}), " + ", ".join(
                 f"{name(p)} beats the same number of noise images by {_diff(p['content_gain'])} AUROC "
@@ -182,6 +223,7 @@ def plain_reading(group: dict) -> list[str]:
         if p["protocol"].startswith("synthetic-only") and p["generator"] not in ("noise", "real"):
             lines.append(f"Synthetic-only at {p['n']:,} real images ({p['size_text']}): {p['generator']} scores "
                          f"{p['auroc']:.3f}, worth {_interval(p.get('equivalent'))} real images.")
+            lines.append(_scale_sentence(p["n"], p["size_text"], p))
     for s in group["saturation"]:
         where = f"from {int(s['saturation_n']):,} real images" if s["saturation_n"] is not None else \
             "not within the measured sizes (the largest size still differs from real-only)"

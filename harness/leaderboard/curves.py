@@ -14,12 +14,13 @@ FILE = "learning-curves.md"
 #: shown first on the page (cxrbench.leaderboard.table_html): who, the size, the AUROC and what it is
 #: worth in real images; the rest (seeds) behind the details toggle
 KEY = ["protocol", "generator", "r", "real data", "n real", "AUROC [95% CI]", "gain vs real-only [CI] (seeds +/-)",
-       "content gain vs real + r x noise [CI] (seeds +/-)", "worth (real images) [CI]"]
+       "content gain vs real + r x noise [CI] (seeds +/-)", "worth (real images) [CI]", "utility (floor / ceiling)"]
 HEADLINE = "AUROC [95% CI]"
 INTRO = ("AUROC against the number of real training images (the spec's `real_data:` sizes), the mean over "
          "seeds with its 95% interval (Rubin's rules). Gain: vs real-only at the same size; content gain: vs "
          "real + r x noise images at the same size, ratio and seed (what the synthetic images' content adds "
-         "beyond their number); worth: the real images at which the real-only curve reaches the row's AUROC. "
+         "beyond their number); worth: the real images at which the real-only curve reaches the row's AUROC; utility: "
+         "where the row sits between the noise floor (0) and the real ceiling (1) of its size, protocol and ratio. "
          "Seeds +/-: seeds significantly better / worse (paired DeLong, p < 0.05).")
 
 

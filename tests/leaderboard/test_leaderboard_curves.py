@@ -289,3 +289,30 @@ def test_csv_keeps_the_size_text_and_hide_when_empty_must_be_a_bool(records):
     data["columns"][0]["hide_when_empty"] = "maybe"
     with pytest.raises(ConfigError, match=r"columns\[0\]\.hide_when_empty"):
         schema_from_data(data, "s.yaml")
+
+
+def test_each_size_reads_a_row_between_the_floor_and_ceiling_of_that_size(monkeypatch):
+    """Utility at each size uses the noise (floor) and real (ceiling) rows of the same protocol,
+    ratio and SIZE: (AUROC - floor) / (ceiling - floor); none where the ceiling is not clearly above
+    the floor, and a row without a measured ceiling says so."""
+    from cxrbench.learning_curves import learning_curves, plain_reading, table_rows
+
+    monkeypatch.setitem(ADDS, ("supplemented.v1", "real"), {0.05: 0.10, 1000: 0.08, 1.0: 0.0})
+    recs = [rec for _, rec in axis_records()]
+    (group,) = learning_curves(recs)
+    ddpm = {p["real_data"]: p for p in group["points"] if p["generator"] == "ddpm" and p["protocol"] == "supplemented.v1"}
+    for size, expected in ((0.05, (0.04 - 0.01) / (0.10 - 0.01)), (1000, 0.02 / 0.08)):
+        p = ddpm[size]
+        assert p["floor"] == pytest.approx(REAL_AUROC[size] + ADDS[("supplemented.v1", "noise")][size])
+        assert p["ceiling"] == pytest.approx(REAL_AUROC[size] + ADDS[("supplemented.v1", "real")][size])
+        assert p["utility"] == pytest.approx(expected)
+    assert ddpm[1.0]["utility"] is None  # ceiling == floor at all the data: no scale to read on
+    lines = {row[1]: row for row in table_rows(group) if row[3] == "5%" and row[0] == "supplemented.v1"}
+    assert lines["ddpm"][-1] == f"{(0.03 / 0.09):.2f} (0.810 / 0.900)" and lines["noise"][-1] == ""
+    reading = plain_reading(group)
+    assert any("ddpm r = 1 scores 0.840, between the floor (noise) 0.810 and the ceiling (real) 0.900: "
+               "utility 0.33." in line for line in reading)
+    assert any("the ceiling is not clearly above the floor" in line for line in reading)
+    # synthetic-only has neither reference here: said, not guessed
+    assert any(line.startswith("At 235 real images (5%), ddpm r = 1 scores 0.850; its floor (noise) and ceiling "
+                               "(real) at this size are not measured yet, so it has no utility.") for line in reading)
