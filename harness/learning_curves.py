@@ -179,10 +179,22 @@ def _scale_sentence(n: int, text: str, p: dict) -> str:
                                if v is None)
         verb = "are" if " and " in missing else "is"
         return head + f"; its {missing} at this size {verb} not measured yet, so it has no utility."
+    if p["ceiling"] <= p["floor"]:
+        return head + (f"; at this size and r the ceiling (real) {p['ceiling']:.3f} is not above the floor (noise) "
+                       f"{p['floor']:.3f}, so there is no scale to read.")
     scale = f"between the floor (noise) {p['floor']:.3f} and the ceiling (real) {p['ceiling']:.3f}"
     if p["utility"] is None:
         return head + f", {scale}: the ceiling is not clearly above the floor, so there is no scale to read."
     return head + f", {scale}: utility {p['utility']:.2f}."
+
+
+def _ceiling_sentence(n: int, text: str, p: dict) -> str:
+    """The ``real`` row (the size's own images again) below the noise control: say what that means."""
+    ci = f" [{p['ci'][0]:.3f}, {p['ci'][1]:.3f}]" if p.get("ci") else ""
+    return (f"At {n:,} real images ({text}), the size's own images added again (real r = {p['ratio']:g}) score "
+            f"{p['auroc']:.3f}{ci}, below real + the same number of noise images ({_diff(p['content_gain'])}): under "
+            "an equal budget, noise images help more than repeated real ones, so `real` is no ceiling at this size; "
+            "read the generator rows against real-only and the noise control.")
 
 
 def _excludes_zero(d: dict | None, sign: int) -> bool:
@@ -194,8 +206,10 @@ def plain_reading(group: dict) -> list[str]:
     lines = []
     sizes = sorted({(p["n"], p["size_text"]) for p in group["points"]})
     for n, text in sizes:
-        here = [p for p in group["points"] if p["n"] == n and p["generator"] != "noise"
-                and p["protocol"].startswith("supplemented")]
+        supplemented = [p for p in group["points"] if p["n"] == n and p["protocol"].startswith("supplemented")]
+        here = [p for p in supplemented if p["generator"] not in ("noise", "real")]  # the references are read apart
+        lines += [_ceiling_sentence(n, text, p) for p in supplemented
+                  if p["generator"] == "real" and _excludes_zero(p["content_gain"], -1)]
         helped = [p for p in here if _excludes_zero(p["content_gain"], +1)]
         hurt = [p for p in here if _excludes_zero(p["content_gain"], -1)]
         bought = [p for p in here if _excludes_zero(p["gain"], +1) and not _excludes_zero(p["content_gain"], +1)]

@@ -312,7 +312,39 @@ def test_each_size_reads_a_row_between_the_floor_and_ceiling_of_that_size(monkey
     reading = plain_reading(group)
     assert any("ddpm r = 1 scores 0.840, between the floor (noise) 0.810 and the ceiling (real) 0.900: "
                "utility 0.33." in line for line in reading)
-    assert any("the ceiling is not clearly above the floor" in line for line in reading)
+    assert any("at this size and r the ceiling (real) 0.930 is not above the floor (noise) 0.930" in line
+               for line in reading)  # all the data: real and noise both 0.930
     # synthetic-only has neither reference here: said, not guessed
     assert any(line.startswith("At 235 real images (5%), ddpm r = 1 scores 0.850; its floor (noise) and ceiling "
                                "(real) at this size are not measured yet, so it has no utility.") for line in reading)
+
+
+def test_a_real_row_below_the_noise_control_is_said_to_be_no_ceiling(monkeypatch):
+    """In the scarce regime repeating the real images can score below adding noise (measured on
+    Kermany at 47 and 234 images): the reading must say `real` is no ceiling there, never read a
+    generator "between" a floor and a lower ceiling, and not call the real images synthetic content."""
+    from cxrbench.learning_curves import learning_curves, plain_reading
+
+    monkeypatch.setitem(ADDS, ("supplemented.v1", "real"), {0.05: -0.02, 1000: 0.08, 1.0: 0.0})
+    records = []
+    for _, rec in axis_records():
+        if (rec["cell"]["generator"] or {}).get("name") == "real":
+            noise = ADDS[("supplemented.v1", "noise")][rec["cell"]["real_data"]]
+            rec["vs_noise_control"] = {TEST: _comparison(ADDS[("supplemented.v1", "real")][rec["cell"]["real_data"]]
+                                                         - noise, "noise")}
+        records.append(rec)
+    reading = plain_reading(learning_curves(records)[0])
+    assert any(line.startswith("At 235 real images (5%), the size's own images added again (real r = 1) score 0.780")
+               and "`real` is no ceiling at this size" in line for line in reading)
+    assert any("ddpm r = 1 scores 0.840; at this size and r the ceiling (real) 0.780 is not above the floor (noise) "
+               "0.810, so there is no scale to read." in line for line in reading)
+    assert not any("real r = 1 (" in line and "synthetic content" in line for line in reading)
+
+
+def test_the_scale_sentence_for_a_ceiling_above_the_floor_but_not_clearly():
+    from cxrbench.learning_curves import _scale_sentence
+
+    row = {"generator": "ldm", "ratio": 1.0, "auroc": 0.9, "floor": 0.88, "ceiling": 0.9, "utility": None}
+    assert _scale_sentence(100, "2%", row) == (
+        "At 100 real images (2%), ldm r = 1 scores 0.900, between the floor (noise) 0.880 and the ceiling (real) "
+        "0.900: the ceiling is not clearly above the floor, so there is no scale to read.")
