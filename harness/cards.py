@@ -244,7 +244,7 @@ def render_card(facts: Mapping[str, Any], rows: list[Mapping[str, Any]],
     if rows or not segmentation_rows:  # a segmentation-only fit has no AUROC row to say "none" about
         lines += _rows_table(rows) + [""]
     if segmentation_rows:
-        lines += ["Segmentation rows (segmentation.md):", ""] + _segmentation_rows_table(segmentation_rows) + [""]
+        lines += ["Segmentation rows (segmentation.md):", ""] + _rows_table(segmentation_rows, "segmenter", "dice") + [""]
     lines += ["## Getting the fit", "",
               f"Pack: `{pack}`, published as {RELEASES}; packs are not committed because they are large. "
               "Install it with "
@@ -342,27 +342,19 @@ def _limits(facts: Mapping) -> list[str]:
     return out
 
 
-def _rows_table(rows: list[Mapping]) -> list[str]:
+def _rows_table(rows: list[Mapping], model: str = "classifier", metric: str = "auroc") -> list[str]:
+    """The rows that used a fit as a Markdown table: AUROC-table rows (``model`` classifier, metric
+    AUROC) or segmentation rows (segmenter, Dice)."""
     if not rows:
         return ["(none recorded)"]
-    head = ["| Row | Protocol | r | Real data | Classifier | Schedule | Test set | Seeds ok | AUROC (mean) |",
+    title = {"auroc": "AUROC", "dice": "Dice"}[metric]
+    head = [f"| Row | Protocol | r | Real data | {model.capitalize()} | Schedule | Test set | Seeds ok | {title} (mean) |",
             "|---|---|---|---|---|---|---|---|---|"]
     return head + [
         "| " + " | ".join(str(v).replace("|", "\\|") for v in (
             r["generator"], r["protocol"], f"{r['ratio']:g}" if isinstance(r["ratio"], (int, float)) else r["ratio"],
-            r["real_data"] or "-", r["classifier"], r["schedule"], r["test_set"], r["seeds"],
-            "-" if r["auroc"] is None else f"{r['auroc']:.3f}")) + " |"
-        for r in rows]
-
-
-def _segmentation_rows_table(rows: list[Mapping]) -> list[str]:
-    head = ["| Row | Protocol | r | Real data | Segmenter | Schedule | Test set | Seeds ok | Dice (mean) |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    return head + [
-        "| " + " | ".join(str(v).replace("|", "\\|") for v in (
-            r["generator"], r["protocol"], f"{r['ratio']:g}" if isinstance(r["ratio"], (int, float)) else r["ratio"],
-            r["real_data"] or "-", r["segmenter"], r["schedule"], r["test_set"], r["seeds"],
-            "-" if r["dice"] is None else f"{r['dice']:.3f}")) + " |"
+            r["real_data"] or "-", r[model], r["schedule"], r["test_set"], r["seeds"],
+            "-" if r[metric] is None else f"{r[metric]:.3f}")) + " |"
         for r in rows]
 
 
