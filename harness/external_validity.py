@@ -207,6 +207,21 @@ def interval_sign(pooled: dict | None) -> int:
     return 1 if ci[0] > 0 else -1 if ci[1] < 0 else 0
 
 
+def _narrowing_source(row: dict, base: dict | None) -> str:
+    """Where a narrower gap comes from. The gap vs real-only is (external - real-only's external) -
+    (internal - real-only's internal), so a model that is simply worse at home "narrows" it too:
+    split the mean difference into its two parts and say which one carries it."""
+    if not (base and row["internal"] and row["external"] and base["internal"] and base["external"]):
+        return ""
+    d_ext = row["external"]["mean"] - base["external"]["mean"]
+    d_int = row["internal"]["mean"] - base["internal"]["mean"]
+    parts = (f": external AUROC {d_ext:+.3f} and internal {d_int:+.3f} against real-only (means)")
+    if d_int < 0 and -d_int >= d_ext:
+        return parts + (", so at least half of the narrowing is a lower score at home, not better transfer; "
+                        "read its external AUROC against real-only's, not the gap")
+    return parts
+
+
 def plain_reading(group: dict, rows: list[dict], ranks: list[dict]) -> list[str]:
     """Plain sentences: how much real-only loses on the external set, which generators narrow or
     widen that loss, where the references sit, and whether the ranking transfers."""
@@ -230,7 +245,7 @@ def plain_reading(group: dict, rows: list[dict], ranks: list[dict]) -> list[str]
             lines.append(f"No generator narrows real-only's generalisation gap on {ext} beyond its interval.")
         for r in narrow:
             lines.append(f"{r['generator']} ({r['protocol']}, r = {r['ratio']:g}) narrows the gap by "
-                         f"{fmt_interval(r['gap_vs_real_only'], True)}.")
+                         f"{fmt_interval(r['gap_vs_real_only'], True)}" + _narrowing_source(r, base) + ".")
         for r in widen:
             lines.append(f"{r['generator']} ({r['protocol']}, r = {r['ratio']:g}) widens the gap "
                          f"({fmt_interval(r['gap_vs_real_only'], True)}).")

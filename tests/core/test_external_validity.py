@@ -167,3 +167,19 @@ def test_subgroup_settings_are_checked_and_do_not_change_old_cell_ids():
         spec_from_data({**SPEC, "evaluation": {"subgroups": ["sex"], "age_bands": [40, 18]}}, "s.yaml")
     with pytest.raises(ConfigError, match=r"evaluation.subgroups: \['sex', 'sex'\] names a field twice"):
         spec_from_data({**SPEC, "evaluation": {"subgroups": ["sex", "sex"]}}, "s.yaml")
+
+
+def test_a_gap_narrowed_by_a_lower_internal_score_is_said_to_be_that():
+    """gap vs real-only = (external - real-only's external) - (internal - real-only's internal): a
+    model worse at home narrows it too. The reading splits the two parts and names the cause."""
+    from cxrbench.external_validity import _narrowing_source
+
+    base = {"internal": {"mean": 0.937}, "external": {"mean": 0.574}}
+    worse_at_home = {"internal": {"mean": 0.862}, "external": {"mean": 0.639}}
+    text = _narrowing_source(worse_at_home, base)
+    assert "external AUROC +0.065 and internal -0.075 against real-only" in text
+    assert "lower score at home, not better transfer" in text
+    better_abroad = {"internal": {"mean": 0.930}, "external": {"mean": 0.650}}
+    text = _narrowing_source(better_abroad, base)
+    assert "external AUROC +0.076 and internal -0.007" in text and "not better transfer" not in text
+    assert _narrowing_source(worse_at_home, None) == ""
