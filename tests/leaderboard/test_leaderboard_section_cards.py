@@ -36,13 +36,14 @@ def published_items(name: str) -> list[tuple[str, dict]]:
 
 
 def expected_cards(records: list[dict], row: dict, **extra) -> list[str]:
-    """``cards/<label>-<fit key>.md`` of each ldm fit behind ``row`` (its protocol, label and ratio,
-    and ``extra`` cell fields), worked out from the records without cxrbench.cards."""
+    """``cards/<label>-<fit key>.md`` of each learned fit (any generator but the noise / real
+    references) behind ``row`` (its protocol, label and ratio, and ``extra`` cell fields), worked
+    out from the records without cxrbench.cards."""
     found = set()
     for rec in records:
         cell, gen = rec["cell"], rec.get("generator") or {}
         label = (cell.get("generator") or {}).get("label")
-        if rec["status"] == "ok" and gen.get("name") == "ldm" and label == row["generator"] \
+        if rec["status"] == "ok" and gen.get("name") not in (None, "noise", "real") and label == row["generator"] \
                 and cell["protocol"] == row["protocol"] and cell["ratio"] == row["ratio"] \
                 and all(cell.get(k) == v for k, v in extra.items()):
             found.add(f"cards/{label}-{gen['fit_key']}.md")
