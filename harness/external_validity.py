@@ -102,14 +102,18 @@ def transfer_rows(group: dict, cards_of: Callable[[list[dict]], list[str]] | Non
 
 
 def add_references(rows: list[dict], value_of: Callable[[dict], float | None],
-                   low_of: Callable[[dict], float | None] = lambda r: None) -> None:
+                   low_of: Callable[[dict], float | None] = lambda r: None,
+                   same: Callable[[dict], tuple] = lambda r: (r["protocol"], r["ratio"])) -> None:
     """Each row's floor (the plain ``noise`` row) and ceiling (the plain ``real`` row) of the same
-    protocol and ratio, by ``value_of``, and its utility between them; a relabelled variant of
-    noise or real is a generator row, and real-only rows have neither reference."""
-    refs = {(r["protocol"], r["ratio"], r["plugin"]): r
-            for r in rows if r["plugin"] in ("noise", "real") and r["generator"] == r["plugin"]}
+    ``same(row)`` (protocol and ratio; a learning curve adds the size), by ``value_of``, and its
+    utility between them; a relabelled variant of noise or real is a generator row (rows without
+    a ``plugin`` are named by their generator), and real-only rows have neither reference."""
+    def plugin(r: dict) -> str:
+        return r.get("plugin", r["generator"])
+
+    refs = {(*same(r), plugin(r)): r for r in rows if plugin(r) in ("noise", "real") and r["generator"] == plugin(r)}
     for r in rows:
-        floor_row, ceiling_row = (refs.get((r["protocol"], r["ratio"], kind)) for kind in ("noise", "real"))
+        floor_row, ceiling_row = (refs.get((*same(r), kind)) for kind in ("noise", "real"))
         r["floor"] = None if floor_row is None else value_of(floor_row)
         r["ceiling"] = None if ceiling_row is None else value_of(ceiling_row)
         r["utility"] = utility_between(value_of(r), r["floor"], r["ceiling"],

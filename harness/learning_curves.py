@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable
 
-from cxrbench.aggregate import aggregate, config_key, utility_between
+from cxrbench.aggregate import aggregate, config_key
 from cxrbench.subsets import size_text
 
 REAL_ONLY = "real-only.v1"
@@ -59,6 +59,7 @@ def learning_curves(records: Iterable[dict], cards_of: Callable[[list[dict]], li
     ``cards_of(records)`` (the leaderboard's, cxrbench.cards.card_finder) gives each point the
     generator cards of the fits behind it (``cards``; empty without it)."""
     from cxrbench.evaluation.curves import equivalent_interval, real_image_equivalent, saturation_size
+    from cxrbench.external_validity import add_references
 
     records = [r for r in records if "real_data" in (r.get("cell") or {})]
     n_of = {}  # (group minus test set, size) -> real training images
@@ -102,7 +103,9 @@ def learning_curves(records: Iterable[dict], cards_of: Callable[[list[dict]], li
             eq = real_image_equivalent(sizes, means, p["auroc"])
             p["equivalent"] = {"n": eq.n, "bound": eq.bound, "text": eq.text(),
                                **equivalent_interval(sizes, means, ses, p["auroc"], p["se"])}
-        _add_references(group["points"])
+        # each row between the floor (noise) and ceiling (real) of its own protocol, ratio and SIZE
+        add_references(group["points"], lambda p: p["auroc"], lambda p: (p.get("ci") or [None])[0],
+                       same=lambda p: (p["protocol"], p["ratio"], p["n"]))
         group["saturation"] = []
         for config in sorted({(p["protocol"], p["generator"], p["ratio"]) for p in group["points"]}):
             pts = [p for p in group["points"] if (p["protocol"], p["generator"], p["ratio"]) == config]
@@ -114,20 +117,6 @@ def learning_curves(records: Iterable[dict], cards_of: Callable[[list[dict]], li
                                         "saturation_n": size, "sizes": [p["n"] for p in pts]})
         out.append(group)
     return out
-
-
-def _add_references(points: list[dict]) -> None:
-    """Give each point the floor (``noise``) and ceiling (``real``) AUROC of its protocol, ratio and
-    size, and its utility between them (references get None: they define the scale)."""
-    refs = {(p["protocol"], p["ratio"], p["n"], p["generator"]): p for p in points
-            if p["generator"] in ("noise", "real")}
-    for p in points:
-        floor = refs.get((p["protocol"], p["ratio"], p["n"], "noise"))
-        ceiling = refs.get((p["protocol"], p["ratio"], p["n"], "real"))
-        p["floor"] = floor["auroc"] if floor else None
-        p["ceiling"] = ceiling["auroc"] if ceiling else None
-        p["utility"] = None if p["generator"] in ("noise", "real") else utility_between(
-            p["auroc"], p["floor"], p["ceiling"], ceiling["ci"][0] if ceiling and ceiling.get("ci") else None)
 
 
 def _references_text(p: dict) -> str:
