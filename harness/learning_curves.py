@@ -171,7 +171,10 @@ def _scale_sentence(n: int, text: str, p: dict) -> str:
     if p["ceiling"] <= p["floor"]:
         return head + (f"; at this size and r the ceiling (real) {p['ceiling']:.3f} is not above the floor (noise) "
                        f"{p['floor']:.3f}, so there is no scale to read.")
-    scale = f"between the floor (noise) {p['floor']:.3f} and the ceiling (real) {p['ceiling']:.3f}"
+    refs = f"the floor (noise) {p['floor']:.3f} and the ceiling (real) {p['ceiling']:.3f}"
+    # a row can sit outside its references (above a ceiling that is not clearly above the floor)
+    where = ("above both" if p["auroc"] > p["ceiling"] else "below both" if p["auroc"] < p["floor"] else "between")
+    scale = f"{where} {refs}"
     if p["utility"] is None:
         return head + f", {scale}: the ceiling is not clearly above the floor, so there is no scale to read."
     return head + f", {scale}: utility {p['utility']:.2f}."
