@@ -44,9 +44,20 @@ def utility_between(value: float | None, floor: float | None, ceiling: float | N
     return (value - floor) / (ceiling - floor)
 
 
-def rubin_interval(estimates: Sequence[float], ses: Sequence[float | None], confidence: float = 0.95) -> dict[str, Any]:
+# The ranges pooled intervals are clipped to (see rubin_interval): a score or rate, a difference
+# of two of them, and a difference of two differences (a transfer gap relative to real-only's).
+UNIT, DIFFERENCE, DIFFERENCE_OF_DIFFERENCES = (0.0, 1.0), (-1.0, 1.0), (-2.0, 2.0)
+
+
+def rubin_interval(estimates: Sequence[float], ses: Sequence[float | None], confidence: float = 0.95,
+                   bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     """Pool per-seed estimates with their standard errors. Returns mean, sd (between seeds,
-    ddof=1), within/between/total variance, degrees of freedom and the interval."""
+    ddof=1), within/between/total variance, degrees of freedom and the interval.
+
+    ``bounds``: the range the quantity lives in (``UNIT`` for an AUROC, a Dice or a rate). With
+    three seeds that disagree, the t interval (df near 2) can reach past it - an AUROC interval
+    of [-0.19, 1.09] - so it is clipped to the range and ``ci_clipped`` says so: the clipped
+    interval still says "the seeds disagree too much to say more", without impossible values."""
     from scipy import stats
 
     m = len(estimates)
@@ -64,11 +75,16 @@ def rubin_interval(estimates: Sequence[float], ses: Sequence[float | None], conf
         df = math.inf
     q = stats.norm.ppf(0.5 + confidence / 2) if math.isinf(df) else stats.t.ppf(0.5 + confidence / 2, df)
     half = q * math.sqrt(total)
-    return {
+    ci = [mean - half, mean + half] if known or m > 1 else None
+    pooled = {
         "mean": mean, "sd": math.sqrt(between) if m > 1 else None, "n_seeds": m,
         "within_var": within, "between_var": between, "total_var": total,
-        "df": None if math.isinf(df) else df, "ci": [mean - half, mean + half] if known or m > 1 else None,
+        "df": None if math.isinf(df) else df, "ci": ci,
     }
+    if ci and bounds and (ci[0] < bounds[0] or ci[1] > bounds[1]):
+        pooled["ci"] = [max(ci[0], bounds[0]), min(ci[1], bounds[1])]
+        pooled["ci_clipped"] = True
+    return pooled
 
 
 def _se_from_ci(ci: Sequence[float] | None, confidence: float) -> float | None:
@@ -121,7 +137,7 @@ def aggregate(records: Iterable[dict]) -> list[dict]:
                     se = macro.get(f"{metric}_se")
                     ses.append(float(se) if se is not None else _se_from_ci(macro.get(f"{metric}_ci"), confidence))
                 if vals:
-                    metrics[metric] = rubin_interval(vals, ses, confidence)
+                    metrics[metric] = rubin_interval(vals, ses, confidence, bounds=UNIT)
                     metrics[metric]["per_seed"] = vals
                     own = per_seed[0]["metrics"][tname].get("macro", {}).get(f"{metric}_ci")
                     if len(vals) == 1 and own:
@@ -150,7 +166,7 @@ def _paired_summary(records: list[dict], tname: str, confidence: float, field: s
         ps.append(min((c["p_value"] for c in labels if c.get("p_value") is not None), default=None))
     if not deltas:
         return {}
-    pooled = rubin_interval(deltas, ses, confidence)
+    pooled = rubin_interval(deltas, ses, confidence, bounds=DIFFERENCE)
     alpha = 1 - confidence
     return {
         "delta_auroc": pooled, "p_values": ps,

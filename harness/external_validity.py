@@ -23,7 +23,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from cxrbench.aggregate import _se_from_ci, rubin_interval, utility_between
+from cxrbench.aggregate import (DIFFERENCE, DIFFERENCE_OF_DIFFERENCES, UNIT, _se_from_ci, rubin_interval,
+                                utility_between)
 
 TABLE_HEADERS = ["Protocol", "Generator", "r", "Seeds", "Internal AUROC [95% CI]", "External AUROC [95% CI]",
                  "Transfer gap [95% CI]", "Gap vs real-only [95% CI]", "Utility on external"]
@@ -34,14 +35,17 @@ def _auroc(rec: dict, tname: str) -> tuple[float | None, list | None]:
     return macro.get("auroc"), macro.get("auroc_ci")
 
 
-def pool_seeds(values: list[float], cis: list, confidence: float = 0.95) -> dict | None:
-    """Rubin-pooled mean and interval of per-seed estimates with their bootstrap CIs."""
+def pool_seeds(values: list[float], cis: list, confidence: float = 0.95,
+               bounds: tuple[float, float] | None = None) -> dict | None:
+    """Rubin-pooled mean and interval of per-seed estimates with their bootstrap CIs, the interval
+    clipped to ``bounds`` (the quantity's range; see aggregate.rubin_interval)."""
     pairs = [(v, ci) for v, ci in zip(values, cis) if v is not None]
     if not pairs:
         return None
     if len(pairs) == 1:
         return {"mean": pairs[0][0], "ci": pairs[0][1], "n_seeds": 1}
-    pooled = rubin_interval([v for v, _ in pairs], [_se_from_ci(ci, confidence) for _, ci in pairs], confidence)
+    pooled = rubin_interval([v for v, _ in pairs], [_se_from_ci(ci, confidence) for _, ci in pairs], confidence,
+                            bounds=bounds)
     return {"mean": pooled["mean"], "ci": pooled.get("ci"), "n_seeds": len(pairs)}
 
 
@@ -89,11 +93,11 @@ def transfer_rows(group: dict, cards_of: Callable[[list[dict]], list[str]] | Non
             "protocol": key[0], "generator": key[1], "ratio": key[2],
             "plugin": ((recs[0]["cell"].get("generator") or {}).get("name")),
             "seeds": [r["cell"]["seed"] for r in recs], "cards": cards_of(recs) if cards_of else [],
-            "internal": pool_seeds([a for a, _ in ins], [c for _, c in ins]),
-            "external": pool_seeds([a for a, _ in exs], [c for _, c in exs]),
-            "gap": pool_seeds([t.get("gap") for t in tr], [t.get("gap_ci") for t in tr]),
+            "internal": pool_seeds([a for a, _ in ins], [c for _, c in ins], bounds=UNIT),
+            "external": pool_seeds([a for a, _ in exs], [c for _, c in exs], bounds=UNIT),
+            "gap": pool_seeds([t.get("gap") for t in tr], [t.get("gap_ci") for t in tr], bounds=DIFFERENCE),
             "gap_vs_real_only": pool_seeds([t.get("gap_vs_baseline") for t in tr],
-                                      [t.get("gap_vs_baseline_ci") for t in tr]),
+                                           [t.get("gap_vs_baseline_ci") for t in tr], bounds=DIFFERENCE_OF_DIFFERENCES),
         })
     # the external set's floor and ceiling; the ceiling's interval decides whether there is a scale
     add_references(rows, lambda r: (r["external"] or {}).get("mean"),

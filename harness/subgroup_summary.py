@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cxrbench.aggregate import UNIT
 from cxrbench.external_validity import fmt_interval, config_of, pool_seeds, row_of
 
 METRICS = {"auroc": "AUROC", "fnr": "false-negative rate (underdiagnosis)", "fpr": "false-positive rate"}
@@ -62,11 +63,11 @@ def _pooled_row(row_key: tuple, reports: list[tuple[int, dict]], metric: str) ->
             withheld = any(e is not None and e.get("too_few") and e.get(metric) is None for e in entries)
             values[g] = TOO_FEW if withheld else None
             continue
-        values[g] = pool_seeds([e[metric] for e in entries], [e.get(f"{metric}_ci") for e in entries])
+        values[g] = pool_seeds([e[metric] for e in entries], [e.get(f"{metric}_ci") for e in entries], bounds=UNIT)
     gaps = [rep["gaps"].get(metric) or {} for _, rep in reports]
     gap = None
     if gaps and all(x.get("gap") is not None for x in gaps):
-        gap = pool_seeds([x["gap"] for x in gaps], [x.get("gap_ci") for x in gaps])
+        gap = pool_seeds([x["gap"] for x in gaps], [x.get("gap_ci") for x in gaps], bounds=UNIT)  # worst - best
         gap.update(best=gaps[0].get("best"), worst=gaps[0].get("worst"),
                    consistent=len({(x.get("best"), x.get("worst")) for x in gaps}) == 1)
     return {"protocol": row_key[0], "generator": row_key[1], "ratio": row_key[2],

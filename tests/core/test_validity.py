@@ -227,6 +227,28 @@ def test_rubin_interval_matches_its_definition():
     assert one["ci"] == pytest.approx([0.8 - 1.959964 * 0.02, 0.8 + 1.959964 * 0.02], abs=1e-6)
 
 
+def test_a_pooled_interval_is_clipped_to_the_range_of_its_quantity():
+    """Three seeds that disagree (the external noise floor: 0.53, 0.30, 0.53) give a t interval
+    (df ~ 2) past [0, 1]; with bounds it is clipped and says so, and an interval inside its range
+    is left exactly as it was."""
+    from cxrbench.aggregate import DIFFERENCE, UNIT, rubin_interval
+    from cxrbench.external_validity import pool_seeds
+
+    est, ses = [0.532, 0.301, 0.531], [0.026, 0.021, 0.026]
+    free, bounded = rubin_interval(est, ses), rubin_interval(est, ses, bounds=UNIT)
+    assert free["ci"][0] < 0 and free["ci"][1] > 1  # the unclipped interval holds impossible AUROCs
+    assert bounded["ci"] == [0.0, 1.0] and bounded["ci_clipped"] is True
+    assert bounded["mean"] == free["mean"] and bounded["total_var"] == free["total_var"]
+    one_side = rubin_interval([0.05, 0.30, 0.10], [0.02, 0.02, 0.02], bounds=UNIT)
+    assert one_side["ci"][0] == 0.0 and 0.3 < one_side["ci"][1] < 1.0
+    inside = [0.90, 0.91, 0.92]
+    assert rubin_interval(inside, ses, bounds=UNIT) == rubin_interval(inside, ses)  # no ci_clipped key either
+    assert rubin_interval([-0.6, 0.4, 0.9], ses, bounds=DIFFERENCE)["ci"] == [-1.0, 1.0]
+    # the leaderboards' pooling (external, subgroups, segmentation) passes the bounds through
+    pooled = pool_seeds(est, [[e - 1.96 * s, e + 1.96 * s] for e, s in zip(est, ses)], bounds=UNIT)
+    assert pooled["ci"] == [0.0, 1.0]
+
+
 def test_seeds_give_aggregate_rows_in_summary_and_show(tmp_path, capsys):
     from cxrbench.cli import main
 
