@@ -46,7 +46,8 @@ def pool_seeds(values: list[float], cis: list, confidence: float = 0.95,
         return {"mean": pairs[0][0], "ci": pairs[0][1], "n_seeds": 1}
     pooled = rubin_interval([v for v, _ in pairs], [_se_from_ci(ci, confidence) for _, ci in pairs], confidence,
                             bounds=bounds)
-    return {"mean": pooled["mean"], "ci": pooled.get("ci"), "n_seeds": len(pairs)}
+    return {"mean": pooled["mean"], "ci": pooled.get("ci"), "n_seeds": len(pairs),
+            **({"ci_clipped": True} if pooled.get("ci_clipped") else {})}
 
 
 def config_of(rec: dict) -> tuple:

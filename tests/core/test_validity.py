@@ -246,7 +246,7 @@ def test_a_pooled_interval_is_clipped_to_the_range_of_its_quantity():
     assert rubin_interval([-0.6, 0.4, 0.9], ses, bounds=DIFFERENCE)["ci"] == [-1.0, 1.0]
     # the leaderboards' pooling (external, subgroups, segmentation) passes the bounds through
     pooled = pool_seeds(est, [[e - 1.96 * s, e + 1.96 * s] for e, s in zip(est, ses)], bounds=UNIT)
-    assert pooled["ci"] == [0.0, 1.0]
+    assert pooled["ci"] == [0.0, 1.0] and pooled["ci_clipped"] is True
 
 
 def test_seeds_give_aggregate_rows_in_summary_and_show(tmp_path, capsys):
