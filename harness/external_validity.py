@@ -46,8 +46,10 @@ def pool_seeds(values: list[float], cis: list, confidence: float = 0.95,
         return {"mean": pairs[0][0], "ci": pairs[0][1], "n_seeds": 1}
     pooled = rubin_interval([v for v, _ in pairs], [_se_from_ci(ci, confidence) for _, ci in pairs], confidence,
                             bounds=bounds)
-    return {"mean": pooled["mean"], "ci": pooled.get("ci"), "n_seeds": len(pairs),
-            **({"ci_clipped": True} if pooled.get("ci_clipped") else {})}
+    out = {"mean": pooled["mean"], "ci": pooled.get("ci"), "n_seeds": len(pairs)}
+    if pooled.get("ci_clipped"):
+        out["ci_clipped"] = True
+    return out
 
 
 def config_of(rec: dict) -> tuple:

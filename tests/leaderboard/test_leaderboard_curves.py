@@ -348,8 +348,8 @@ def test_the_scale_sentence_for_a_ceiling_above_the_floor_but_not_clearly():
     assert _scale_sentence(100, "2%", row) == (
         "At 100 real images (2%), ldm r = 1 scores 0.900, between the floor (noise) 0.880 and the ceiling (real) "
         "0.900: the ceiling is not clearly above the floor, so there is no scale to read.")
-    above = dict(row, auroc=0.852, floor=0.785, ceiling=0.817)  # the 2% ldm r = 3 row of the published curves
+    above = dict(row, ratio=3.0, auroc=0.852, floor=0.785, ceiling=0.817)  # the published 2% ldm r = 3 row
     assert _scale_sentence(97, "2%", above).startswith(
-        "At 97 real images (2%), ldm r = 1 scores 0.852, above both the floor (noise) 0.785 and the ceiling (real) 0.817:")
+        "At 97 real images (2%), ldm r = 3 scores 0.852, above both the floor (noise) 0.785 and the ceiling (real) 0.817:")
     below = dict(row, auroc=0.70)
     assert ", below both the floor (noise) 0.880" in _scale_sentence(100, "2%", below)
