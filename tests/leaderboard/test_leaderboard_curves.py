@@ -240,7 +240,9 @@ def test_the_page_has_the_learning_curve_section_escaped(built, records, script_
     assert script_label not in text and "&lt;script&gt;" in text
 
 
-def test_the_plot_draws_a_panel_per_group_on_a_log_axis(records):
+def test_the_plot_draws_a_panel_per_view_on_a_log_axis(records):
+    """One panel per (group, protocol, ratio), each repeating the real-only curve, on a shared
+    AUROC axis; a generator keeps its colour across panels and the noise control is grey."""
     import matplotlib
 
     from cxrbench.leaderboard import curve_plot, curves
@@ -248,19 +250,39 @@ def test_the_plot_draws_a_panel_per_group_on_a_log_axis(records):
 
     groups = curves.curve_groups(r for _, r in records)
     assert len(groups) == 1
+    assert [view for _, view, _ in curve_plot.panels(groups)] == ["supplemented.v1, r = 1", "synthetic-only.v2"]
     with matplotlib.rc_context(_RC):
-        fig = curve_plot._figure(len(groups))
+        fig = curve_plot._figure(2)
         curve_plot.draw(fig, groups)
-    (ax,) = fig.axes
-    assert ax.get_xscale() == "log"
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert list(lines["real-only"].get_xdata()) == [235, 1000, 4695]
-    assert lines["ddpm, supplemented.v1 r=1"].get_linestyle() == "-"
-    assert lines["ddpm, synthetic-only.v2"].get_linestyle() == "--"
-    noise = lines["noise (noise control), supplemented.v1 r=1"]
-    assert matplotlib.colors.to_hex(noise.get_color()) == matplotlib.colors.to_hex("0.55")
-    assert len(ax.collections) == len(lines) == 4  # a CI band per curve
+    supplemented, synthetic = fig.axes
+    assert supplemented.get_xscale() == synthetic.get_xscale() == "log"
+    assert supplemented.get_shared_y_axes().joined(supplemented, synthetic)
+    assert supplemented.get_title().startswith("supplemented.v1, r = 1\n") and "kermany" in supplemented.get_title()
+    sup = {line.get_label(): line for line in supplemented.get_lines()}
+    syn = {line.get_label(): line for line in synthetic.get_lines()}
+    assert list(sup) == ["real-only", "ddpm", "noise (noise control)"] and list(syn) == ["real-only", "ddpm"]
+    assert list(sup["real-only"].get_xdata()) == list(syn["real-only"].get_xdata()) == [235, 1000, 4695]
+    # each curve its own points: ddpm supplemented at 235 images is real-only + 0.04 (seeds average out)
+    assert sup["ddpm"].get_ydata()[0] == pytest.approx(0.84)
+    assert syn["ddpm"].get_ydata()[0] == pytest.approx(0.85)
+    assert sup["ddpm"].get_color() == syn["ddpm"].get_color()
+    hex_of = matplotlib.colors.to_hex
+    assert hex_of(sup["noise (noise control)"].get_color()) == hex_of("0.55")
+    assert len(supplemented.collections) == 3 and len(synthetic.collections) == 2  # a CI band per curve
+    assert [t.get_text() for t in supplemented.get_legend().get_texts()] == list(sup)
     assert "same test set at every size" in curve_plot.TITLE
+
+
+def test_the_plot_grid_wraps_at_three_panels_and_a_group_without_points_gets_one():
+    from cxrbench.leaderboard import curve_plot
+
+    assert [curve_plot._grid(n) for n in (1, 2, 3, 4, 7)] == [(1, 1), (1, 2), (1, 3), (2, 3), (3, 3)]
+    point = {"protocol": "supplemented.v1", "generator": "ldm", "n": 47, "auroc": 0.8}
+    quick = {"real_only": [], "points": [dict(point, ratio=3.0), dict(point, ratio=1.0),
+                                         dict(point, protocol="synthetic-only.v2", ratio=1.0)]}
+    standard = {"real_only": [{"n": 47, "auroc": 0.8}], "points": []}
+    views = [view for _, view, _ in curve_plot.panels([quick, standard])]
+    assert views == ["supplemented.v1, r = 1", "supplemented.v1, r = 3", "synthetic-only.v2", "real-only"]
 
 
 def test_a_rebuild_without_the_axis_leaves_no_learning_curve(built, axis_run, mixed_run, tmp_path):
