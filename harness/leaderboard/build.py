@@ -299,12 +299,36 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
 
 def _fits_text(ok: list[dict]) -> str:
     """How many generator trainings the row's seeds stand on: "1 (shared)" when one fit served every
-    seed (the spread over seeds leaves training out), "n per seed" with ``fit_seed: per-seed``."""
+    seed (the spread over seeds leaves training out), "n per seed" with ``fit_seed: per-seed``, and
+    "n, mixed" when a row meant to share one fit stands on several (see :func:`mixed_fits`)."""
     gens = [r.get("generator") or {} for r in ok]
     if not gens or not all((g.get("capabilities") or {}).get("needs_training") for g in gens):
         return "-"
     keys = {g.get("fit_key") for g in gens}
-    return "1 (shared)" if len(keys) == 1 else f"{len(keys)}, one per seed"
+    if len(keys) == 1:
+        return "1 (shared)"
+    return f"{len(keys)}, mixed" if mixed_fits(ok) else f"{len(keys)}, one per seed"
+
+
+def _fit_policy(rec: dict) -> str | None:
+    """The ``fit_seed`` setting ("shared" / "per-seed") of the spec entry that made the record's
+    generator row; None where the record does not say."""
+    cell = (rec.get("cell") or {}).get("generator") or {}
+    for ref in (rec.get("spec") or {}).get("generators") or []:
+        if (ref.get("label") or ref.get("name")) == (cell.get("label") or cell.get("name")):
+            return ref.get("fit_seed")
+    return None
+
+
+def mixed_fits(ok: list[dict]) -> int:
+    """How many fits a row *meant to share one* (``fit_seed: shared``) stands on, when more than
+    one, else 0. It happens when a generator's code or options changed between the runs of its
+    seeds: the older seeds' records stayed (a record made before plugin identities were stored is
+    reused, and only the seeds one re-runs are re-run), so the row would pool different models."""
+    keys = {(r.get("generator") or {}).get("fit_key") for r in ok}
+    if len(keys) < 2 or any(_fit_policy(r) != "shared" for r in ok):
+        return 0
+    return len(keys)
 
 
 def _status(recs: list[dict], ok: list[dict], agg: dict) -> str:
@@ -327,6 +351,10 @@ def _status(recs: list[dict], ok: list[dict], agg: dict) -> str:
                      "steps)")
     if any(not ((r.get("generator") or {}).get("seed_check") or {}).get("ok", True) for r in recs):
         flags.append("seed check failed")
+    mixed = mixed_fits(ok)
+    if mixed:
+        flags.append(f"mixed fits: its seeds stand on {mixed} different fits of one shared generator "
+                     "(it changed between runs; re-run the older seeds)")
     return "; ".join(flags) or "ok"
 
 

@@ -161,19 +161,30 @@ def test_the_cli_prints_a_bad_schema_as_one_line(tmp_path, mixed_run, capsys):
 
 
 def test_a_row_says_how_many_generator_fits_its_seeds_stand_on(mixed_records):
+    """One shared fit, a fit per seed (fit_seed: per-seed), or - flagged in the status - a row
+    meant to share one fit whose seeds stand on different fits (the generator changed between
+    the runs of its seeds)."""
     v2 = [rec for _, rec in mixed_records if rec["cell_id"].startswith("synthetic-only.v2__noise__")]
     derived = []
-    for label, per_seed in (("shared-fit", False), ("refit", True)):
+    for label, per_seed, policy in (("shared-fit", False, "shared"), ("refit", True, "per-seed"),
+                                    ("changed", True, "shared"), ("unsaid", True, None)):
         for rec in v2:  # the noise records as a learned generator's, one fit or one per seed
             new = copy.deepcopy(rec)
             new["cell_id"] = new["cell_id"].replace("__noise__", f"__{label}__")
             new["cell"]["generator"]["label"] = new["generator"]["label"] = label
             new["generator"]["capabilities"] = {**new["generator"]["capabilities"], "needs_training": True}
             new["generator"]["fit_key"] = f"key-{rec['cell']['seed']}" if per_seed else "key-0"
+            if policy:
+                new["spec"]["generators"] = [{"name": "noise", "label": label, "fit_seed": policy}]
             derived.append((f"x/cells/{new['cell_id']}.json", new))
     rows = build_rows(list(mixed_records) + derived, load_schema())
     assert by_label(rows, "shared-fit")["values"]["fits"] == "1 (shared)"
     assert by_label(rows, "refit")["values"]["fits"] == "2, one per seed"
+    assert by_label(rows, "unsaid")["values"]["fits"] == "2, one per seed"  # a record that does not say
+    changed = by_label(rows, "changed")["values"]
+    assert changed["fits"] == "2, mixed" and "mixed fits: its seeds stand on 2 different fits" in changed["status"]
+    for label in ("shared-fit", "refit", "unsaid"):
+        assert "mixed" not in by_label(rows, label)["values"]["status"]
     assert by_label(rows, "noise")["values"]["fits"] == "-"  # noise trains nothing
 
 
