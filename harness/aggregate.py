@@ -45,8 +45,10 @@ def utility_between(value: float | None, floor: float | None, ceiling: float | N
 
 
 # The ranges pooled intervals are clipped to (see rubin_interval): a score or rate, a difference
-# of two of them, and a difference of two differences (a transfer gap relative to real-only's).
+# of two of them, a difference of two differences (a transfer gap relative to real-only's), and a
+# distance (HD95 in pixels).
 UNIT, DIFFERENCE, DIFFERENCE_OF_DIFFERENCES = (0.0, 1.0), (-1.0, 1.0), (-2.0, 2.0)
+NON_NEGATIVE = (0.0, math.inf)
 
 
 def rubin_interval(estimates: Sequence[float], ses: Sequence[float | None], confidence: float = 0.95,

@@ -12,8 +12,6 @@ lung-field estimate of the image, beside a random pairing).
 
 from __future__ import annotations
 
-import math
-
 FILE = "segmentation.md"
 HEADERS = ["Protocol", "Generator", "r", "Seeds", "Dice [95% CI]", "HD95 px [95% CI]", "dDice vs real-only [95% CI]",
            "dDice vs noise control", "Utility (floor 0, ceiling 1)", "Mask adherence (random pairing)"]
@@ -34,7 +32,7 @@ def segmentation_records(records) -> list[dict]:
 def groups(records: list[dict], cards_of=None) -> list[dict]:
     """[{key, test_set, rows}] per training configuration and test set. ``cards_of(records)``: the
     card paths a row's generator cell links to (cxrbench.cards.card_finder); none without it."""
-    from cxrbench.aggregate import DIFFERENCE, UNIT
+    from cxrbench.aggregate import DIFFERENCE, NON_NEGATIVE, UNIT
     from cxrbench.external_validity import add_references, pool_seeds
 
     by: dict[tuple, dict[tuple, list[dict]]] = {}
@@ -65,7 +63,7 @@ def groups(records: list[dict], cards_of=None) -> list[dict]:
                 "seeds": [r["cell"]["seed"] for r in recs], "cards": cards_of(recs) if cards_of else [],
                 "dice": pool_seeds([m.get("dice") for m in macro], [m.get("dice_ci") for m in macro], bounds=UNIT),
                 "hd95": pool_seeds([m.get("hd95") for m in macro], [m.get("hd95_ci") for m in macro],
-                                   bounds=(0.0, math.inf)),
+                                   bounds=NON_NEGATIVE),
                 "vs_real_only": pool_seeds([c.get("difference") for c in cmp], [c.get("difference_ci") for c in cmp],
                                            bounds=DIFFERENCE)
                 if all(c.get("difference") is not None for c in cmp) else None,
