@@ -59,14 +59,16 @@ def evaluate_cell(runner, w, model) -> dict:
         )
         predictions[tname] = str(w.adir / f"predictions-{tname.replace(':', '-')}.csv")
         write_predictions(Path(predictions[tname]), split, scores, names)
-        if baseline is not None and tname in baseline.get("artifacts", {}).get("predictions", {}):
-            base_scores = read_scores(Path(baseline["artifacts"]["predictions"][tname]), split.keys, names)
+        base_file = runner.predictions_of(baseline, tname) if baseline is not None else None
+        if base_file is not None:
+            base_scores = read_scores(base_file, split.keys, names)
             base_scored[tname] = base_scores
             out["comparisons"][tname] = {"baseline": baseline["cell_id"],
                                          **compare_to_baseline(labels, scores, base_scores, names)}
         # the content gain: over real + r x noise at the same size, ratio and seed (paired DeLong)
-        if control is not None and tname in control.get("artifacts", {}).get("predictions", {}):
-            control_scores = read_scores(Path(control["artifacts"]["predictions"][tname]), split.keys, names)
+        control_file = runner.predictions_of(control, tname) if control is not None else None
+        if control_file is not None:
+            control_scores = read_scores(control_file, split.keys, names)
             out["vs_noise_control"][tname] = {"baseline": control["cell_id"],
                                               **compare_to_baseline(labels, scores, control_scores, names)}
     w.artifacts["predictions"] = predictions

@@ -62,6 +62,27 @@ def write_csv(df, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def predictions_path(run: Path, rec: dict, tname: str) -> Path | None:
+    """A finished cell's predictions file for test set ``tname`` in results folder ``run``, or None.
+
+    Only the file beside the record counts, ``RUN/cells/<cell id>/predictions-<test>.csv``, where
+    the run wrote it. The path stored in the record is relative to the folder the run was started
+    from (or absolute): it points elsewhere once the results folder is moved or renamed, and into
+    another folder's file (which a later run may have replaced) when records are copied without
+    their cell folders, as a published leaderboard's are."""
+    cell_dir = run / "cells" / rec["cell_id"]
+    stored = ((rec.get("artifacts") or {}).get("predictions") or {}).get(tname)
+    names = dict.fromkeys([f"predictions-{tname.replace(':', '-')}.csv", *([Path(stored).name] if stored else [])])
+    return next((cell_dir / n for n in names if (cell_dir / n).is_file()), None)
+
+
+def missing_predictions(run: Path, rec: dict) -> list[str]:
+    """The test sets whose predictions ``rec`` names but ``run`` does not hold (see
+    :func:`predictions_path`)."""
+    named = (rec.get("artifacts") or {}).get("predictions") or {}
+    return [t for t in named if predictions_path(run, rec, t) is None]
+
+
 def read_scores(path: Path, keys, label_names):
     import pandas as pd
 

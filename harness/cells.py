@@ -85,6 +85,13 @@ class Cell:
             return None
         return Cell(self.protocol, self.schedule, self.ratio, self.seed, NOISE_CONTROL, real_data=self.real_data)
 
+    def is_paired_reference(self) -> bool:
+        """Whether other cells are compared with this one image by image (paired DeLong): the
+        real-only cell (every generator cell's baseline) and a supplemented noise control."""
+        if self.protocol.name == "real-only":
+            return True
+        return self.protocol.name == "supplemented" and self.generator is not None and self.generator.name == NOISE
+
 
 #: the generator of the mandatory noise control, and its row when the spec has none
 NOISE = "noise"

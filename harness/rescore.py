@@ -45,6 +45,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from cxrbench.celldata import predictions_path
 from cxrbench.errors import CxrbenchError
 
 THRESHOLD_RULES = ("youden", "f1")
@@ -88,17 +89,6 @@ class _Split:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def predictions_path(run: Path, rec: dict, tname: str) -> Path | None:
-    """A cell's predictions file for ``tname``: the path in its record (relative to where the run
-    was started, or absolute), else the file of that name in the cell's artifact folder."""
-    stored = ((rec.get("artifacts") or {}).get("predictions") or {}).get(tname)
-    candidates = []
-    if stored:
-        candidates += [Path(stored), run / "cells" / rec["cell_id"] / Path(stored).name]
-    candidates.append(run / "cells" / rec["cell_id"] / f"predictions-{tname.replace(':', '-')}.csv")
-    return next((p for p in candidates if p.is_file()), None)
 
 
 def _read_csv(path: Path):

@@ -99,7 +99,8 @@ def _print_aggregates(agg: list[dict], sized: bool) -> None:
             arows.append(cell + ["all seeds failed", "", ""] + ([""] if sized else []))
             continue
         ci = auc["ci"]
-        text = f"{auc['mean']:.3f} +/- {auc['sd']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        sd = f"{auc['sd']:.3f}" if auc["sd"] is not None else "n/a (1 seed ok)"
+        text = f"{auc['mean']:.3f} +/- {sd}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         gains = [_paired_text(vs)] + ([_paired_text(a.get("vs_noise_control"))] if sized else [])
         arows.append(cell + [text, f"{ap['mean']:.3f}" if ap else "n/a", *gains])
     print("\nover seeds (mean +/- sd [95% CI pooling bootstrap and seed variation, Rubin's rules]):")

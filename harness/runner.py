@@ -20,8 +20,8 @@ from typing import Any
 from cxrbench import __version__, protocols
 from cxrbench.cells import Cell, GeneratorVariant, expand_cells, refuse_relabelled
 from cxrbench.celldata import (
-    all_images, check_leakage, check_loaded, external_name, namespaced, read_scores, recipe_fields,
-    write_predictions,
+    all_images, check_leakage, check_loaded, external_name, missing_predictions, namespaced, predictions_path,
+    read_scores, recipe_fields, write_predictions,
 )
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
@@ -210,9 +210,12 @@ class Runner:
             if status == "stale":
                 logger.info(f"[{n}/{total}] {cell.id}: finished before with other plugin code ({'; '.join(reasons)}): "
                             "re-running")
+            elif status == "incomplete":
+                logger.info(f"[{n}/{total}] {cell.id}: finished before, but {reasons[0]}: re-running")
             logger.info(f"[{n}/{total}] {cell.id}: running")
             start = time.perf_counter()
             try:
+                self._require_paired_predictions(cell)  # before training: a refusal loses nothing
                 record = self.run_cell(cell, cell_id)
                 summary.ok.append(cell_id)
             except KeyboardInterrupt:
@@ -236,7 +239,9 @@ class Runner:
         """("finished" | "stale" | "to run", why stale): a finished cell whose plugins' identities
         (name, version, sampling_version, source; identity.py) changed since is stale and re-run,
         unless ``keep_stale`` (then "finished", with the reasons). ``run`` and ``--dry-run`` both
-        ask this, so they agree on every cell."""
+        ask this, so they agree on every cell. A finished cell that others are paired with
+        (real-only, the noise control) whose predictions files are gone is "incomplete" and re-run:
+        a paired DeLong needs each image's score, which a record alone does not hold."""
         from cxrbench.identity import cell_identity, stale_reasons
 
         record = self.store.load(f"{cell.id}__{self._context_key(cell)}")
@@ -245,6 +250,11 @@ class Runner:
         reasons = stale_reasons(record.get("plugin_identity"), cell_identity(self, cell))
         if reasons and not self.keep_stale:
             return "stale", reasons
+        if cell.is_paired_reference():
+            missing = missing_predictions(self.store.out, record)
+            if missing:
+                return "incomplete", [f"its predictions for {', '.join(missing)} are missing (records alone, e.g. "
+                                      "copied from a published leaderboard?) and the cells compared with it need them"]
         return "finished", reasons
 
     def _context_key(self, cell: Cell) -> str:
@@ -491,6 +501,21 @@ class Runner:
 
     def _baseline_record(self, cell: Cell) -> dict | None:
         return self._finished(cell.baseline()) if cell.protocol.uses_generator else None
+
+    def _require_paired_predictions(self, cell: Cell) -> None:
+        """Refuse, before anything trains, a cell whose real-only baseline or noise control finished
+        but has no predictions files here (its paired comparisons could not be made)."""
+        for other in (cell.baseline() if cell.protocol.uses_generator else None, cell.noise_control()):
+            record = self._finished(other)
+            missing = missing_predictions(self.store.out, record) if record else []
+            if missing:
+                raise CxrbenchError(
+                    f"{record['cell_id']} has no predictions for {', '.join(missing)} in {self.store.out}, and this "
+                    f"cell is compared with it: re-run it first (a run that includes it re-runs it)")
+
+    def predictions_of(self, record: dict, test_set: str) -> Path | None:
+        """A finished cell's predictions file for ``test_set`` in this run (celldata.predictions_path)."""
+        return predictions_path(self.store.out, record, test_set)
 
     def _finished(self, cell: Cell | None) -> dict | None:
         """The stored record of ``cell`` when it finished ok, else None."""

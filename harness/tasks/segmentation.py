@@ -144,7 +144,7 @@ class SegmentationTask(Task):
             files[tname] = str(path)
             for name, other, into in (("baseline", baseline, "comparisons"), ("noise control", control,
                                                                                 "vs_noise_control")):
-                theirs = _read_dice(other, tname, split.keys)
+                theirs = _read_dice(runner.predictions_of(other, tname) if other else None, split.keys)
                 if theirs is not None:
                     out[into][tname] = {"baseline": other["cell_id"],
                                         **compare_dice(scores["dice"], theirs, patient_ids=split.patient_ids,
@@ -198,14 +198,12 @@ def _write_scores(path: Path, split, scores: dict) -> None:
                             **{k: v for k, v in scores.items() if len(v) == len(split.keys)}}), path)
 
 
-def _read_dice(record: dict | None, tname: str, keys):
-    """Another cell's per-image Dice on the same test images, in ``keys`` order (None: absent)."""
+def _read_dice(path: Path | None, keys):
+    """Another cell's per-image Dice on the same test images (its predictions file), in ``keys``
+    order (None: absent)."""
     import pandas as pd
 
-    if record is None:
-        return None
-    path = ((record.get("artifacts") or {}).get("predictions") or {}).get(tname)
-    if not path or not Path(path).is_file():
+    if path is None:
         return None
     df = pd.read_csv(path).set_index("key")
     if "dice" not in df or any(k not in df.index for k in keys[:5]):

@@ -4,6 +4,8 @@ optimization budget for every protocol at a size."""
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,6 +266,94 @@ def test_supplemented_cells_are_compared_with_real_only_and_the_noise_control_of
         (control,) = rec["vs_noise_control"].values()
         assert f"supplemented.v1__noise__r{cell['ratio']:g}__real={size}__" in control["baseline"]
         assert math.isfinite(control["labels"][next(iter(control["labels"]))]["delta"])
+
+
+def _copy_records(run, dest, *, drop: str = ""):
+    """The run's records without their cell folders (what a published leaderboard keeps)."""
+    (dest / "cells").mkdir(parents=True)
+    for path in (run / "cells").glob("*.json"):
+        if not drop or drop not in path.name:
+            shutil.copy(path, dest / "cells" / path.name)
+
+
+def _resumed(runner, out):
+    return Runner(runner.spec, out=out, device="cpu", progress=False,
+                  plugins=plugins_with_generator("recording", RecordingGenerator))
+
+
+GENERATOR_CELL = "supplemented.v1__recording__r1__real=0.2__"
+
+
+def test_a_run_resumed_from_records_alone_re_runs_the_cells_it_is_paired_with(scarce_run, tmp_path):
+    """Records copied without their predictions (a published leaderboard's records/) hold no
+    per-image scores, so a new generator cell could not be paired with them: the real-only and
+    noise-control cells are re-run first (the same numbers), then the new cell is compared."""
+    from cxrbench.plan import plan
+
+    runner, _, records = scarce_run
+    _copy_records(runner.store.out, tmp_path, drop=GENERATOR_CELL)
+    resumed = _resumed(runner, tmp_path)
+    status = {c["cell"]: c["status"] for c in plan(resumed)["cells"]}
+    for cell, text in status.items():
+        if cell.startswith(("real-only", "supplemented.v1__noise")):
+            assert text.startswith("to run (its predictions for phantom:test are missing"), (cell, text)
+        elif cell.startswith(GENERATOR_CELL):
+            assert text == "to run"
+        else:
+            assert text == "finished", (cell, text)
+    summary = resumed.run()
+    assert not summary.failed and len(summary.ok) == 2 + 4 + 1  # real-only x 2 sizes, noise x 2 r x 2 sizes, one cell
+    new = {json.loads(p.read_text())["cell_id"]: json.loads(p.read_text()) for p in (tmp_path / "cells").glob("*.json")}
+    (cell,) = [rec for cid, rec in new.items() if cid.startswith(GENERATOR_CELL)]
+    (comp,) = cell["comparisons"].values()
+    (control,) = cell["vs_noise_control"].values()
+    assert comp["baseline"].startswith("real-only.v1__none__r0__real=0.2__")
+    assert control["baseline"].startswith("supplemented.v1__noise__r1__real=0.2__")
+    for rec in records:  # the re-run references reproduce the originals' numbers
+        if rec["cell_id"].startswith(("real-only", "supplemented.v1__noise")):
+            assert new[rec["cell_id"]]["metrics"] == rec["metrics"], rec["cell_id"]
+
+
+def test_a_moved_results_folder_pairs_with_the_predictions_beside_its_records(scarce_run, tmp_path):
+    """Records store their predictions' path as the run wrote it (relative to where it was
+    started): a folder moved or renamed since is read from its own cell folders."""
+    from cxrbench.store import atomic_write_json, seal
+
+    runner, _, _ = scarce_run
+    moved = tmp_path / "moved"
+    shutil.copytree(runner.store.out, moved)
+    for path in (moved / "cells").glob("*.json"):
+        rec = json.loads(path.read_text())
+        if GENERATOR_CELL in path.name:
+            path.unlink()
+            continue
+        for tname, stored in (rec.get("artifacts") or {}).get("predictions", {}).items():
+            rec["artifacts"]["predictions"][tname] = f"runs/gone/cells/{rec['cell_id']}/{Path(stored).name}"
+        atomic_write_json(path, seal(rec))
+    summary = _resumed(runner, moved).run()
+    assert not summary.failed and len(summary.ok) == 1 and summary.ok[0].startswith(GENERATOR_CELL)
+    (path,) = [p for p in (moved / "cells").glob("*.json") if GENERATOR_CELL in p.name]
+    rec = json.loads(path.read_text())
+    assert rec["comparisons"] and rec["vs_noise_control"]
+
+
+def test_show_says_when_only_one_seed_of_a_row_finished(scarce_run, tmp_path, capsys):
+    """A row over two seeds, one failed: its mean has no sd, and ``show`` says so (it crashed)."""
+    from cxrbench.cli import print_table
+    from cxrbench.store import atomic_write_json, seal
+
+    runner, _, records = scarce_run
+    _copy_records(runner.store.out, tmp_path)
+    (rec,) = [r for r in records if r["cell_id"].startswith(GENERATOR_CELL)]
+    failed = {k: v for k, v in rec.items() if k in ("cell", "cell_id", "protocol", "spec", "created", "versions")}
+    failed["cell"] = {**rec["cell"], "seed": 1}
+    failed["cell_id"] = rec["cell_id"].replace("__seed0__", "__seed1__")
+    failed.update(status="failed", error={"type": "RuntimeError", "message": "out of memory", "cause": None})
+    atomic_write_json(tmp_path / "cells" / f"{failed['cell_id']}.json", seal(failed))
+    print_table(tmp_path)
+    text = capsys.readouterr().out
+    assert f"FAILED {failed['cell_id']}: out of memory" in text
+    assert "n/a (1 seed ok)" in text and "1/2" in text
 
 
 def test_show_has_a_real_data_column_and_the_content_gain(scarce_run, capsys):
