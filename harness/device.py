@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 
 def resolve_device(requested: str | None = "auto") -> str:
@@ -105,6 +106,11 @@ def hardware_summary(device: str) -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        # the same cell trained on two CPU models (or instruction sets) can differ in the last
+        # digits of every weight, and a short training run turns that into a different AUROC:
+        # a re-run that does not match says why here
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "precision": precision(device),
         "torch_compile": compile_enabled(),
@@ -114,3 +120,16 @@ def hardware_summary(device: str) -> dict:
         info["gpu"] = torch.cuda.get_device_name(idx)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere platform.processor()), or None."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None

@@ -2,6 +2,9 @@
 staging buffers, no per-step sync, bf16 autocast, channels_last, torch.compile) are exercised
 on CPU where they can be, and on CUDA by the `gpu`-marked tests."""
 
+import platform
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -22,6 +25,22 @@ def test_hardware_block_records_precision_threads_and_compile(monkeypatch):
     assert info["precision"] == "float32" and info["torch_compile"] is False and info["torch_threads"] >= 1
     monkeypatch.setenv(dev.COMPILE_ENV, "1")
     assert dev.hardware_summary("cpu")["torch_compile"] is True
+
+
+def test_hardware_block_names_the_cpu_and_the_instruction_set_torch_uses(monkeypatch, tmp_path):
+    """Two CPUs can train the same cell to different last digits: the record says which ran it."""
+    info = dev.hardware_summary("cpu")
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        assert info["cpu"] == (names[0] if names else platform.processor() or None)
+    # without /proc/cpuinfo (macOS, Windows): platform's answer
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (_ for _ in ()).throw(OSError("no such file"))
+                        if str(self) == "/proc/cpuinfo" else real(self, *a, **k))
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert dev.cpu_model() == "arm"
 
 
 def test_compile_is_opt_in(monkeypatch):
