@@ -47,7 +47,7 @@ def _plan_slice(runner) -> dict:
         status, reasons = runner.cell_status(cell)
         if status == "stale":
             status = f"to run (stale: {'; '.join(reasons)})"
-        elif status == "incomplete":
+        elif status == "outdated":
             status = f"to run ({reasons[0]})"
         elif reasons:
             status = f"finished (STALE, kept by --keep-stale: {'; '.join(reasons)})"

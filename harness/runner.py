@@ -27,6 +27,7 @@ from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
 from cxrbench.hashing import content_key
+from cxrbench.pairing import outdated_comparisons
 from cxrbench.store import RunStore, atomic_write_json, code_fingerprint, git_revision
 
 RECORD_SCHEMA = "cxrbench.cell/1"
@@ -210,7 +211,7 @@ class Runner:
             if status == "stale":
                 logger.info(f"[{n}/{total}] {cell.id}: finished before with other plugin code ({'; '.join(reasons)}): "
                             "re-running")
-            elif status == "incomplete":
+            elif status == "outdated":
                 logger.info(f"[{n}/{total}] {cell.id}: finished before, but {reasons[0]}: re-running")
             logger.info(f"[{n}/{total}] {cell.id}: running")
             start = time.perf_counter()
@@ -239,9 +240,10 @@ class Runner:
         """("finished" | "stale" | "to run", why stale): a finished cell whose plugins' identities
         (name, version, sampling_version, source; identity.py) changed since is stale and re-run,
         unless ``keep_stale`` (then "finished", with the reasons). ``run`` and ``--dry-run`` both
-        ask this, so they agree on every cell. A finished cell that others are paired with
-        (real-only, the noise control) whose predictions files are gone is "incomplete" and re-run:
-        a paired DeLong needs each image's score, which a record alone does not hold."""
+        ask this, so they agree on every cell. "outdated" (re-run too): a finished cell that others
+        are paired with (real-only, the noise control) whose predictions files are gone - a paired
+        DeLong needs each image's score, which a record alone does not hold - or a cell whose paired
+        comparisons were made against an earlier run of its reference (pairing.py)."""
         from cxrbench.identity import cell_identity, stale_reasons
 
         record = self.store.load(f"{cell.id}__{self._context_key(cell)}")
@@ -253,8 +255,11 @@ class Runner:
         if cell.is_paired_reference():
             missing = missing_predictions(self.store.out, record)
             if missing:
-                return "incomplete", [f"its predictions for {', '.join(missing)} are missing (records alone, e.g. "
-                                      "copied from a published leaderboard?) and the cells compared with it need them"]
+                return "outdated", [f"its predictions for {', '.join(missing)} are missing (records alone, e.g. "
+                                    "copied from a published leaderboard?) and the cells compared with it need them"]
+        outdated = outdated_comparisons(record, self.store.load)
+        if outdated:  # its reference was re-run since: the stored differences are of another model
+            return "outdated", outdated[:1]
         return "finished", reasons
 
     def _context_key(self, cell: Cell) -> str:

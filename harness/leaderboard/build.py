@@ -9,7 +9,8 @@ mean over its ok seeds of every ``record.*`` and ``derived.*`` column (quality, 
   :func:`display_columns` splits a fidelity column by network when rows differ in it.
 * Nothing is dropped silently: a configuration whose seeds all failed is a ``failed`` row, one
   with fewer ok seeds than recorded says ``incomplete: k/n seeds ok``, a truncated generator fit
-  or a failed seed check says so in ``status``. A record seen twice (the same ``cell_id`` in two
+  or a failed seed check says so in ``status``, and so does a seed whose paired comparisons were
+  made against an earlier run of its reference (:mod:`cxrbench.pairing`). A record seen twice (the same ``cell_id`` in two
   results folders) is counted once; the other copy is listed under ``ignored_records``.
 * Each row lists the relative paths of the records it came from, ordered by seed.
 * A record of a spec with a real-data axis (``real_data:``) gives its row ``real_data`` (a
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 from cxrbench.aggregate import aggregate, config_key, is_truncated, utility_between
 from cxrbench.leaderboard.schema import DERIVED, Column, Schema, load_schema
+from cxrbench.pairing import outdated_comparisons
 from cxrbench.run_table import _chain, _classifier
 
 #: group keys that belong to a record (the rest, test_set, come from the aggregate row)
@@ -42,10 +44,11 @@ def build_rows(records: Iterable[Mapping | tuple[str, Mapping]], schema: Schema 
     groups: dict[tuple, list[tuple[str, dict]]] = {}
     for path, rec in items:
         groups.setdefault(_record_key(rec, schema), []).append((path, rec))
+    by_id = {str(rec.get("cell_id")): rec for _, rec in items}
     rows = []
     for key in sorted(groups, key=_orderable):
         for members in _split_by_network(groups[key]):
-            rows.extend(_rows_of_group(members, schema, ignored))
+            rows.extend(_rows_of_group(members, schema, ignored, by_id))
     _add_real_data(rows, items)
     _add_utility_ratios(rows)
     for row in rows:  # row.* columns last: utility_ratio needs every row first
@@ -261,7 +264,7 @@ def _split_by_network(members: list[tuple[str, dict]]) -> list[list[tuple[str, d
     return [parts[k] for k in sorted(parts)]
 
 
-def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dict) -> list[dict]:
+def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dict, by_id: dict) -> list[dict]:
     members = sorted(members, key=lambda pr: (_orderable(pr[1].get("cell", {}).get("seed")), pr[0]))
     recs = [r for _, r in members]
     ok = [r for r in recs if r.get("status") == "ok"]
@@ -279,7 +282,7 @@ def _rows_of_group(members: list[tuple[str, dict]], schema: Schema, ignored: dic
             "seeds": f"{len(ok)}/{len(recs)}", "seed_list": agg["seeds"], "failed_seeds": agg["failed_seeds"],
             "fits": _fits_text(ok), "generator_plugin": ((recs[0].get("cell") or {}).get("generator") or {}).get("name"),
             "dataset_fingerprint": (recs[0].get("dataset") or {}).get("fingerprint"),
-            "status": _status(recs, ok, agg), "vs_real_only": _vs_text(agg["vs_real_only"]),
+            "status": _status(recs, ok, agg, by_id), "vs_real_only": _vs_text(agg["vs_real_only"]),
             "vs_noise_control": _vs_text(agg.get("vs_noise_control")),
             # made into real_data / n_real by build_rows (a failed configuration takes n from others)
             "_real_data": first["real_data"],
@@ -331,7 +334,7 @@ def mixed_fits(ok: list[dict]) -> int:
     return len(keys)
 
 
-def _status(recs: list[dict], ok: list[dict], agg: dict) -> str:
+def _status(recs: list[dict], ok: list[dict], agg: dict, by_id: dict | None = None) -> str:
     if not ok:
         err = next((r.get("error") or {} for r in recs if r.get("error")), {})
         msg = str(err.get("message") or "").strip().splitlines()
@@ -355,6 +358,11 @@ def _status(recs: list[dict], ok: list[dict], agg: dict) -> str:
     if mixed:
         flags.append(f"mixed fits: its seeds stand on {mixed} different fits of one shared generator "
                      "(it changed between runs; re-run the older seeds)")
+    outdated = [(r.get("cell", {}).get("seed"), why) for r in ok
+                for why in outdated_comparisons(r, (by_id or {}).get)[:1]]
+    if outdated:
+        seeds = ", ".join(str(seed) for seed, _ in outdated)
+        flags.append(f"outdated comparison (seed {seeds}): {outdated[0][1]}; re-run the seed(s)")
     return "; ".join(flags) or "ok"
 
 

@@ -337,6 +337,30 @@ def test_a_moved_results_folder_pairs_with_the_predictions_beside_its_records(sc
     assert rec["comparisons"] and rec["vs_noise_control"]
 
 
+def test_a_cell_compared_with_an_earlier_run_of_its_reference_is_re_run(scarce_run, tmp_path):
+    """A reference re-run since (another CPU, its predictions gone) can score differently: the
+    cells whose comparisons were made against its earlier run are outdated and re-run."""
+    from cxrbench.plan import plan
+    from cxrbench.store import atomic_write_json, seal
+
+    runner, _, _ = scarce_run
+    run = tmp_path / "run"
+    shutil.copytree(runner.store.out, run)
+    (path,) = [p for p in (run / "cells").glob("*.json") if GENERATOR_CELL in p.name]
+    rec = json.loads(path.read_text())
+    for entry in rec["comparisons"].values():  # as if real-only scored 0.01 higher back then
+        for label in entry["labels"].values():
+            label["auroc_baseline"] += 0.01
+    atomic_write_json(path, seal(rec))
+    status = {c["cell"]: c["status"] for c in plan(_resumed(runner, run))["cells"]}
+    (todo,) = [c for c, text in status.items() if text != "finished"]
+    assert todo.startswith(GENERATOR_CELL)
+    assert status[todo].startswith("to run (compared with an earlier run of real-only seed0 on phantom:test (AUROC")
+    summary = _resumed(runner, run).run()
+    assert not summary.failed and len(summary.ok) == 1 and summary.ok[0].startswith(GENERATOR_CELL)
+    assert all(c["status"] == "finished" for c in plan(_resumed(runner, run))["cells"])
+
+
 def test_show_says_when_only_one_seed_of_a_row_finished(scarce_run, tmp_path, capsys):
     """A row over two seeds, one failed: its mean has no sd, and ``show`` says so (it crashed)."""
     from cxrbench.cli import print_table

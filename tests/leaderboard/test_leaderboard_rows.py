@@ -188,6 +188,24 @@ def test_a_row_says_how_many_generator_fits_its_seeds_stand_on(mixed_records):
     assert by_label(rows, "noise")["values"]["fits"] == "-"  # noise trains nothing
 
 
+def test_a_seed_compared_with_an_earlier_run_of_its_reference_is_flagged(mixed_records):
+    """A real-only cell re-run since (on another CPU, say) scores differently: the seeds whose
+    stored comparisons were made against its earlier run say so in their row's status."""
+    rows = build_rows(list(mixed_records), load_schema())
+    assert not any("outdated" in r["values"]["status"] for r in rows)
+    records = copy.deepcopy(list(mixed_records))
+    (ref,) = [rec for _, rec in records if rec["cell_id"].startswith("real-only") and rec["cell"]["seed"] == 0]
+    test_set = next(iter(ref["metrics"]))
+    label, block = next(iter(ref["metrics"][test_set]["labels"].items()))
+    was = block["auroc"]
+    block["auroc"] = was - 0.012
+    rows = build_rows(records, load_schema())
+    noise = by_label(rows, "noise")["values"]["status"]
+    assert (f"outdated comparison (seed 0): compared with an earlier run of real-only seed0 on {test_set} "
+            f"(AUROC {label} {was:.4f} then, {was - 0.012:.4f} now); re-run the seed(s)") in noise
+    assert "seed 1" not in noise.split("outdated comparison")[1]
+
+
 def test_seconds_per_image_counts_what_a_filter_made_the_generator_redraw(mixed_records):
     """The s/image column is per image *delivered*: a record made before the cost block carried
     that figure gets it from its parts (draw seconds, the cell's post-processing seconds, the
