@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cxrbench.leaderboard.plots import _PNG_META, _RC, _SVG_META, DPI, FIGSIZE, _plain, auroc_limits
+from cxrbench.leaderboard.plots import _RC, DPI, FIGSIZE, _plain, auroc_limits, save_figure
 
 NAME = "learning-curve"
 TITLE = "Learning curves: AUROC vs real training images (same test set at every size)"
@@ -42,8 +42,7 @@ def write_curve_plot(groups: list[dict], out_dir: Path) -> dict | None:
         draw(fig, groups)
         fig.suptitle(TITLE, fontsize=11)
         out_dir.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_dir / f"{NAME}.png", dpi=DPI, metadata=_PNG_META)
-        fig.savefig(out_dir / f"{NAME}.svg", metadata=_SVG_META)
+        save_figure(fig, out_dir, NAME)
     rel = out_dir.name
     return {"name": NAME, "title": TITLE, "png": f"{rel}/{NAME}.png", "svg": f"{rel}/{NAME}.svg"}
 

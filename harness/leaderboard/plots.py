@@ -21,6 +21,7 @@ software tags in the metadata, everything drawn in the rows' (deterministic) ord
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from cxrbench.leaderboard.labels import annotate_apart
@@ -47,6 +48,21 @@ def auroc_limits(values) -> tuple[float, float]:
     return (lo, hi) if hi - lo >= 0.1 else (max(AUROC_LIMITS[0], hi - 0.1), hi)
 _PNG_META = {"Software": None}
 _SVG_META = {"Date": None, "Creator": None}
+#: matplotlib names a clip path "p" + 10 hex digits of a hash of its rectangle's full-precision
+#: floats, whose last bits follow the CPU (numpy's SIMD sums): the same figure got other ids on
+#: another machine. :func:`save_figure` renumbers them in order of first use.
+_CLIP_ID = re.compile(r'(?<=id=")p[0-9a-f]{10}(?=")|(?<=url\(#)p[0-9a-f]{10}(?=\))')
+
+
+def save_figure(fig, out_dir: Path, name: str) -> None:
+    """``name``.png and ``name``.svg in ``out_dir``, byte for byte the same on every machine that
+    draws the same figure (no dates or versions; clip-path ids numbered, not hashed)."""
+    fig.savefig(out_dir / f"{name}.png", dpi=DPI, metadata=_PNG_META)
+    svg = out_dir / f"{name}.svg"
+    fig.savefig(svg, metadata=_SVG_META)
+    ids: dict[str, str] = {}
+    text = _CLIP_ID.sub(lambda m: ids.setdefault(m.group(0), f"clip{len(ids)}"), svg.read_text())
+    svg.write_text(text)
 #: row fields that keep comparisons apart (a panel / a series each); real_data is None without
 #: the real-data axis, and a None is left out of every title and label
 _CONTEXT = ("dataset", "size", "classifier", "schedule", "real_data", "test_set")
@@ -74,8 +90,7 @@ def write_plots(rows: list[dict], out_dir: Path, fd_column: str = "domain_fd",
                 continue
             fig.suptitle(title)
             out_dir.mkdir(parents=True, exist_ok=True)
-            fig.savefig(out_dir / f"{name}.png", dpi=DPI, metadata=_PNG_META)
-            fig.savefig(out_dir / f"{name}.svg", metadata=_SVG_META)
+            save_figure(fig, out_dir, name)
             rel = out_dir.name
             written.append({"name": name, "title": title, "png": f"{rel}/{name}.png", "svg": f"{rel}/{name}.svg"})
     return written, notes

@@ -151,7 +151,7 @@ def write_subgroup_plot(tables: list[dict], out_dir: Path) -> dict | None:
     generator's subgroup profile reads beside real-only's. None without a table."""
     import matplotlib
 
-    from cxrbench.leaderboard.plots import _PNG_META, _RC, _SVG_META, DPI, _plain
+    from cxrbench.leaderboard.plots import _RC, DPI, _plain, save_figure
 
     panels = _panels(tables)
     if not panels:
@@ -195,8 +195,7 @@ def write_subgroup_plot(tables: list[dict], out_dir: Path) -> dict | None:
                    ncol=3 if len(handles) > 4 else 1, fontsize=7)
         fig.suptitle(title, fontsize=11)
         out_dir.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_dir / f"{PLOT}.png", dpi=DPI, metadata=_PNG_META)
-        fig.savefig(out_dir / f"{PLOT}.svg", metadata=_SVG_META)
+        save_figure(fig, out_dir, PLOT)
     rel = out_dir.name
     return {"name": PLOT, "title": title, "png": f"{rel}/{PLOT}.png", "svg": f"{rel}/{PLOT}.svg"}
 

@@ -178,3 +178,29 @@ def test_auroc_axes_fit_the_data_inside_zero_one():
     lo, hi = auroc_limits([0.9, 0.905])
     assert hi - lo == pytest.approx(0.1) and lo <= 0.88 and hi >= 0.925
     assert auroc_limits([]) == AUROC_LIMITS
+
+
+def test_a_figure_saves_to_the_same_bytes_when_its_floats_differ_in_the_last_bits(tmp_path):
+    """matplotlib hashes each clip rectangle's full-precision floats into its SVG id, and those
+    last bits follow the CPU: the published kermany-small cost plot rebuilt with other ids on an
+    AVX512 machine. save_figure numbers the ids, so such a figure is the same file everywhere."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from cxrbench.leaderboard.plots import _RC, save_figure
+
+    def draw(offset: float, name: str, save) -> bytes:
+        with matplotlib.rc_context(_RC):
+            fig = Figure(figsize=(3, 2))
+            ax = fig.add_axes((0.1 + offset, 0.1, 0.8, 0.8))
+            ax.plot([0, 1], [0, 1])
+            save(fig, name)
+        return (tmp_path / f"{name}.svg").read_bytes()
+
+    def plain(fig, name):
+        fig.savefig(tmp_path / f"{name}.svg", metadata={"Date": None, "Creator": None})
+
+    assert draw(0.0, "a", plain) != draw(1e-15, "b", plain)  # the hash sees the last bit
+    numbered = draw(0.0, "c", lambda fig, name: save_figure(fig, tmp_path, name))
+    assert numbered == draw(1e-15, "d", lambda fig, name: save_figure(fig, tmp_path, name))
+    assert b'id="clip0"' in numbered and b"url(#clip0)" in numbered
