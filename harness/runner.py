@@ -169,12 +169,20 @@ class Runner:
             atomic_write_json(self.store.out / "spec.resolved.json", to_dict(self.spec))
         # Another run of the same spec into the same folder may be computing a cell right now:
         # leave it, do the others, then wait for it and reuse its record (never computed twice).
-        deferred = []
+        # A cell compared with one of those (its real-only baseline, its noise control) waits too:
+        # its comparisons need that cell's finished record and predictions.
+        deferred, waiting = [], {}
         for n, cell in enumerate(cells, 1):
-            if not self._run_locked(n, len(cells), cell, summary, blocking=False):
-                deferred.append((n, cell))
-        for n, cell in deferred:
-            logger.info(f"[{n}/{len(cells)}] {cell.id}: another run is computing it; waiting")
+            ref = next((r for r in self._references(cell) if r.id in waiting), None)
+            if ref is not None:
+                deferred.append((n, cell, f"compared with {ref.id}, which another run is computing; waiting"))
+            elif not self._run_locked(n, len(cells), cell, summary, blocking=False):
+                deferred.append((n, cell, "another run is computing it; waiting"))
+            else:
+                continue
+            waiting[cell.id] = cell
+        for n, cell, why in deferred:
+            logger.info(f"[{n}/{len(cells)}] {cell.id}: {why}")
             self._run_locked(n, len(cells), cell, summary, blocking=True)
         self._write_summary()
         return summary
@@ -507,10 +515,16 @@ class Runner:
     def _baseline_record(self, cell: Cell) -> dict | None:
         return self._finished(cell.baseline()) if cell.protocol.uses_generator else None
 
+    @staticmethod
+    def _references(cell: Cell) -> list[Cell]:
+        """The cells ``cell`` is compared with image by image: real-only, the noise control."""
+        refs = [cell.baseline() if cell.protocol.uses_generator else None, cell.noise_control()]
+        return [r for r in refs if r is not None]
+
     def _require_paired_predictions(self, cell: Cell) -> None:
         """Refuse, before anything trains, a cell whose real-only baseline or noise control finished
         but has no predictions files here (its paired comparisons could not be made)."""
-        for other in (cell.baseline() if cell.protocol.uses_generator else None, cell.noise_control()):
+        for other in self._references(cell):
             record = self._finished(other)
             missing = missing_predictions(self.store.out, record) if record else []
             if missing:

@@ -361,6 +361,48 @@ def test_a_cell_compared_with_an_earlier_run_of_its_reference_is_re_run(scarce_r
     assert all(c["status"] == "finished" for c in plan(_resumed(runner, run))["cells"])
 
 
+HOLD = """
+import sys, time
+from cxrbench.integrity import CellLock
+lock = CellLock(sys.argv[1])
+assert lock.acquire(blocking=False)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_a_cell_waits_for_the_reference_another_run_is_computing(scarce_run, tmp_path, caplog):
+    """Two runs into one folder: while the other holds the real-only cell, this one leaves it and
+    every cell compared with it, and comes back to them in order (the comparisons need its record)."""
+    import logging
+    import subprocess
+    import sys
+
+    from cxrbench.config import spec_from_data
+
+    runner, _, _ = scarce_run
+    spec = spec_from_data({**SPEC, "real_data": [0.2], "protocols": [
+        {"name": "supplemented", "ratios": [1], "schedule": "budget-quick"}]}, "test-spec")
+    mine = Runner(spec, out=tmp_path, device="cpu", progress=False,
+                  plugins=plugins_with_generator("recording", RecordingGenerator))
+    (base,) = [c for c in expand_cells(spec) if c.protocol.name == "real-only"]
+    record = mine.store.record_path(f"{base.id}__{mine._context_key(base)}")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(record), "2"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with caplog.at_level(logging.INFO, logger="cxrbench"):
+            summary = mine.run()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not summary.failed and len(summary.ok) == 3
+    log = caplog.text
+    assert f"{base.id}: another run is computing it; waiting" in log
+    assert f"compared with {base.id}, which another run is computing; waiting" in log
+    (cell,) = [json.loads(p.read_text()) for p in (tmp_path / "cells").glob("supplemented.v1__recording*.json")]
+    assert cell["comparisons"] and cell["vs_noise_control"]
+
+
 def test_show_says_when_only_one_seed_of_a_row_finished(scarce_run, tmp_path, capsys):
     """A row over two seeds, one failed: its mean has no sd, and ``show`` says so (it crashed)."""
     from cxrbench.cli import print_table
