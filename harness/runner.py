@@ -245,7 +245,7 @@ class Runner:
             lock.release()
 
     def cell_status(self, cell: Cell) -> tuple[str, list[str]]:
-        """("finished" | "stale" | "to run", why stale): a finished cell whose plugins' identities
+        """("finished" | "stale" | "outdated" | "to run", why): a finished cell whose plugins' identities
         (name, version, sampling_version, source; identity.py) changed since is stale and re-run,
         unless ``keep_stale`` (then "finished", with the reasons). ``run`` and ``--dry-run`` both
         ask this, so they agree on every cell. "outdated" (re-run too): a finished cell that others
