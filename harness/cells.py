@@ -85,6 +85,11 @@ class Cell:
             return None
         return Cell(self.protocol, self.schedule, self.ratio, self.seed, NOISE_CONTROL, real_data=self.real_data)
 
+    def references(self) -> list[Cell]:
+        """The cells this cell is compared with image by image: real-only, the noise control."""
+        refs = [self.baseline() if self.protocol.uses_generator else None, self.noise_control()]
+        return [r for r in refs if r is not None]
+
     def is_paired_reference(self) -> bool:
         """Whether other cells are compared with this one image by image (paired DeLong): the
         real-only cell (every generator cell's baseline) and a supplemented noise control."""

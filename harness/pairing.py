@@ -12,12 +12,41 @@ differences then describe a reference that no longer stands in the table: the ce
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from cxrbench.celldata import missing_predictions
 
 #: the record sections that hold paired comparisons, each entry naming its reference as "baseline"
 SECTIONS = ("comparisons", "vs_noise_control")
 #: two scores of the same predictions agree to rounding (DeLong's AUC and the rank AUROC differ
 #: in the last bits); a re-trained reference differs by far more
 TOLERANCE = 1e-6
+
+
+def why_outdated(run: Path, cell, record: Mapping, load: Callable[[str], Mapping | None]) -> str | None:
+    """Why the finished ``record`` of ``cell`` in results folder ``run`` must be re-run, or None:
+    a cell others are paired with whose predictions files are gone (a paired DeLong needs each
+    image's score, which a record alone does not hold), or a cell compared with an earlier run of
+    its reference (:func:`outdated_comparisons`)."""
+    if cell.is_paired_reference():
+        missing = missing_predictions(run, record)
+        if missing:
+            return (f"its predictions for {', '.join(missing)} are missing (records alone, e.g. copied from a "
+                    "published leaderboard?) and the cells compared with it need them")
+    outdated = outdated_comparisons(record, load)
+    return outdated[0] if outdated else None
+
+
+def unpaired_reference(run: Path, cell, finished: Callable) -> str | None:
+    """Why ``cell`` cannot be compared with its references yet (checked before it trains), or None:
+    one of them finished but has no predictions files in ``run``. ``finished(cell)``: its ok record."""
+    for other in cell.references():
+        record = finished(other)
+        missing = missing_predictions(run, record) if record else []
+        if missing:
+            return (f"{record['cell_id']} has no predictions for {', '.join(missing)} in {run}, and this cell is "
+                    "compared with it: re-run it first (a run that includes it re-runs it)")
+    return None
 
 
 def reference_scores(reference: Mapping, test_set: str) -> dict[str, float]:

@@ -20,14 +20,14 @@ from typing import Any
 from cxrbench import __version__, protocols
 from cxrbench.cells import Cell, GeneratorVariant, expand_cells, refuse_relabelled
 from cxrbench.celldata import (
-    all_images, check_leakage, check_loaded, external_name, missing_predictions, namespaced, predictions_path,
-    read_scores, recipe_fields, write_predictions,
+    all_images, check_leakage, check_loaded, external_name, namespaced, predictions_path, read_scores,
+    recipe_fields, write_predictions,
 )
 from cxrbench.config import BenchmarkSpec, plugin_options, to_dict
 from cxrbench.contracts import SyntheticBatch, options_to_dict
 from cxrbench.errors import CxrbenchError, DatasetError
 from cxrbench.hashing import content_key
-from cxrbench.pairing import outdated_comparisons
+from cxrbench.pairing import unpaired_reference, why_outdated
 from cxrbench.store import RunStore, atomic_write_json, code_fingerprint, git_revision
 
 RECORD_SCHEMA = "cxrbench.cell/1"
@@ -173,7 +173,7 @@ class Runner:
         # its comparisons need that cell's finished record and predictions.
         deferred, waiting = [], {}
         for n, cell in enumerate(cells, 1):
-            ref = next((r for r in self._references(cell) if r.id in waiting), None)
+            ref = next((r for r in cell.references() if r.id in waiting), None)
             if ref is not None:
                 deferred.append((n, cell, f"compared with {ref.id}, which another run is computing; waiting"))
             elif not self._run_locked(n, len(cells), cell, summary, blocking=False):
@@ -224,7 +224,9 @@ class Runner:
             logger.info(f"[{n}/{total}] {cell.id}: running")
             start = time.perf_counter()
             try:
-                self._require_paired_predictions(cell)  # before training: a refusal loses nothing
+                unpaired = unpaired_reference(self.store.out, cell, self._finished)
+                if unpaired:  # refused before training: nothing is lost
+                    raise CxrbenchError(unpaired)
                 record = self.run_cell(cell, cell_id)
                 summary.ok.append(cell_id)
             except KeyboardInterrupt:
@@ -248,10 +250,7 @@ class Runner:
         """("finished" | "stale" | "outdated" | "to run", why): a finished cell whose plugins' identities
         (name, version, sampling_version, source; identity.py) changed since is stale and re-run,
         unless ``keep_stale`` (then "finished", with the reasons). ``run`` and ``--dry-run`` both
-        ask this, so they agree on every cell. "outdated" (re-run too): a finished cell that others
-        are paired with (real-only, the noise control) whose predictions files are gone - a paired
-        DeLong needs each image's score, which a record alone does not hold - or a cell whose paired
-        comparisons were made against an earlier run of its reference (pairing.py)."""
+        ask this, so they agree on every cell. "outdated" (re-run too): see pairing.why_outdated."""
         from cxrbench.identity import cell_identity, stale_reasons
 
         record = self.store.load(f"{cell.id}__{self._context_key(cell)}")
@@ -260,14 +259,9 @@ class Runner:
         reasons = stale_reasons(record.get("plugin_identity"), cell_identity(self, cell))
         if reasons and not self.keep_stale:
             return "stale", reasons
-        if cell.is_paired_reference():
-            missing = missing_predictions(self.store.out, record)
-            if missing:
-                return "outdated", [f"its predictions for {', '.join(missing)} are missing (records alone, e.g. "
-                                    "copied from a published leaderboard?) and the cells compared with it need them"]
-        outdated = outdated_comparisons(record, self.store.load)
-        if outdated:  # its reference was re-run since: the stored differences are of another model
-            return "outdated", outdated[:1]
+        why = why_outdated(self.store.out, cell, record, self.store.load)
+        if why:
+            return "outdated", [why]
         return "finished", reasons
 
     def _context_key(self, cell: Cell) -> str:
@@ -514,23 +508,6 @@ class Runner:
 
     def _baseline_record(self, cell: Cell) -> dict | None:
         return self._finished(cell.baseline()) if cell.protocol.uses_generator else None
-
-    @staticmethod
-    def _references(cell: Cell) -> list[Cell]:
-        """The cells ``cell`` is compared with image by image: real-only, the noise control."""
-        refs = [cell.baseline() if cell.protocol.uses_generator else None, cell.noise_control()]
-        return [r for r in refs if r is not None]
-
-    def _require_paired_predictions(self, cell: Cell) -> None:
-        """Refuse, before anything trains, a cell whose real-only baseline or noise control finished
-        but has no predictions files here (its paired comparisons could not be made)."""
-        for other in self._references(cell):
-            record = self._finished(other)
-            missing = missing_predictions(self.store.out, record) if record else []
-            if missing:
-                raise CxrbenchError(
-                    f"{record['cell_id']} has no predictions for {', '.join(missing)} in {self.store.out}, and this "
-                    f"cell is compared with it: re-run it first (a run that includes it re-runs it)")
 
     def predictions_of(self, record: dict, test_set: str) -> Path | None:
         """A finished cell's predictions file for ``test_set`` in this run (celldata.predictions_path)."""
