@@ -21,7 +21,10 @@ configuration over its seeds (:func:`cxrbench.leaderboard.build.build_rows`) and
                                    from its rows in every table (main and sections); the fit's pack
                                    is published as a release asset
     records/<folder>/cells/*.json  a verbatim copy of every record read
-    assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row
+    assets/<folder>/cells/<cell>/  the contact sheet (and memorization pairs) shown for a row, and
+                                   every record's predictions on each test set: what its numbers
+                                   were computed from, so a copy of records + assets can be
+                                   rescored, rebuilt, and extended without re-running references
 
 The output is a pure function of the inputs: no dates, no absolute paths, everything sorted, so
 building twice gives byte-identical files. A results folder is named by its last path component
@@ -63,6 +66,8 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
         _copy(sources[rel.split("/", 1)[0]] / rel.split("/", 1)[1], out / "records" / rel)
     notes += _copy_assets(rows, sources, out)
     kept = _dedupe(items)[0]
+    find_predictions = _predictions_finder(kept, sources, out)
+    notes += _ship_predictions(kept, find_predictions)
     notes += cards.write_cards(rows, kept, out)  # one per learned fit; sets row["cards"]
     cards_of = cards.card_finder(kept)  # the section rows link to the same cards, found from their records
     columns = display_columns(rows, schema)
@@ -70,7 +75,7 @@ def build_leaderboard(results_dirs, out, schema=None) -> dict:
     groups = curves.curve_groups((rec for _, rec in kept), cards_of)
     curve_figure = curve_plot.write_curve_plot(groups, out / "plots")
     figures += [curve_figure] if curve_figure else []
-    shifted = shift.sections([rec for _, rec in kept], _predictions_finder(kept, sources, out), cards_of=cards_of)
+    shifted = shift.sections([rec for _, rec in kept], find_predictions, cards_of=cards_of)
     subgroup_figure = shift.write_subgroup_plot(shifted["subgroups"], out / "plots")
     figures += [subgroup_figure] if subgroup_figure else []
     has_shift = bool(shifted["external"] or shifted["subgroups"])
@@ -204,6 +209,23 @@ def _copy_assets(rows: list[dict], sources: dict[str, Path], out: Path) -> list[
             _copy(found, out / target)
             row["assets"][kind] = target
     return notes
+
+
+def _ship_predictions(items: list[tuple[str, dict]], find) -> list[str]:
+    """Copy every record's predictions files into ``out/assets`` (through ``find``). Why: the
+    paired comparisons (DeLong vs real-only and vs the noise control) and ``cxrbench rescore`` read
+    them; a leaderboard that kept records only forced whoever extends it to re-run every reference,
+    which on another CPU scores differently and so outdates every cell compared with it. A record
+    whose predictions are gone is counted in one note (re-running it restores them)."""
+    missing = []
+    for rel, rec in items:
+        wanted = ((rec.get("artifacts") or {}).get("predictions") or {})
+        if any(find(rec, tname) is None for tname in sorted(wanted)):
+            missing.append(rel)
+    if not missing:
+        return []
+    return [f"{len(missing)} record(s) without their predictions files (e.g. {missing[0]}): their numbers stand, "
+            "but rescoring them, or pairing a new cell with them, re-runs them first"]
 
 
 def _predictions_finder(items: list[tuple[str, dict]], sources: dict[str, Path], out: Path):

@@ -337,6 +337,54 @@ def test_a_moved_results_folder_pairs_with_the_predictions_beside_its_records(sc
     assert rec["comparisons"] and rec["vs_noise_control"]
 
 
+def test_a_run_resumed_from_a_published_leaderboard_re_runs_nothing_it_has(scarce_run, tmp_path):
+    """A leaderboard ships every record's predictions beside its images (assets/): records +
+    assets copied into a run folder is the run itself, so a new cell is paired with the
+    published references as they are (none is re-run, so none can score differently)."""
+    from cxrbench.leaderboard import build_leaderboard
+    from cxrbench.plan import plan
+
+    runner, _, records = scarce_run
+    source = tmp_path / "scarce"
+    _copy_records(runner.store.out, source, drop=GENERATOR_CELL)
+    for rec in records:  # the cell folders (predictions, images) of the records kept
+        if GENERATOR_CELL not in rec["cell_id"] and (runner.store.out / "cells" / rec["cell_id"]).is_dir():
+            shutil.copytree(runner.store.out / "cells" / rec["cell_id"], source / "cells" / rec["cell_id"])
+    summary = build_leaderboard([source], tmp_path / "published")
+    assert not any("without their predictions" in n for n in summary["notes"])
+    shipped = sorted(p.name for p in (tmp_path / "published" / "assets" / "scarce").rglob("predictions-*.csv"))
+    assert len(shipped) == len(list((source / "cells").glob("*.json")))  # one test set: one file per record
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "published" / "records" / "scarce", resumed_dir)
+    shutil.copytree(tmp_path / "published" / "assets" / "scarce", resumed_dir, dirs_exist_ok=True)
+    resumed = _resumed(runner, resumed_dir)
+    status = {c["cell"]: c["status"] for c in plan(resumed)["cells"]}
+    assert {c for c, text in status.items() if text != "finished"} == {
+        c for c in status if c.startswith(GENERATOR_CELL)}, status
+    result = resumed.run()
+    assert not result.failed and len(result.ok) == 1 and result.ok[0].startswith(GENERATOR_CELL)
+    (path,) = [p for p in (resumed_dir / "cells").glob("*.json") if GENERATOR_CELL in p.name]
+    assert json.loads(path.read_text())["comparisons"]
+
+
+def test_a_leaderboard_says_which_records_came_without_their_predictions(scarce_run, tmp_path):
+    from cxrbench.leaderboard import build_leaderboard
+
+    from cxrbench.store import atomic_write_json, seal
+
+    runner, _, records = scarce_run
+    _copy_records(runner.store.out, tmp_path / "bare")
+    for path in (tmp_path / "bare" / "cells").glob("*.json"):  # where the run wrote them is gone too
+        rec = json.loads(path.read_text())
+        for tname, stored in rec["artifacts"]["predictions"].items():
+            rec["artifacts"]["predictions"][tname] = f"runs/gone/cells/{rec['cell_id']}/{Path(stored).name}"
+        atomic_write_json(path, seal(rec))
+    summary = build_leaderboard([tmp_path / "bare"], tmp_path / "published")
+    (note,) = [n for n in summary["notes"] if "without their predictions" in n]
+    assert note.startswith(f"{len(records)} record(s) without their predictions files")
+    assert not list((tmp_path / "published").rglob("predictions-*.csv"))
+
+
 def test_a_cell_compared_with_an_earlier_run_of_its_reference_is_re_run(scarce_run, tmp_path):
     """A reference re-run since (another CPU, its predictions gone) can score differently: the
     cells whose comparisons were made against its earlier run are outdated and re-run."""
