@@ -17,15 +17,21 @@ def plan(runner) -> dict:
     grid spec, every slice's, each row prefixed with its slice: dataset | classifier | chain)."""
     from cxrbench.grid import grid_slices, is_grid, slice_label, slice_runner
 
+    from cxrbench.device import resolve_device
+    from cxrbench.estimate import estimate
+
     if not is_grid(runner.spec):
-        return _plan_slice(runner)
-    out = {"cells": [], "fits": {}, "replicas": {}}
-    for sub in grid_slices(runner.spec):
-        part, where = _plan_slice(slice_runner(runner, sub)), slice_label(sub)
-        out["cells"] += [{**c, "cell": f"{where} | {c['cell']}"} for c in part["cells"]]
-        # fits and replicas are shared between the slices of one dataset: listed once
-        out["fits"].update({f"{sub.dataset.name} | {k}": v for k, v in part["fits"].items()})
-        out["replicas"].update({f"{sub.dataset.name} | {k}": v for k, v in part["replicas"].items()})
+        out = _plan_slice(runner)
+    else:
+        out = {"cells": [], "fits": {}, "replicas": {}}
+        for sub in grid_slices(runner.spec):
+            part, where = _plan_slice(slice_runner(runner, sub)), slice_label(sub)
+            out["cells"] += [{**c, "cell": f"{where} | {c['cell']}"} for c in part["cells"]]
+            # fits and replicas are shared between the slices of one dataset: listed once
+            out["fits"].update({f"{sub.dataset.name} | {k}": v for k, v in part["fits"].items()})
+            out["replicas"].update({f"{sub.dataset.name} | {k}": {**v, "fit": f"{sub.dataset.name} | {v['fit']}"}
+                                    for k, v in part["replicas"].items()})
+    out["estimate"] = estimate(out, runner.store.records(), str(resolve_device(runner.device_request)))
     return out
 
 
@@ -43,6 +49,7 @@ def _plan_slice(runner) -> dict:
     # the plan says what a run would do, so it refuses what a run would refuse
     runner.refuse_relabelled(cells)
     out = {"cells": [], "fits": {}, "replicas": {}}
+    model = spec.segmenter.name if spec.task == "segmentation" and spec.segmenter else spec.classifier.name
     for cell in cells:
         status, reasons = runner.cell_status(cell)
         if status == "stale":
@@ -51,7 +58,8 @@ def _plan_slice(runner) -> dict:
             status = f"to run ({reasons[0]})"
         elif reasons:
             status = f"finished (STALE, kept by --keep-stale: {'; '.join(reasons)})"
-        out["cells"].append({"cell": cell.id, "status": status})
+        # the trained model and its schedule: what cxrbench.estimate prices a cell by
+        out["cells"].append({"cell": cell.id, "status": status, "model": model, "schedule": cell.schedule})
     users = [c for c in cells if c.generator is not None and c.protocol.uses_generator]
     if not users:
         return out
@@ -72,12 +80,12 @@ def _plan_slice(runner) -> dict:
         else:
             status = "to fit"
         fit_name = v.label if cell.real_data is None else f"{v.label} real={size_token(cell.real_data)}"
-        out["fits"][fit_name] = {"generator": v.name, "fit_key": key, "status": status}
+        out["fits"][fit_name] = {"generator": v.name, "options": v.options, "fit_key": key, "status": status}
         for replica, _, conds, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
                                                       source_train=source.train, mix=v.conditions):
             path = replica_path(cache, v.name, rkey)
             out["replicas"][f"{fit_name} seed {cell.seed} replica {replica}"] = {
-                "images": len(conds), "status": "cached" if path.is_file() else "to generate"}
+                "images": len(conds), "status": "cached" if path.is_file() else "to generate", "fit": fit_name}
     return out
 
 
@@ -109,10 +117,29 @@ def print_plan(p: dict) -> None:
                        headers=["generator fit", "plugin", "status"]))
     if p["replicas"]:
         print()
-        print(tabulate([[k, v["images"], v["status"]] for k, v in p["replicas"].items()],
-                       headers=["synthetic replica", "images", "status"]))
+        print(tabulate(_synthetic_sets(p["replicas"]), headers=["synthetic set", "replicas", "images", "status"]))
     fits, reps = list(p["fits"].values()), list(p["replicas"].values())
     print(f"\n{len(p['cells'])} cell(s): {count(p['cells'], 'finished')} finished, {count(p['cells'], 'to run')} to run; "
           f"{len(fits)} fit(s): {count(fits, 'cached')} cached, {count(fits, 'to fit')} to fit; "
           f"{len(reps)} replica(s): {count(reps, 'cached')} cached, {count(reps, 'to generate')} to generate "
           "(dry run: nothing was run)")
+    from cxrbench.estimate import render
+
+    if p.get("estimate") and render(p["estimate"]):
+        print(render(p["estimate"]))
+
+
+def _synthetic_sets(replicas: dict) -> list[list]:
+    """One row per fit and seed (its r replicas together: a ratio-10 grid lists ten times fewer
+    rows): replicas, images each, and how many are cached or still to generate."""
+    sets: dict[str, list] = {}
+    for name, rep in replicas.items():
+        sets.setdefault(name.rsplit(" replica ", 1)[0], []).append(rep)
+    rows = []
+    for name, reps in sets.items():
+        todo = sum(1 for r in reps if r["status"] == "to generate")
+        status = ("cached" if not todo else "to generate" if todo == len(reps)
+                  else f"{len(reps) - todo} cached, {todo} to generate")
+        sizes = sorted({r["images"] for r in reps})
+        rows.append([name, len(reps), "/".join(f"{n:,}" for n in sizes), status])
+    return rows

@@ -1,0 +1,129 @@
+"""What the rest of a run will cost, priced from the finished records of the same results folder.
+
+`cxrbench run --dry-run` lists the cells, generator fits and synthetic replicas left to do; this
+module prices them with what the same folder already measured on the same kind of device (the
+records' own timings), so that before starting, a user sees whether the rest of a grid is an hour
+or a week on their machine:
+
+- a cell to run: the median, over finished records with the same classifier (or segmenter) and
+  schedule, of a
+  cell's own time (its total minus generator fit and generation, which cells share and which are
+  priced apart below);
+- a fit to run: the median fit time of the records of the same generator and options (a
+  step-defined fit costs the same at every real-data size, which is why it is not matched on
+  size);
+- a replica to generate: its images x the median seconds per generated image of that generator.
+
+The result is serial time in one process. On a CPU, several processes sharing the cores do not
+divide it by their number (they compete for the same cores and memory bandwidth). Work that no
+finished record of this folder can price (a generator never fitted here, another classifier) is
+named, never guessed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+
+def estimate(plan: dict, records: list[dict], device: str) -> dict:
+    """Price ``plan`` (:func:`cxrbench.plan.plan`'s output) with ``records`` measured on
+    ``device``'s kind (cpu, cuda). Returns {device, basis (records used), cells: {n, each_s},
+    fits: [(name, seconds)], images: {n, each_s}, unpriced: [what], total_s}."""
+    kind = device.split(":")[0]
+    mine = [r for r in records if r.get("status") == "ok" and r.get("timings")
+            and str((r.get("hardware") or {}).get("device", "")).split(":")[0] == kind]
+    cell_s = _cell_seconds(mine)
+    fit_s = _by_generator(mine, lambda r: ((r.get("generator") or {}).get("cost") or {}).get("fit_seconds"))
+    image_s = _by_generator(mine, lambda r: ((r.get("generator") or {}).get("cost") or {}).get("generate_seconds_per_image"))
+    out = {"device": kind, "basis": len(mine), "cells": {"n": 0, "seconds": 0.0}, "fits": [],
+           "images": {"n": 0, "seconds": 0.0}, "unpriced": []}
+    unpriced: Counter = Counter()  # what cannot be priced -> how many cells / images
+    for c in plan["cells"]:
+        if not c["status"].startswith("to run"):
+            continue
+        seconds = cell_s.get((c.get("model"), c.get("schedule")))
+        if seconds is None:
+            unpriced[f"cells of {c.get('model')} ({c.get('schedule')})"] += 1
+            continue
+        out["cells"]["n"] += 1
+        out["cells"]["seconds"] += seconds
+    for name, f in plan["fits"].items():
+        if not f["status"].startswith("to fit"):
+            continue
+        seconds = fit_s.get(_generator_key(f["generator"], f.get("options")))
+        if seconds is None:
+            unpriced[f"fit {name}"] += 1
+        else:
+            out["fits"].append((name, seconds))
+    for rep in plan["replicas"].values():
+        if rep["status"] != "to generate":
+            continue
+        fit = plan["fits"].get(rep.get("fit"), {})
+        each = image_s.get(_generator_key(fit.get("generator"), fit.get("options")))
+        if each is None:
+            unpriced[f"images of {rep.get('fit')}"] += rep["images"]
+            continue
+        out["images"]["n"] += rep["images"]
+        out["images"]["seconds"] += rep["images"] * each
+    out["unpriced"] = [what if what.startswith("fit ") else f"{what} ({n:,})" for what, n in sorted(unpriced.items())]
+    out["total_s"] = out["cells"]["seconds"] + sum(s for _, s in out["fits"]) + out["images"]["seconds"]
+    return out
+
+
+def _cell_seconds(records: list[dict]) -> dict:
+    """{(classifier or segmenter, schedule): median seconds of a cell's own work}."""
+    times: dict[tuple, list[float]] = {}
+    for r in records:
+        t = r["timings"]
+        own = t.get("total_s", 0.0) - t.get("generator_fit_s", 0.0) - t.get("generate_s", 0.0)
+        model = r.get("segmenter") or r.get("classifier") or {}
+        key = (model.get("name"), (r.get("cell") or {}).get("schedule"))
+        times.setdefault(key, []).append(own)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _by_generator(records: list[dict], value) -> dict:
+    """{(generator, options): median of ``value(record)``} over the records that have it."""
+    values: dict[tuple, list[float]] = {}
+    for r in records:
+        v = value(r)
+        gen = (r.get("cell") or {}).get("generator") or {}
+        if v is not None and gen.get("name"):
+            values.setdefault(_generator_key(gen["name"], gen.get("options")), []).append(float(v))
+    return {k: statistics.median(v) for k, v in values.items()}
+
+
+def _generator_key(name, options) -> tuple:
+    return name, tuple(sorted((str(k), repr(v)) for k, v in (options or {}).items()))
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '12 min', '3.4 h', '2.1 days': what a person planning a run reads."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def render(est: dict) -> str:
+    """The dry run's estimate line(s); empty when nothing is left to do."""
+    cells, images, fits = est["cells"], est["images"], est["fits"]
+    if not (cells["n"] or fits or images["n"] or est["unpriced"]):
+        return ""
+    parts = []
+    if cells["n"]:
+        parts.append(f"{cells['n']} cell(s) x {duration(cells['seconds'] / cells['n'])} = {duration(cells['seconds'])}")
+    if fits:
+        parts.append(f"{len(fits)} fit(s) = {duration(sum(s for _, s in fits))} "
+                     f"({', '.join(f'{n} {duration(s)}' for n, s in fits)})")
+    if images["n"]:
+        parts.append(f"{images['n']:,} image(s) to generate = {duration(images['seconds'])}")
+    lines = [f"estimate, one process, from {est['basis']} finished record(s) on {est['device']} in this folder: "
+             + "; ".join(parts) + f"; total {duration(est['total_s'])}"] if parts else []
+    if est["unpriced"]:
+        lines.append(f"not priced (no finished record of it on {est['device']} here): " + "; ".join(est["unpriced"]))
+    return "\n".join(lines)
