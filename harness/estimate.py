@@ -28,8 +28,8 @@ from collections import Counter
 
 def estimate(plan: dict, records: list[dict], device: str) -> dict:
     """Price ``plan`` (:func:`cxrbench.plan.plan`'s output) with ``records`` measured on
-    ``device``'s kind (cpu, cuda). Returns {device, basis (records used), cells: {n, each_s},
-    fits: [(name, seconds)], images: {n, each_s}, unpriced: [what], total_s}."""
+    ``device``'s kind (cpu, cuda). Returns {device, basis (records used), cells: {n, seconds},
+    fits: [(name, seconds)], images: {n, seconds}, unpriced: [what (how many)], total_s}."""
     kind = device.split(":")[0]
     mine = [r for r in records if r.get("status") == "ok" and r.get("timings")
             and str((r.get("hardware") or {}).get("device", "")).split(":")[0] == kind]
