@@ -92,3 +92,13 @@ def test_the_dry_run_prices_what_is_left_from_the_cells_already_run(tmp_path, ca
     assert "estimate, one process, from 2 finished record(s) on cpu in this folder: 2 cell(s) x " in after
     assert "image(s) to generate" in after and "not priced" not in after
     assert "synthetic set" in after and "noise seed 1" in after
+
+
+def test_the_dry_run_lists_one_row_per_synthetic_set_with_its_replicas():
+    from cxrbench.plan import _synthetic_sets
+
+    reps = {f"ldm real=0.05 seed 1 replica {i}": {"images": 234, "status": "cached" if i < 3 else "to generate"}
+            for i in range(10)}
+    reps.update({f"noise seed 0 replica {i}": {"images": 1175, "status": "cached"} for i in range(3)})
+    assert _synthetic_sets(reps) == [["ldm real=0.05 seed 1", 10, "234", "3 cached, 7 to generate"],
+                                     ["noise seed 0", 3, "1,175", "cached"]]
