@@ -212,31 +212,40 @@ def _copy_assets(rows: list[dict], sources: dict[str, Path], out: Path) -> list[
 
 
 def _ship_predictions(items: list[tuple[str, dict]], find) -> list[str]:
-    """Copy every record's predictions files into ``out/assets`` (through ``find``). Why: the
-    paired comparisons (DeLong vs real-only and vs the noise control) and ``cxrbench rescore`` read
-    them; a leaderboard that kept records only forced whoever extends it to re-run every reference,
-    which on another CPU scores differently and so outdates every cell compared with it. A record
-    whose predictions are gone is counted in one note (re-running it restores them)."""
+    """Copy every record's predictions files (each test set's, and the tuning set's) into
+    ``out/assets`` (through ``find``). Why: the paired comparisons (DeLong vs real-only and vs the
+    noise control) and ``cxrbench rescore`` read them; a leaderboard that kept records only forced
+    whoever extends it to re-run every reference, which on another CPU scores differently and so
+    outdates every cell compared with it. A record whose test-set predictions are gone is counted
+    in one note (re-running it restores them)."""
     missing = []
     for rel, rec in items:
         wanted = ((rec.get("artifacts") or {}).get("predictions") or {})
         if any(find(rec, tname) is None for tname in sorted(wanted)):
             missing.append(rel)
+        if (rec.get("artifacts") or {}).get("tuning_predictions"):
+            find(rec, TUNING)  # what `rescore --threshold` re-chooses thresholds on; optional
     if not missing:
         return []
     return [f"{len(missing)} record(s) without their predictions files (e.g. {missing[0]}): their numbers stand, "
             "but rescoring them, or pairing a new cell with them, re-runs them first"]
 
 
+#: ``find``'s name for the tuning-set predictions (not a test set)
+TUNING = "tuning"
+
+
 def _predictions_finder(items: list[tuple[str, dict]], sources: dict[str, Path], out: Path):
-    """``find(record, test_set)``: the record's predictions file for that test set, beside the
+    """``find(record, test_set)``: the record's predictions file for that test set (or, for
+    :data:`TUNING`, its tuning-set predictions), beside the
     record first (a copied results folder keeps it there), then where the record says; None.
     A file found is copied into ``out/assets/<folder>/cells/<cell>/``, so the published
     leaderboard carries what its rankings were computed from and rebuilds from itself."""
     where = {id(rec): rel for rel, rec in items}
 
     def find(rec: dict, tname: str) -> Path | None:
-        given = ((rec.get("artifacts") or {}).get("predictions") or {}).get(tname)
+        artifacts = rec.get("artifacts") or {}
+        given = artifacts.get("tuning_predictions") if tname == TUNING else (artifacts.get("predictions") or {}).get(tname)
         rel = where.get(id(rec))
         if not given or rel is None:
             return None

@@ -343,6 +343,7 @@ def test_a_run_resumed_from_a_published_leaderboard_re_runs_nothing_it_has(scarc
     published references as they are (none is re-run, so none can score differently)."""
     from cxrbench.leaderboard import build_leaderboard
     from cxrbench.plan import plan
+    from cxrbench.rescore import rescore_run
 
     runner, _, records = scarce_run
     source = tmp_path / "scarce"
@@ -352,11 +353,16 @@ def test_a_run_resumed_from_a_published_leaderboard_re_runs_nothing_it_has(scarc
             shutil.copytree(runner.store.out / "cells" / rec["cell_id"], source / "cells" / rec["cell_id"])
     summary = build_leaderboard([source], tmp_path / "published")
     assert not any("without their predictions" in n for n in summary["notes"])
-    shipped = sorted(p.name for p in (tmp_path / "published" / "assets" / "scarce").rglob("predictions-*.csv"))
-    assert len(shipped) == len(list((source / "cells").glob("*.json")))  # one test set: one file per record
+    published_assets = tmp_path / "published" / "assets" / "scarce"
+    n_records = len(list((source / "cells").glob("*.json")))
+    assert len(list(published_assets.rglob("predictions-*.csv"))) == n_records  # one test set: one file each
+    assert len(list(published_assets.rglob("tuning-predictions.csv"))) == n_records  # for rescore --threshold
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(tmp_path / "published" / "records" / "scarce", resumed_dir)
     shutil.copytree(tmp_path / "published" / "assets" / "scarce", resumed_dir, dirs_exist_ok=True)
+    # rescorable as it is, thresholds re-chosen on the shipped tuning-set scores included
+    report = rescore_run(resumed_dir, threshold="f1", dry_run=True)
+    assert not report.errors and not any("store no tuning-set scores" in line for line in report.lines), report.lines
     resumed = _resumed(runner, resumed_dir)
     status = {c["cell"]: c["status"] for c in plan(resumed)["cells"]}
     assert {c for c, text in status.items() if text != "finished"} == {
