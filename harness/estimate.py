@@ -14,6 +14,9 @@ or a week on their machine:
   size);
 - a replica to generate: its images x the median seconds per generated image of that generator.
 
+Only the fits and replicas a cell still to run needs are priced (a finished cell's fit may be
+missing from this machine's cache: that costs nothing until a cell needs it).
+
 The result is serial time in one process. On a CPU, several processes sharing the cores do not
 divide it by their number (they compete for the same cores and memory bandwidth). Work that no
 finished record of this folder can price (a generator never fitted here, another classifier) is
@@ -49,7 +52,7 @@ def estimate(plan: dict, records: list[dict], device: str) -> dict:
         out["cells"]["n"] += 1
         out["cells"]["seconds"] += seconds
     for name, f in plan["fits"].items():
-        if not f["status"].startswith("to fit"):
+        if not f["status"].startswith("to fit") or not f.get("needed", True):
             continue
         seconds = fit_s.get(_generator_key(f["generator"], f.get("options")))
         if seconds is None:
@@ -57,7 +60,7 @@ def estimate(plan: dict, records: list[dict], device: str) -> dict:
         else:
             out["fits"].append((name, seconds))
     for rep in plan["replicas"].values():
-        if rep["status"] != "to generate":
+        if rep["status"] != "to generate" or not rep.get("needed", True):
             continue
         fit = plan["fits"].get(rep.get("fit"), {})
         each = image_s.get(_generator_key(fit.get("generator"), fit.get("options")))

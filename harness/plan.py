@@ -63,8 +63,11 @@ def _plan_slice(runner) -> dict:
     users = [c for c in cells if c.generator is not None and c.protocol.uses_generator]
     if not users:
         return out
+    # a fit or replica counts as work (cxrbench.estimate) only when a cell still to run needs it
+    to_run = {c["cell"] for c in out["cells"] if c["status"].startswith("to run")}
     for cell in users:
         v = cell.generator
+        needed = cell.id in to_run
         source = runner.training_source(cell.real_data)
         generator, key = unfitted_generator(runner, v, source)
         ckpt = fit_dir(cache, v.name, key)
@@ -80,12 +83,16 @@ def _plan_slice(runner) -> dict:
         else:
             status = "to fit"
         fit_name = v.label if cell.real_data is None else f"{v.label} real={size_token(cell.real_data)}"
-        out["fits"][fit_name] = {"generator": v.name, "options": v.options, "fit_key": key, "status": status}
+        fit = out["fits"].setdefault(fit_name, {"generator": v.name, "options": v.options, "fit_key": key,
+                                                "status": status, "needed": False})
+        fit["needed"] = fit["needed"] or needed
         for replica, _, conds, rkey in replica_plan(generator, {"fit_key": key}, ratio=cell.ratio, seed=cell.seed,
                                                       source_train=source.train, mix=v.conditions):
             path = replica_path(cache, v.name, rkey)
-            out["replicas"][f"{fit_name} seed {cell.seed} replica {replica}"] = {
-                "images": len(conds), "status": "cached" if path.is_file() else "to generate", "fit": fit_name}
+            rep = out["replicas"].setdefault(f"{fit_name} seed {cell.seed} replica {replica}", {
+                "images": len(conds), "status": "cached" if path.is_file() else "to generate", "fit": fit_name,
+                "needed": False})
+            rep["needed"] = rep["needed"] or needed
     return out
 
 

@@ -28,6 +28,9 @@ def _plan():
                  "ldm real=0.05": {"generator": "ldm", "options": {"preset": "small"}, "status": "cached"},
                  "gan real=0.1": {"generator": "gan", "options": {}, "status": "to fit (resumes at step 40)"}},
         "replicas": {"ldm real=0.1 seed 0 replica 0": {"images": 100, "status": "to generate", "fit": "ldm real=0.1"},
+                     # only finished cells use it: nothing to price
+                     "ldm real=0.1 seed 9 replica 0": {"images": 999, "status": "to generate", "fit": "ldm real=0.1",
+                                                       "needed": False},
                      "ldm real=0.1 seed 0 replica 1": {"images": 100, "status": "cached", "fit": "ldm real=0.1"},
                      "gan real=0.1 seed 0 replica 0": {"images": 30, "status": "to generate", "fit": "gan real=0.1"}},
     }
@@ -92,6 +95,13 @@ def test_the_dry_run_prices_what_is_left_from_the_cells_already_run(tmp_path, ca
     assert "estimate, one process, from 2 finished record(s) on cpu in this folder: 2 cell(s) x " in after
     assert "image(s) to generate" in after and "not priced" not in after
     assert "synthetic set" in after and "noise seed 1" in after
+    # a finished grid costs nothing, even on a machine whose cache lacks its fits and images
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")
+    assert main(["run", *paths, "--seed", "0", "--dry-run"]) == 0
+    finished = capsys.readouterr().out
+    assert "to generate" in finished and "estimate, one process" not in finished and "not priced" not in finished
 
 
 def test_the_dry_run_lists_one_row_per_synthetic_set_with_its_replicas():
