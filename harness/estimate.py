@@ -2,8 +2,9 @@
 
 `cxrbench run --dry-run` lists the cells, generator fits and synthetic replicas left to do; this
 module prices them with what the same folder already measured on the same kind of device (the
-records' own timings), so that before starting, a user sees whether the rest of a grid is an hour
-or a week on their machine:
+records' own timings; only those of this very CPU or GPU model when there are any: in one
+published folder, a classifier cell took a median 172 s on one CPU and 75 s on another), so that
+before starting, a user sees whether the rest of a grid is an hour or a week on their machine:
 
 - a cell to run: the median, over finished records with the same classifier (or segmenter) and
   schedule, of a
@@ -29,17 +30,22 @@ import statistics
 from collections import Counter
 
 
-def estimate(plan: dict, records: list[dict], device: str) -> dict:
+def estimate(plan: dict, records: list[dict], device: str, machine: str | None = None) -> dict:
     """Price ``plan`` (:func:`cxrbench.plan.plan`'s output) with ``records`` measured on
-    ``device``'s kind (cpu, cuda). Returns {device, basis (records used), cells: {n, seconds},
-    fits: [(name, seconds)], images: {n, seconds}, unpriced: [what (how many)], total_s}."""
+    ``device``'s kind (cpu, cuda); of those, only the ones made on ``machine`` (this CPU's or
+    GPU's model name, :func:`machine_name`) when there are any: two CPUs can differ twofold.
+    Returns {device, machine (the model the basis was measured on, or None: any), basis (records
+    used), cells: {n, seconds}, fits: [(name, seconds)], images: {n, seconds}, unpriced: [what
+    (how many)], total_s}."""
     kind = device.split(":")[0]
     mine = [r for r in records if r.get("status") == "ok" and r.get("timings")
             and str((r.get("hardware") or {}).get("device", "")).split(":")[0] == kind]
+    here = [r for r in mine if machine and _machine_of(r) == machine]
+    mine, machine = (here, machine) if here else (mine, None)
     cell_s = _cell_seconds(mine)
     fit_s = _by_generator(mine, lambda r: ((r.get("generator") or {}).get("cost") or {}).get("fit_seconds"))
     image_s = _by_generator(mine, lambda r: ((r.get("generator") or {}).get("cost") or {}).get("generate_seconds_per_image"))
-    out = {"device": kind, "basis": len(mine), "cells": {"n": 0, "seconds": 0.0}, "fits": [],
+    out = {"device": kind, "machine": machine, "basis": len(mine), "cells": {"n": 0, "seconds": 0.0}, "fits": [],
            "images": {"n": 0, "seconds": 0.0}, "unpriced": []}
     unpriced: Counter = Counter()  # what cannot be priced -> how many cells / images
     for c in plan["cells"]:
@@ -72,6 +78,22 @@ def estimate(plan: dict, records: list[dict], device: str) -> dict:
     out["unpriced"] = [what if what.startswith("fit ") else f"{what} ({n:,})" for what, n in sorted(unpriced.items())]
     out["total_s"] = out["cells"]["seconds"] + sum(s for _, s in out["fits"]) + out["images"]["seconds"]
     return out
+
+
+def machine_name(device: str) -> str | None:
+    """This machine's model name for ``device``: the GPU's for CUDA, else the CPU's."""
+    from cxrbench.device import cpu_model
+
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device).index or 0) if torch.cuda.is_available() else None
+    return cpu_model()
+
+
+def _machine_of(record: dict) -> str | None:
+    hw = record.get("hardware") or {}
+    return hw.get("gpu") if str(hw.get("device", "")).startswith("cuda") else hw.get("cpu")
 
 
 def _cell_seconds(records: list[dict]) -> dict:
@@ -125,7 +147,8 @@ def render(est: dict) -> str:
                      f"({', '.join(f'{n} {duration(s)}' for n, s in fits)})")
     if images["n"]:
         parts.append(f"{images['n']:,} image(s) to generate = {duration(images['seconds'])}")
-    lines = [f"estimate, one process, from {est['basis']} finished record(s) on {est['device']} in this folder: "
+    where = f"this {est['device']} ({est['machine']})" if est.get("machine") else est["device"]
+    lines = [f"estimate, one process, from {est['basis']} finished record(s) on {where} in this folder: "
              + "; ".join(parts) + f"; total {duration(est['total_s'])}"] if parts else []
     if est["unpriced"]:
         lines.append(f"not priced (no finished record of it on {est['device']} here): " + "; ".join(est["unpriced"]))

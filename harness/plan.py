@@ -18,7 +18,7 @@ def plan(runner) -> dict:
     from cxrbench.grid import grid_slices, is_grid, slice_label, slice_runner
 
     from cxrbench.device import resolve_device
-    from cxrbench.estimate import estimate
+    from cxrbench.estimate import estimate, machine_name
 
     if not is_grid(runner.spec):
         out = _plan_slice(runner)
@@ -31,7 +31,8 @@ def plan(runner) -> dict:
             out["fits"].update({f"{sub.dataset.name} | {k}": v for k, v in part["fits"].items()})
             out["replicas"].update({f"{sub.dataset.name} | {k}": {**v, "fit": f"{sub.dataset.name} | {v['fit']}"}
                                     for k, v in part["replicas"].items()})
-    out["estimate"] = estimate(out, runner.store.records(), str(resolve_device(runner.device_request)))
+    device = str(resolve_device(runner.device_request))
+    out["estimate"] = estimate(out, runner.store.records(), device, machine_name(device))
     return out
 
 

@@ -1,6 +1,7 @@
 """The dry run's cost estimate (cxrbench.estimate): priced from the folder's own records."""
 
 from cxrbench.cli import main
+from cxrbench.device import cpu_model
 from cxrbench.estimate import duration, estimate, render
 
 
@@ -62,6 +63,20 @@ def test_each_kind_of_work_is_priced_by_the_median_of_its_own_records():
                                     "(1); fit gan real=0.1; images of gan real=0.1 (30)")
 
 
+def test_records_made_on_this_machine_price_it_when_there_are_any():
+    plan = {"cells": [{"cell": "a", "status": "to run", "model": "resnet18", "schedule": "budget-quick"}],
+            "fits": {}, "replicas": {}}
+    records = [_record(total=170.0), _record(total=180.0), _record(total=75.0)]
+    records[0]["hardware"]["cpu"] = records[1]["hardware"]["cpu"] = "Intel Xeon"
+    records[2]["hardware"]["cpu"] = "AMD EPYC"
+    here = estimate(plan, records, "cpu", "AMD EPYC")
+    assert (here["basis"], here["machine"], here["cells"]["seconds"]) == (1, "AMD EPYC", 75.0)
+    assert "from 1 finished record(s) on this cpu (AMD EPYC) in this folder" in render(here)
+    elsewhere = estimate(plan, records, "cpu", "Apple M2")  # no record of this CPU: all of them
+    assert (elsewhere["basis"], elsewhere["machine"], elsewhere["cells"]["seconds"]) == (3, None, 170.0)
+    assert "from 3 finished record(s) on cpu in this folder" in render(elsewhere)
+
+
 def test_a_segmenter_s_cells_are_priced_by_its_own_records():
     plan = {"cells": [{"cell": "s", "status": "to run", "model": "unet", "schedule": "budget-quick"}],
             "fits": {}, "replicas": {}}
@@ -92,7 +107,9 @@ def test_the_dry_run_prices_what_is_left_from_the_cells_already_run(tmp_path, ca
     capsys.readouterr()
     assert main(["run", *paths, "--dry-run"]) == 0
     after = capsys.readouterr().out
-    assert "estimate, one process, from 2 finished record(s) on cpu in this folder: 2 cell(s) x " in after
+    here = f"this cpu ({cpu_model()})" if cpu_model() else "cpu"  # priced by the records of this very CPU
+    assert f"estimate, one process, from 2 finished record(s) on {here}" in after
+    assert " in this folder: 2 cell(s) x " in after
     assert "image(s) to generate" in after and "not priced" not in after
     assert "synthetic set" in after and "noise seed 1" in after
     # a finished grid costs nothing, even on a machine whose cache lacks its fits and images
