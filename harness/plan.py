@@ -15,10 +15,9 @@ import json
 def plan(runner) -> dict:
     """The grid of ``runner``'s spec with the cache status of each cell, fit and replica (for a
     grid spec, every slice's, each row prefixed with its slice: dataset | classifier | chain)."""
-    from cxrbench.grid import grid_slices, is_grid, slice_label, slice_runner
-
     from cxrbench.device import resolve_device
     from cxrbench.estimate import estimate, machine_name
+    from cxrbench.grid import grid_slices, is_grid, slice_label, slice_runner
 
     if not is_grid(runner.spec):
         out = _plan_slice(runner)
@@ -27,13 +26,21 @@ def plan(runner) -> dict:
         for sub in grid_slices(runner.spec):
             part, where = _plan_slice(slice_runner(runner, sub)), slice_label(sub)
             out["cells"] += [{**c, "cell": f"{where} | {c['cell']}"} for c in part["cells"]]
-            # fits and replicas are shared between the slices of one dataset: listed once
-            out["fits"].update({f"{sub.dataset.name} | {k}": v for k, v in part["fits"].items()})
-            out["replicas"].update({f"{sub.dataset.name} | {k}": {**v, "fit": f"{sub.dataset.name} | {v['fit']}"}
-                                    for k, v in part["replicas"].items()})
+            # fits and replicas are shared between the slices of one dataset: listed once, needed
+            # (cxrbench.estimate) when a cell of any slice still needs them
+            for k, v in part["fits"].items():
+                _merge(out["fits"], f"{sub.dataset.name} | {k}", v)
+            for k, v in part["replicas"].items():
+                _merge(out["replicas"], f"{sub.dataset.name} | {k}", {**v, "fit": f"{sub.dataset.name} | {v['fit']}"})
     device = str(resolve_device(runner.device_request))
     out["estimate"] = estimate(out, runner.store.records(), device, machine_name(device))
     return out
+
+
+def _merge(table: dict, key: str, entry: dict) -> None:
+    """Add ``entry`` under ``key``; one already there stays, needed if either is."""
+    kept = table.setdefault(key, entry)
+    kept["needed"] = kept.get("needed", False) or entry.get("needed", False)
 
 
 def _plan_slice(runner) -> dict:

@@ -129,3 +129,12 @@ def test_the_dry_run_lists_one_row_per_synthetic_set_with_its_replicas():
     reps.update({f"noise seed 0 replica {i}": {"images": 1175, "status": "cached"} for i in range(3)})
     assert _synthetic_sets(reps) == [["ldm real=0.05 seed 1", 10, "234", "3 cached, 7 to generate"],
                                      ["noise seed 0", 3, "1,175", "cached"]]
+
+
+def test_a_fit_shared_by_grid_slices_is_needed_when_any_slice_needs_it():
+    from cxrbench.plan import _merge
+
+    fits: dict = {}
+    _merge(fits, "kermany | ldm", {"status": "to fit", "needed": True})   # a slice with a cell to run
+    _merge(fits, "kermany | ldm", {"status": "to fit", "needed": False})  # a finished slice
+    assert fits == {"kermany | ldm": {"status": "to fit", "needed": True}}
