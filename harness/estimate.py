@@ -27,7 +27,6 @@ named, never guessed.
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 
 
 def estimate(plan: dict, records: list[dict], device: str, machine: str | None = None) -> dict:
@@ -47,13 +46,14 @@ def estimate(plan: dict, records: list[dict], device: str, machine: str | None =
     image_s = _by_generator(mine, lambda r: ((r.get("generator") or {}).get("cost") or {}).get("generate_seconds_per_image"))
     out = {"device": kind, "machine": machine, "basis": len(mine), "cells": {"n": 0, "seconds": 0.0}, "fits": [],
            "images": {"n": 0, "seconds": 0.0}, "unpriced": []}
-    unpriced: Counter = Counter()  # what cannot be priced -> how many cells / images
+    unpriced: dict[str, int | None] = {}  # what cannot be priced -> how many cells / images (a fit: None)
     for c in plan["cells"]:
         if not c["status"].startswith("to run"):
             continue
         seconds = cell_s.get((c.get("model"), c.get("schedule")))
         if seconds is None:
-            unpriced[f"cells of {c.get('model')} ({c.get('schedule')})"] += 1
+            what = f"cells of {c.get('model')} ({c.get('schedule')})"
+            unpriced[what] = unpriced.get(what, 0) + 1
             continue
         out["cells"]["n"] += 1
         out["cells"]["seconds"] += seconds
@@ -62,7 +62,7 @@ def estimate(plan: dict, records: list[dict], device: str, machine: str | None =
             continue
         seconds = fit_s.get(_generator_key(f["generator"], f.get("options")))
         if seconds is None:
-            unpriced[f"fit {name}"] += 1
+            unpriced[f"fit {name}"] = None
         else:
             out["fits"].append((name, seconds))
     for rep in plan["replicas"].values():
@@ -71,11 +71,12 @@ def estimate(plan: dict, records: list[dict], device: str, machine: str | None =
         fit = plan["fits"].get(rep.get("fit"), {})
         each = image_s.get(_generator_key(fit.get("generator"), fit.get("options")))
         if each is None:
-            unpriced[f"images of {rep.get('fit')}"] += rep["images"]
+            what = f"images of {rep.get('fit')}"
+            unpriced[what] = unpriced.get(what, 0) + rep["images"]
             continue
         out["images"]["n"] += rep["images"]
         out["images"]["seconds"] += rep["images"] * each
-    out["unpriced"] = [what if what.startswith("fit ") else f"{what} ({n:,})" for what, n in sorted(unpriced.items())]
+    out["unpriced"] = [what if n is None else f"{what} ({n:,})" for what, n in sorted(unpriced.items())]
     out["total_s"] = out["cells"]["seconds"] + sum(s for _, s in out["fits"]) + out["images"]["seconds"]
     return out
 
