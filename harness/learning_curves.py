@@ -189,6 +189,15 @@ def _ceiling_sentence(n: int, text: str, p: dict) -> str:
             "read the generator rows against real-only and the noise control.")
 
 
+def _sizes_behind(measured: list, all_sizes: list[tuple]) -> str:
+    """Which sizes a saturation finding rests on, when the configuration misses some of the curve's
+    sizes: "from 47" read over 47, 234 and 1,175 says nothing about the sizes in between."""
+    if len(set(measured)) >= len(all_sizes):
+        return ""
+    shown = ", ".join(f"{int(n):,}" for n in sorted(set(measured)))
+    return f" (measured at {len(set(measured))} of the {len(all_sizes)} sizes: {shown})"
+
+
 def _excludes_zero(d: dict | None, sign: int) -> bool:
     return bool(d and d.get("ci") and (d["ci"][0] > 0 if sign > 0 else d["ci"][1] < 0))
 
@@ -231,9 +240,12 @@ def plain_reading(group: dict) -> list[str]:
                          f"{p['auroc']:.3f}, worth {_interval(p.get('equivalent'))} real images.")
             lines.append(_scale_sentence(p["n"], p["size_text"], p))
     for s in group["saturation"]:
-        where = f"from {int(s['saturation_n']):,} real images" if s["saturation_n"] is not None else \
-            "not within the measured sizes (the largest size still differs from real-only)"
-        lines.append(f"{s['generator']} ({s['protocol']}, r = {s['ratio']:g}): gain over real-only saturates {where}.")
+        head = f"{s['generator']} ({s['protocol']}, r = {s['ratio']:g}): gain over real-only"
+        if s["saturation_n"] is not None:
+            lines.append(f"{head} saturates from {int(s['saturation_n']):,} real images{_sizes_behind(s['sizes'], sizes)}.")
+        else:
+            lines.append(f"{head} does not saturate within the measured sizes: at its largest, {int(max(s['sizes'])):,} "
+                         f"real images, it still differs from real-only{_sizes_behind(s['sizes'], sizes)}.")
     return lines
 
 

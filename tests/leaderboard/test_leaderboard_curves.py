@@ -375,3 +375,25 @@ def test_the_scale_sentence_for_a_ceiling_above_the_floor_but_not_clearly():
         "At 97 real images (2%), ldm r = 3 scores 0.852, above both the floor (noise) 0.785 and the ceiling (real) 0.817:")
     below = dict(row, auroc=0.70)
     assert ", below both the floor (noise) 0.880" in _scale_sentence(100, "2%", below)
+
+
+def test_a_saturation_finding_names_the_sizes_it_rests_on_when_some_are_missing():
+    """ddpm's gain excludes 0 at 235 and 1,000 images and covers it at all the data: saturated from
+    4,695, and measured at every size the sentence needs no list. Without its 1,000-image cells the
+    same words ("from 4,695") rest on 2 of the curve's 3 sizes, and the sentence says which."""
+    from cxrbench.learning_curves import learning_curves, plain_reading
+
+    def saturation(recs):
+        return [line for line in plain_reading(learning_curves(recs)[0])
+                if line.startswith("ddpm (supplemented.v1, r = 1): gain over real-only saturates")]
+
+    recs = [rec for _, rec in axis_records()]
+    assert saturation(recs) == ["ddpm (supplemented.v1, r = 1): gain over real-only saturates from 4,695 real images."]
+    gappy = [r for r in recs if not (r["cell"]["protocol"] == "supplemented.v1" and r["cell"]["real_data"] == 1000
+                                     and r["cell"]["generator"]["name"] == "ddpm")]
+    assert saturation(gappy) == ["ddpm (supplemented.v1, r = 1): gain over real-only saturates from 4,695 real "
+                                 "images (measured at 2 of the 3 sizes: 235, 4,695)."]
+    # synthetic-only ddpm still loses 0.08 at all the data: no saturation, and the sentence says where it ends
+    (line,) = [line for line in plain_reading(learning_curves(gappy)[0]) if line.startswith("ddpm (synthetic-only.v2")]
+    assert line == ("ddpm (synthetic-only.v2, r = 1): gain over real-only does not saturate within the measured sizes: "
+                    "at its largest, 4,695 real images, it still differs from real-only.")
