@@ -189,13 +189,13 @@ def _ceiling_sentence(n: int, text: str, p: dict) -> str:
             "read the generator rows against real-only and the noise control.")
 
 
-def _sizes_behind(measured: list, all_sizes: list[tuple]) -> str:
-    """Which sizes a saturation finding rests on, when the configuration misses some of the curve's
-    sizes: "from 47" read over 47, 234 and 1,175 says nothing about the sizes in between."""
-    if len(set(measured)) >= len(all_sizes):
+def _sizes_behind(measured: list, curve_sizes: set) -> str:
+    """Which sizes a saturation finding rests on, when the configuration misses some of the real-only
+    curve's sizes: "from 47" read over 47, 234 and 1,175 says nothing about the sizes in between."""
+    measured = sorted(set(measured))
+    if len(measured) >= len(curve_sizes):
         return ""
-    shown = ", ".join(f"{int(n):,}" for n in sorted(set(measured)))
-    return f" (measured at {len(set(measured))} of the {len(all_sizes)} sizes: {shown})"
+    return f" (measured at {len(measured)} of the {len(curve_sizes)} sizes: {', '.join(f'{int(n):,}' for n in measured)})"
 
 
 def _excludes_zero(d: dict | None, sign: int) -> bool:
@@ -239,13 +239,14 @@ def plain_reading(group: dict) -> list[str]:
             lines.append(f"Synthetic-only at {p['n']:,} real images ({p['size_text']}): {p['generator']} scores "
                          f"{p['auroc']:.3f}, worth {_interval(p.get('equivalent'))} real images.")
             lines.append(_scale_sentence(p["n"], p["size_text"], p))
+    curve_sizes = {p["n"] for p in group["real_only"]}  # every gain is paired with one of these
     for s in group["saturation"]:
         head = f"{s['generator']} ({s['protocol']}, r = {s['ratio']:g}): gain over real-only"
         if s["saturation_n"] is not None:
-            lines.append(f"{head} saturates from {int(s['saturation_n']):,} real images{_sizes_behind(s['sizes'], sizes)}.")
+            lines.append(f"{head} saturates from {int(s['saturation_n']):,} real images{_sizes_behind(s['sizes'], curve_sizes)}.")
         else:
             lines.append(f"{head} does not saturate within the measured sizes: at its largest, {int(max(s['sizes'])):,} "
-                         f"real images, it still differs from real-only{_sizes_behind(s['sizes'], sizes)}.")
+                         f"real images, it still differs from real-only{_sizes_behind(s['sizes'], curve_sizes)}.")
     return lines
 
 
