@@ -114,7 +114,8 @@ def learning_curves(records: Iterable[dict], cards_of: Callable[[list[dict]], li
                 continue
             size = saturation_size([p["n"] for p in pts], cis)
             group["saturation"].append({"protocol": config[0], "generator": config[1], "ratio": config[2],
-                                        "saturation_n": size, "sizes": [p["n"] for p in pts]})
+                                        "saturation_n": size, "sizes": [p["n"] for p in pts],
+                                        "gain_at_largest": max(pts, key=lambda p: p["n"])["gain"]})
         out.append(group)
     return out
 
@@ -245,8 +246,12 @@ def plain_reading(group: dict) -> list[str]:
         if s["saturation_n"] is not None:
             lines.append(f"{head} saturates from {int(s['saturation_n']):,} real images{_sizes_behind(s['sizes'], curve_sizes)}.")
         else:
+            # say which way it still differs: "still differs" after a loss reads like a gain yet to fade
+            gain = s["gain_at_largest"]
+            side = "above" if gain["ci"][0] > 0 else "below"
             lines.append(f"{head} does not saturate within the measured sizes: at its largest, {int(max(s['sizes'])):,} "
-                         f"real images, it still differs from real-only{_sizes_behind(s['sizes'], curve_sizes)}.")
+                         f"real images, it is still {side} real-only ({_diff(gain)})"
+                         f"{_sizes_behind(s['sizes'], curve_sizes)}.")
     return lines
 
 

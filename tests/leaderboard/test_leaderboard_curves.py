@@ -396,4 +396,23 @@ def test_a_saturation_finding_names_the_sizes_it_rests_on_when_some_are_missing(
     # synthetic-only ddpm still loses 0.08 at all the data: no saturation, and the sentence says where it ends
     (line,) = [line for line in plain_reading(learning_curves(gappy)[0]) if line.startswith("ddpm (synthetic-only.v2")]
     assert line == ("ddpm (synthetic-only.v2, r = 1): gain over real-only does not saturate within the measured sizes: "
-                    "at its largest, 4,695 real images, it still differs from real-only.")
+                    "at its largest, 4,695 real images, it is still below real-only (-0.080 [-0.092, -0.068] (0+/2- of 2)).")
+
+
+def test_an_unsaturated_gain_says_which_side_of_real_only_it_is_on():
+    """"Still differs" after a loss reads like a gain yet to fade: the sentence names the side."""
+    from cxrbench.learning_curves import plain_reading
+
+    def reading(ci):
+        gain = {"mean": sum(ci) / 2, "ci": list(ci), "seeds_better": 3 if ci[0] > 0 else 0,
+                "seeds_worse": 3 if ci[1] < 0 else 0, "n_seeds": 3}
+        group = {"points": [], "real_only": [{"n": 47}, {"n": 97}],
+                 "saturation": [{"protocol": "supplemented.v1", "generator": "ldm", "ratio": 3.0, "saturation_n": None,
+                                 "sizes": [47, 97], "gain_at_largest": gain}]}
+        (line,) = plain_reading(group)
+        return line
+
+    assert reading((0.01, 0.09)).endswith("at its largest, 97 real images, it is still above real-only "
+                                          "(+0.050 [+0.010, +0.090] (3+/0- of 3)).")
+    assert reading((-0.054, -0.016)).endswith("at its largest, 97 real images, it is still below real-only "
+                                              "(-0.035 [-0.054, -0.016] (0+/3- of 3)).")
