@@ -248,7 +248,7 @@ def plain_reading(group: dict) -> list[str]:
         else:
             # say which way it still differs: "still differs" after a loss reads like a gain yet to fade
             gain = s["gain_at_largest"]
-            side = "above" if gain["ci"][0] > 0 else "below"
+            side = "above" if _excludes_zero(gain, +1) else "below"
             lines.append(f"{head} does not saturate within the measured sizes: at its largest, {int(max(s['sizes'])):,} "
                          f"real images, it is still {side} real-only ({_diff(gain)})"
                          f"{_sizes_behind(s['sizes'], curve_sizes)}.")
