@@ -140,6 +140,14 @@ def _interval(eq: dict | None) -> str:
     return f"{eq['text']} [{eq['lo_text']}, {eq['hi_text']}]"
 
 
+def _worth(p: dict) -> str:
+    """The real-image equivalent in a sentence; with real-only at fewer than two sizes there is no
+    curve to read it from, and the sentence says so instead of leaving a blank."""
+    if not p.get("equivalent"):
+        return "no real-image equivalent (real-only is measured at fewer than two sizes)"
+    return f"worth {_interval(p['equivalent'])} real images"
+
+
 TABLE_HEADERS = ["protocol", "generator", "r", "real data", "n real", "seeds", "AUROC [95% CI]",
                  "gain vs real-only [CI] (seeds +/-)", "content gain vs real + r x noise [CI] (seeds +/-)",
                  "worth (real images) [CI]", "utility (floor / ceiling)"]
@@ -222,7 +230,7 @@ def plain_reading(group: dict) -> list[str]:
         if helped:
             lines.append(f"At {n:,} real images ({text}), " + ", ".join(
                 f"{name(p)} beats the same number of noise images by {_diff(p['content_gain'])} AUROC "
-                f"(worth {_interval(p.get('equivalent'))} real images)" for p in helped) + ".")
+                f"({_worth(p)})" for p in helped) + ".")
         if bought:
             lines.append(f"At {n:,} real images ({text}), the gain of " + ", ".join(name(p) for p in bought)
                          + " over real-only is not larger than that of noise images: it is the extra training, "
@@ -238,7 +246,7 @@ def plain_reading(group: dict) -> list[str]:
     for p in group["points"]:
         if p["protocol"].startswith("synthetic-only") and p["generator"] not in ("noise", "real"):
             lines.append(f"Synthetic-only at {p['n']:,} real images ({p['size_text']}): {p['generator']} scores "
-                         f"{p['auroc']:.3f}, worth {_interval(p.get('equivalent'))} real images.")
+                         f"{p['auroc']:.3f}, {_worth(p)}.")
             lines.append(_scale_sentence(p["n"], p["size_text"], p))
     curve_sizes = {p["n"] for p in group["real_only"]}  # every gain is paired with one of these
     for s in group["saturation"]:

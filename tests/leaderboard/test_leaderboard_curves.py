@@ -416,3 +416,21 @@ def test_an_unsaturated_gain_says_which_side_of_real_only_it_is_on():
                                           "(+0.050 [+0.010, +0.090] (3+/0- of 3)).")
     assert reading((-0.054, -0.016)).endswith("at its largest, 97 real images, it is still below real-only "
                                               "(-0.035 [-0.054, -0.016] (0+/3- of 3)).")
+
+
+def test_a_single_size_says_it_has_no_real_image_equivalent_instead_of_a_blank():
+    """A run of one size (the 100% re-run of kermany-scarce read on its own) has a real-only curve of
+    one point: nothing to interpolate, and the sentence says so (it printed "worth  real images")."""
+    from cxrbench.learning_curves import learning_curves, plain_reading
+
+    recs = [rec for _, rec in axis_records() if rec["cell"]["real_data"] == 1000]
+    (group,) = learning_curves(recs)
+    assert [p["n"] for p in group["real_only"]] == [1000] and all(p["equivalent"] is None for p in group["points"])
+    reading = plain_reading(group)
+    synthetic = [line for line in reading if line.startswith("Synthetic-only at 1,000 real images")]
+    assert synthetic and all(line.endswith(", no real-image equivalent (real-only is measured at fewer than two "
+                                           "sizes).") for line in synthetic)
+    assert not any("worth  real" in line or "worth real" in line for line in reading)
+    # with the curve's other sizes back, the same sentence gives a number
+    (full,) = learning_curves([rec for _, rec in axis_records()])
+    assert any(re.search(r"^Synthetic-only at 1,000 real images .*, worth \S", line) for line in plain_reading(full))
