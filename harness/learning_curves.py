@@ -171,7 +171,11 @@ def table_rows(group: dict) -> list[list[Any]]:
 
 def _scale_sentence(n: int, text: str, p: dict) -> str:
     """Where one row sits between the floor and the ceiling of its size (or which is missing)."""
-    head = f"At {n:,} real images ({text}), {p['generator']} r = {p['ratio']:g} scores {p['auroc']:.3f}"
+    # "r" is a replica count only where synthetic images are added to real ones; a synthetic-only
+    # row is named by its protocol, so it is never read as a supplemented one
+    arm = (f"synthetic-only {p['generator']}" if str(p.get("protocol", "")).startswith("synthetic-only")
+           else f"{p['generator']} r = {p['ratio']:g}")
+    head = f"At {n:,} real images ({text}), {arm} scores {p['auroc']:.3f}"
     if p["floor"] is None or p["ceiling"] is None:
         missing = " and ".join(w for w, v in (("floor (noise)", p["floor"]), ("ceiling (real)", p["ceiling"]))
                                if v is None)

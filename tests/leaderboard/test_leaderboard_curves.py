@@ -337,8 +337,9 @@ def test_each_size_reads_a_row_between_the_floor_and_ceiling_of_that_size(monkey
     assert any("at this size and r the ceiling (real) 0.930 is not above the floor (noise) 0.930" in line
                for line in reading)  # all the data: real and noise both 0.930
     # synthetic-only has neither reference here: said, not guessed
-    assert any(line.startswith("At 235 real images (5%), ddpm r = 1 scores 0.850; its floor (noise) and ceiling "
-                               "(real) at this size are not measured yet, so it has no utility.") for line in reading)
+    assert any(line.startswith("At 235 real images (5%), synthetic-only ddpm scores 0.850; its floor (noise) and "
+                               "ceiling (real) at this size are not measured yet, so it has no utility.") for line in reading)
+    assert not any(line.startswith("At 235 real images (5%), ddpm r = 1 scores 0.850") for line in reading)
 
 
 def test_a_real_row_below_the_noise_control_is_said_to_be_no_ceiling(monkeypatch):
