@@ -169,13 +169,17 @@ def table_rows(group: dict) -> list[list[Any]]:
     return rows
 
 
+def _arm(p: dict) -> str:
+    """A row's name in a sentence: "ldm r = 3" when added to the real images, "synthetic-only ldm" when
+    alone ("r" is a replica count only where synthetic images are added to real ones)."""
+    if str(p.get("protocol", "")).startswith("synthetic-only"):
+        return f"synthetic-only {p['generator']}"
+    return f"{p['generator']} r = {p['ratio']:g}"
+
+
 def _scale_sentence(n: int, text: str, p: dict) -> str:
     """Where one row sits between the floor and the ceiling of its size (or which is missing)."""
-    # "r" is a replica count only where synthetic images are added to real ones; a synthetic-only
-    # row is named by its protocol, so it is never read as a supplemented one
-    arm = (f"synthetic-only {p['generator']}" if str(p.get("protocol", "")).startswith("synthetic-only")
-           else f"{p['generator']} r = {p['ratio']:g}")
-    head = f"At {n:,} real images ({text}), {arm} scores {p['auroc']:.3f}"
+    head = f"At {n:,} real images ({text}), {_arm(p)} scores {p['auroc']:.3f}"
     if p["floor"] is None or p["ceiling"] is None:
         missing = " and ".join(w for w, v in (("floor (noise)", p["floor"]), ("ceiling (real)", p["ceiling"]))
                                if v is None)
@@ -227,21 +231,20 @@ def plain_reading(group: dict) -> list[str]:
         helped = [p for p in here if _excludes_zero(p["content_gain"], +1)]
         hurt = [p for p in here if _excludes_zero(p["content_gain"], -1)]
         bought = [p for p in here if _excludes_zero(p["gain"], +1) and not _excludes_zero(p["content_gain"], +1)]
-        name = lambda p: f"{p['generator']} r = {p['ratio']:g}"  # noqa: E731
         if not here:
             continue
         lines += [_scale_sentence(n, text, p) for p in here if p["generator"] != "real"]
         if helped:
             lines.append(f"At {n:,} real images ({text}), " + ", ".join(
-                f"{name(p)} beats the same number of noise images by {_diff(p['content_gain'])} AUROC "
+                f"{_arm(p)} beats the same number of noise images by {_diff(p['content_gain'])} AUROC "
                 f"({_worth(p)})" for p in helped) + ".")
         if bought:
-            lines.append(f"At {n:,} real images ({text}), the gain of " + ", ".join(name(p) for p in bought)
+            lines.append(f"At {n:,} real images ({text}), the gain of " + ", ".join(_arm(p) for p in bought)
                          + " over real-only is not larger than that of noise images: it is the extra training, "
                            "not the synthetic content.")
         if hurt:
             lines.append(f"At {n:,} real images ({text}), " + " and ".join(
-                f"{name(p)} ({_diff(p['content_gain'])})" for p in hurt)
+                f"{_arm(p)} ({_diff(p['content_gain'])})" for p in hurt)
                 + (" score" if len(hurt) > 1 else " scores") + " below real + the same number of noise images: "
                 "the synthetic content hurts beyond what the number of images does.")
         if not helped and not bought and not hurt:
